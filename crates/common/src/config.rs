@@ -1,0 +1,116 @@
+//! Settings shared by the services, as `clap` argument groups.
+//!
+//! Every setting is a flag and an environment variable with a default that
+//! fits the compose file, so `docker compose up` needs no configuration and
+//! `--help` documents everything. Binaries flatten the groups they need.
+
+use clap::Args;
+
+/// Where Redis is.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://host:port[/db]`, `redis+unix:///path.sock`).
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://redis:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+}
+
+/// Where Postgres is.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Postgres URL. The password is never printed.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres:postgres@db/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+}
+
+/// The two options on the ballot.
+#[derive(Args, Debug, Clone)]
+pub struct OptionsArgs {
+    /// Name of option `a`.
+    #[arg(long, env = "OPTION_A", default_value = "Cats")]
+    pub option_a: String,
+    /// Name of option `b`.
+    #[arg(long, env = "OPTION_B", default_value = "Dogs")]
+    pub option_b: String,
+}
+
+/// Hides the password in a URL for logs: `postgres://user:***@host/db`,
+/// and a `password=` query parameter if there is one.
+pub fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    match url.find("password=") {
+        Some(i) => {
+            let start = i + "password=".len();
+            let end = url[start..].find('&').map_or(url.len(), |j| start + j);
+            format!("{}***{}", &url[..start], &url[end..])
+        }
+        None => url,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// The machine's name, as the vote page shows it ("Processed by container
+/// ID …"). In a container this is the container id.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://postgres:secret@db/postgres"),
+            "postgres://postgres:***@db/postgres"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@redis:6379/0"),
+            "redis://:***@redis:6379/0"
+        );
+        assert_eq!(redact_url("redis://redis:6379"), "redis://redis:6379");
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=x"),
+            "postgres://u@h/db?password=***"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Connections to Redis and Postgres that survive the other side being
+//! down: at start (compose starts everything at once) and later (restarts).
+//!
+//! Web services get *lazy* handles: they start serving at once, answer 503
+//! while a store is unreachable and recover by themselves. The worker, which
+//! can do nothing without both stores, waits for them with [`wait_until`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::redact_url;
+
+/// How long any single Redis command or connection attempt may take before
+/// the caller gets an error (and a web client a 503).
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A Redis handle that connects on first use and reconnects after errors.
+/// Commands fail fast (within [`REDIS_TIMEOUT`]) while Redis is away.
+pub fn redis_manager(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(REDIS_TIMEOUT))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// A Postgres pool that connects on first use; a query waits at most
+/// `acquire_timeout` for a connection while Postgres is away.
+pub fn pg_pool(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy(url)
+        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL {}: {e}", redact_url(url)))?;
+    Ok(pool)
+}
+
+/// Runs `attempt` until it succeeds, logging each failure and backing off
+/// from 100 ms to 5 s. Returns `None` if `cancel` fires first.
+pub async fn wait_until<T, E, F, Fut>(
+    what: &str,
+    cancel: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            outcome = attempt() => outcome,
+        };
+        match outcome {
+            Ok(value) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "connected");
+                }
+                return Some(value);
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(what, error = %e, retry_in_ms = delay.as_millis() as u64, "waiting");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// PINGs Redis within [`REDIS_TIMEOUT`].
+pub async fn ping_redis(conn: &mut ConnectionManager) -> anyhow::Result<()> {
+    let pong: String = tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("PING").query_async(conn))
+        .await
+        .map_err(|_| anyhow::anyhow!("Redis did not answer within {REDIS_TIMEOUT:?}"))??;
+    anyhow::ensure!(pong == "PONG", "unexpected PING reply {pong:?}");
+    Ok(())
+}
+
+/// Runs `SELECT 1` on Postgres.
+pub async fn ping_postgres(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("SELECT 1").execute(pool).await?;
+    Ok(())
+}

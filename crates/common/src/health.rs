@@ -1,0 +1,130 @@
+//! Health, readiness and metrics endpoints, and the `healthcheck`
+//! subcommand that lets container images check themselves without curl.
+//!
+//! - `GET /healthz` — the process is alive and serving: always 200.
+//! - `GET /readyz` — the stores this service needs answer: 200, or 503
+//!   naming what is down.
+//! - `GET /metrics` — Prometheus text format.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+
+use crate::connect::{ping_postgres, ping_redis};
+
+/// What `/readyz` checks: whichever stores the service uses.
+#[derive(Clone, Default)]
+pub struct Probe {
+    pub redis: Option<ConnectionManager>,
+    pub postgres: Option<PgPool>,
+}
+
+impl Probe {
+    /// `Ok` when every configured store answers; otherwise what failed.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(redis) = &self.redis
+            && let Err(e) = ping_redis(&mut redis.clone()).await
+        {
+            problems.push(format!("redis: {e}"));
+        }
+        if let Some(pool) = &self.postgres {
+            let ping = tokio::time::timeout(Duration::from_secs(2), ping_postgres(pool)).await;
+            match ping {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("postgres: {e}")),
+                Err(_) => problems.push("postgres: no answer within 2s".to_owned()),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let sizes = [1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes));
+            match builder {
+                Ok(builder) => match builder.install_recorder() {
+                    Ok(handle) => handle,
+                    // Another recorder is installed (only possible in tests):
+                    // keep a private one so rendering still works.
+                    Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+                },
+                // Bucket lists above are non-empty constants, so this cannot
+                // happen; fall back to summaries rather than panic.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// `/healthz`, `/readyz` and `/metrics`, ready to merge into a service's
+/// router (or to serve alone on an admin port).
+pub fn routes<S>(probe: Probe) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let handle = metrics_handle();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(probe))
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move { handle.render() }
+            }),
+        )
+}
+
+async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
+    match probe.check().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+/// The `healthcheck` subcommand: asks this service on `127.0.0.1:port` for
+/// `path` and succeeds only on a 2xx answer within five seconds.
+pub async fn healthcheck(port: u16, path: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let check = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let request = axum::http::Request::get(path)
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(axum::body::Body::empty())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        anyhow::ensure!(status.is_success(), "{path} answered {status}");
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), check)
+        .await
+        .map_err(|_| anyhow::anyhow!("{path} did not answer within 5s"))?
+}

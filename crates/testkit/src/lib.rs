@@ -1,0 +1,287 @@
+//! The hermetic test harness: real Redis and real Postgres for every test,
+//! with nothing to set up by hand.
+//!
+//! - [`redis`] gives a test its own, empty Redis logical database.
+//! - [`postgres`] gives a test its own, empty Postgres database.
+//!
+//! Both come from servers started once per test process (see [`server`]),
+//! unless `REDIS_URL` / `DATABASE_URL` point at servers you run yourself.
+//! With an external Redis, tests use its logical databases 1 and up and
+//! **flush each one they take**; with an external Postgres, they create
+//! databases named `vt_<pid>_<n>`.
+//!
+//! Tests that stop or crash a store (fault tests) start a dedicated
+//! [`RedisServer`] or [`PostgresServer`] instead, which they own.
+//!
+//! A missing `redis-server` or Postgres install fails the test with the
+//! `apt-get install` line that fixes it; nothing is skipped.
+
+pub mod server;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::OnceCell;
+
+pub use server::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+
+/// A test's own Redis logical database.
+#[derive(Debug, Clone)]
+pub struct TestRedis {
+    /// URL selecting this test's database.
+    pub url: String,
+}
+
+impl TestRedis {
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url.as_str()).expect("testkit produced an invalid Redis URL")
+    }
+
+    /// A plain multiplexed connection for assertions and setup.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connecting to the test Redis")
+    }
+}
+
+/// A test's own Postgres database.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+}
+
+enum SharedRedis {
+    Local(RedisServer),
+    External { url: String, databases: u32 },
+}
+
+enum SharedPostgres {
+    Local(PostgresServer),
+    External(String),
+}
+
+static REDIS: OnceCell<SharedRedis> = OnceCell::const_new();
+static POSTGRES: OnceCell<(SharedPostgres, PgPool)> = OnceCell::const_new();
+static NEXT_REDIS_DB: AtomicU32 = AtomicU32::new(1);
+static NEXT_PG_DB: AtomicU32 = AtomicU32::new(1);
+
+/// A fresh, empty Redis database for this test.
+pub async fn redis() -> TestRedis {
+    let shared = REDIS
+        .get_or_init(|| async {
+            match std::env::var("REDIS_URL") {
+                Ok(url) if !url.is_empty() => {
+                    let databases = external_redis_databases(&url).await;
+                    SharedRedis::External { url, databases }
+                }
+                _ => SharedRedis::Local(
+                    RedisServer::start(RedisOptions::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("starting the test Redis: {e:#}")),
+                ),
+            }
+        })
+        .await;
+    let db = NEXT_REDIS_DB.fetch_add(1, Ordering::Relaxed);
+    match shared {
+        SharedRedis::Local(server) => TestRedis { url: server.url(db) },
+        SharedRedis::External { url, databases } => {
+            assert!(
+                db < *databases,
+                "the external Redis at REDIS_URL has {databases} databases; the tests need \
+                 more (start it with --databases 10000, or unset REDIS_URL)"
+            );
+            let url = with_redis_db(url, db);
+            let test = TestRedis { url };
+            let mut conn = test.conn().await;
+            let _: () = redis::cmd("FLUSHDB")
+                .query_async(&mut conn)
+                .await
+                .expect("FLUSHDB on the external test Redis");
+            test
+        }
+    }
+}
+
+/// A fresh, empty Postgres database for this test (no schema).
+pub async fn postgres() -> TestDb {
+    let (shared, admin) = POSTGRES
+        .get_or_init(|| async {
+            let shared = match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.is_empty() => SharedPostgres::External(url),
+                _ => SharedPostgres::Local(
+                    PostgresServer::start(PostgresOptions::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("starting the test Postgres: {e:#}")),
+                ),
+            };
+            let admin_url = match &shared {
+                SharedPostgres::Local(server) => server.url("postgres"),
+                SharedPostgres::External(url) => url.clone(),
+            };
+            let admin = PgPoolOptions::new()
+                .max_connections(2)
+                .connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to the test Postgres: {e}"));
+            (shared, admin)
+        })
+        .await;
+    let name = format!(
+        "vt_{}_{}",
+        std::process::id(),
+        NEXT_PG_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let url = match shared {
+        SharedPostgres::Local(server) => server.url(&name),
+        SharedPostgres::External(url) => with_pg_database(url, &name),
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {name}: {e}"));
+    TestDb { url, pool }
+}
+
+async fn external_redis_databases(url: &str) -> u32 {
+    let client = redis::Client::open(url).expect("REDIS_URL is not a valid Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("connecting to REDIS_URL: {e}"));
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("databases")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(16)
+}
+
+/// Replaces the database number in a `redis://host:port/N` URL.
+fn with_redis_db(url: &str, db: u32) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Replaces the database name in a `postgres://…/name?…` URL.
+fn with_pg_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, for at most
+/// `deadline`; panics with `what` if it never does. For conditions that
+/// have no event to await (a row appearing in a table another process
+/// writes, a list draining).
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_get_the_database_number() {
+        assert_eq!(with_redis_db("redis://h:1", 3), "redis://h:1/3");
+        assert_eq!(with_redis_db("redis://h:1/0", 3), "redis://h:1/3");
+        assert_eq!(
+            with_redis_db("redis://h:1/0?protocol=resp3", 3),
+            "redis://h:1/3?protocol=resp3"
+        );
+    }
+
+    #[test]
+    fn postgres_urls_get_the_database_name() {
+        assert_eq!(
+            with_pg_database("postgres://u:p@h/postgres", "x"),
+            "postgres://u:p@h/x"
+        );
+        assert_eq!(
+            with_pg_database("postgres://u@h/postgres?host=/tmp", "x"),
+            "postgres://u@h/x?host=/tmp"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_test_gets_its_own_redis_database() {
+        let one = redis().await;
+        let two = redis().await;
+        let mut c1 = one.conn().await;
+        let mut c2 = two.conn().await;
+        let _: () = redis::cmd("SET").arg("k").arg("1").query_async(&mut c1).await.unwrap();
+        let v: Option<String> = redis::cmd("GET").arg("k").query_async(&mut c2).await.unwrap();
+        assert_eq!(v, None);
+    }
+
+    #[tokio::test]
+    async fn each_test_gets_its_own_postgres_database() {
+        let one = postgres().await;
+        let two = postgres().await;
+        sqlx::query("CREATE TABLE t (x int)").execute(&one.pool).await.unwrap();
+        let err = sqlx::query("SELECT * FROM t").execute(&two.pool).await;
+        assert!(err.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dedicated_redis_restarts_on_the_same_address() {
+        let mut server = RedisServer::start(RedisOptions {
+            appendonly: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let url = server.url(0);
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("SET").arg("k").arg("kept").query_async(&mut conn).await.unwrap();
+        server.stop();
+        assert!(client.get_multiplexed_async_connection().await.is_err());
+        server.start_again().await.unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let v: String = redis::cmd("GET").arg("k").query_async(&mut conn).await.unwrap();
+        assert_eq!(v, "kept");
+    }
+}
