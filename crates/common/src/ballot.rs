@@ -173,10 +173,7 @@ mod tests {
     fn compact_json_matches_the_contract() {
         let b = Ballot::new(VoterId::parse("0123456789abcdef").unwrap(), Vote::A);
         assert_eq!(b.to_json(), r#"{"voter_id":"0123456789abcdef","vote":"a"}"#);
-        let b = Ballot {
-            seq: Some(7),
-            ..b
-        };
+        let b = Ballot { seq: Some(7), ..b };
         assert_eq!(
             b.to_json(),
             r#"{"voter_id":"0123456789abcdef","vote":"a","seq":7}"#

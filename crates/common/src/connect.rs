@@ -34,7 +34,11 @@ pub fn redis_manager(url: &str) -> anyhow::Result<ConnectionManager> {
 
 /// A Postgres pool that connects on first use; a query waits at most
 /// `acquire_timeout` for a connection while Postgres is away.
-pub fn pg_pool(url: &str, max_connections: u32, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
+pub fn pg_pool(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)

@@ -15,8 +15,7 @@ use sqlx::migrate::Migrator;
 use crate::tally::Tally;
 
 /// The original table, verbatim (contract with the original app).
-pub const VOTES_DDL: &str =
-    "CREATE TABLE IF NOT EXISTS votes (id VARCHAR(255) NOT NULL UNIQUE, vote VARCHAR(255) NOT NULL)";
+pub const VOTES_DDL: &str = "CREATE TABLE IF NOT EXISTS votes (id VARCHAR(255) NOT NULL UNIQUE, vote VARCHAR(255) NOT NULL)";
 
 /// What the result shows, by definition (contract with the original app).
 pub const TALLY_QUERY: &str = "SELECT vote, COUNT(id) AS count FROM votes GROUP BY vote";

@@ -1,1 +1,246 @@
-pub fn x(){}
+//! The vote service: the web page where visitors pick one of two options.
+//!
+//! It is the front of the pipeline. Each vote becomes a ballot
+//! `{"voter_id":"…","vote":"a","seq":N}` pushed onto the Redis list `votes`
+//! (see [`common::queue`]); the worker stores it and the result service
+//! shows it. This service never touches Postgres.
+//!
+//! - `GET /` renders the page; `POST /` with the form field `vote=a|b`
+//!   queues a ballot and renders the page with the choice marked.
+//! - A `voter_id` cookie identifies the browser, so a later vote replaces
+//!   an earlier one (see [`visitor`]).
+//! - Bad input gets a 4xx page saying what was wrong, and queues nothing.
+//!   If Redis is down or slow, the visitor gets a 503 page within
+//!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself.
+
+pub mod form;
+pub mod page;
+pub mod visitor;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::config::{OptionsArgs, RedisArgs};
+use common::health::Probe;
+use common::http::ServeOptions;
+use common::{Ballot, Vote, VoterId};
+use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use page::{PageConfig, VoteError};
+use visitor::{Identity, Visitor};
+
+/// Largest accepted form body. `vote=a` is 6 bytes.
+pub const MAX_FORM_BYTES: usize = 1024;
+/// Longest a visitor waits for Redis before getting a 503 page.
+pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The vote service's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// TCP port to serve on.
+    #[arg(long, env = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub options: OptionsArgs,
+}
+
+/// Shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    redis: ConnectionManager,
+    page: Arc<PageConfig>,
+}
+
+impl AppState {
+    /// Builds the state without contacting Redis: the connection is made on
+    /// first use and remade after failures.
+    pub fn new(redis_url: &str, options: &OptionsArgs, hostname: String) -> anyhow::Result<Self> {
+        Ok(AppState {
+            redis: common::connect::redis_manager(redis_url)?,
+            page: Arc::new(PageConfig {
+                option_a: options.option_a.clone(),
+                option_b: options.option_b.clone(),
+                hostname,
+            }),
+        })
+    }
+
+    /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`].
+    async fn queue(&self, ballot: &Ballot) -> Result<(), VoteError> {
+        let mut conn = self.redis.clone();
+        let pushed = tokio::time::timeout(QUEUE_TIMEOUT, common::queue::enqueue(&mut conn, ballot))
+            .await
+            .map_err(|_| format!("no answer from Redis within {QUEUE_TIMEOUT:?}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match pushed {
+            Ok(_) => {
+                metrics::counter!("ballots_queued_total", "vote" => ballot.vote.as_str())
+                    .increment(1);
+                tracing::debug!(voter = %ballot.voter_id, vote = %ballot.vote, "ballot queued");
+                Ok(())
+            }
+            Err(why) => {
+                metrics::counter!("redis_errors_total").increment(1);
+                tracing::warn!(error = %why, "could not queue a ballot");
+                Err(VoteError::QueueUnavailable(why))
+            }
+        }
+    }
+}
+
+/// The whole HTTP surface of the vote service.
+pub fn router(state: AppState) -> Router {
+    let probe = Probe {
+        redis: Some(state.redis.clone()),
+        postgres: None,
+    };
+    let app = Router::new()
+        .route("/", get(show_page).post(cast_vote))
+        .route("/static/style.css", get(stylesheet))
+        .route("/static/favicon.svg", get(favicon))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .with_state(state)
+        .merge(common::health::routes(probe));
+    common::http::with_standard_layers(app, Duration::from_secs(10))
+}
+
+/// Serves the vote service on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    common::http::serve(listener, router(state), shutdown, ServeOptions::default()).await
+}
+
+/// Runs the service with `settings` until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = AppState::new(
+        &settings.redis.redis_url,
+        &settings.options,
+        common::config::hostname(),
+    )?;
+    let addr = SocketAddr::new(settings.bind_address, settings.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "vote service listening");
+    serve(listener, state, shutdown).await?;
+    tracing::info!("vote service stopped");
+    Ok(())
+}
+
+/// The identity to answer with, and the cookies that carry it.
+fn identify(visitor: &Visitor) -> Result<(VoterId, Vec<String>), VoteError> {
+    match &visitor.identity {
+        Identity::Known(id) => Ok((id.clone(), vec![visitor::voter_cookie(id)])),
+        Identity::New | Identity::Malformed(_) => {
+            let id = VoterId::random().map_err(|e| VoteError::NoRandomness(e.to_string()))?;
+            let mut cookies = vec![visitor::voter_cookie(&id)];
+            if visitor.remembered.is_some() {
+                cookies.push(visitor::forget_choice_cookie());
+            }
+            Ok((id, cookies))
+        }
+    }
+}
+
+async fn show_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let visitor = Visitor::from_headers(&headers);
+    match identify(&visitor) {
+        Ok((_, cookies)) => {
+            let chosen = match visitor.identity {
+                Identity::Known(_) => visitor.remembered,
+                _ => None,
+            };
+            page::vote_page(&state.page, chosen, cookies)
+        }
+        Err(e) => e.into_page(&state.page, Vec::new()),
+    }
+}
+
+async fn cast_vote(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let visitor = Visitor::from_headers(&headers);
+    let (voter_id, mut cookies) = match identify(&visitor) {
+        Ok(identity) => identity,
+        Err(e) => return e.into_page(&state.page, Vec::new()),
+    };
+    match accept_vote(&state, &visitor, voter_id, &headers, body).await {
+        Ok(vote) => {
+            cookies.push(visitor::choice_cookie(vote));
+            page::vote_page(&state.page, Some(vote), cookies)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "vote refused");
+            e.into_page(&state.page, cookies)
+        }
+    }
+}
+
+/// Checks the submission and queues the ballot.
+async fn accept_vote(
+    state: &AppState,
+    visitor: &Visitor,
+    voter_id: VoterId,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vote, VoteError> {
+    // Browsers mark form posts from other sites; refuse them (CSRF).
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err(VoteError::CrossSite);
+    }
+    if let Identity::Malformed(why) = visitor.identity {
+        return Err(VoteError::BadCookie(why));
+    }
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => VoteError::TooLarge(MAX_FORM_BYTES),
+        _ => VoteError::UnreadableBody,
+    })?;
+    let vote = form::parse_vote(headers, &body)?;
+    state.queue(&Ballot::new(voter_id, vote)).await?;
+    Ok(vote)
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/style.css"),
+    )
+}
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "image/svg+xml"),
+            (CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../static/favicon.svg"),
+    )
+}

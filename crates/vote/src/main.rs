@@ -1,0 +1,56 @@
+//! `vote`: the voting web page. Reads settings, sets up logging, runs the
+//! service until SIGTERM or Ctrl-C. All behaviour lives in the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use common::config::redact_url;
+
+/// The voting app's vote page: queues each visitor's choice in Redis.
+#[derive(Parser, Debug)]
+#[command(name = "vote", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    settings: vote::Settings,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Exit 0 if the service on PORT is ready (Redis reachable), 1 if not.
+    /// For container health checks: no curl needed.
+    Healthcheck,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return match common::health::healthcheck(cli.settings.port, "/readyz").await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vote is not ready: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    common::telemetry::init();
+    let s = &cli.settings;
+    tracing::info!(
+        port = s.port,
+        bind_address = %s.bind_address,
+        redis_url = %redact_url(&s.redis.redis_url),
+        option_a = %s.options.option_a,
+        option_b = %s.options.option_b,
+        "starting vote"
+    );
+    let shutdown = common::shutdown::on_signals();
+    match vote::run(cli.settings, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "vote failed");
+            ExitCode::FAILURE
+        }
+    }
+}

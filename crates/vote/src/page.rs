@@ -1,0 +1,144 @@
+//! What the visitor sees: the vote page, error pages, and the mapping from
+//! every failure to a status code and a sentence a person can act on.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::http::header::{RETRY_AFTER, SET_COOKIE};
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use common::Vote;
+
+use crate::form::FormError;
+
+/// The options and the machine name, fixed at start.
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    pub option_a: String,
+    pub option_b: String,
+    pub hostname: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "index.html")]
+struct VotePage<'a> {
+    option_a: &'a str,
+    option_b: &'a str,
+    /// CSS state of each button: `chosen`, `dimmed` or empty.
+    a_state: &'static str,
+    b_state: &'static str,
+    hostname: &'a str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    heading: &'a str,
+    message: String,
+    hostname: &'a str,
+}
+
+/// The vote page, with `chosen` marked if the visitor has voted.
+pub fn vote_page(config: &PageConfig, chosen: Option<Vote>, cookies: Vec<String>) -> Response {
+    let (a_state, b_state) = match chosen {
+        None => ("", ""),
+        Some(Vote::A) => ("chosen", "dimmed"),
+        Some(Vote::B) => ("dimmed", "chosen"),
+    };
+    let page = VotePage {
+        option_a: &config.option_a,
+        option_b: &config.option_b,
+        a_state,
+        b_state,
+        hostname: &config.hostname,
+    };
+    (with_cookies(cookies), page).into_response()
+}
+
+/// Everything that can stop a vote from being queued.
+#[derive(Debug, thiserror::Error)]
+pub enum VoteError {
+    #[error(transparent)]
+    Form(#[from] FormError),
+    #[error("the vote form is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    #[error("voter cookie rejected: {0}")]
+    BadCookie(&'static str),
+    #[error("cross-site form submission refused")]
+    CrossSite,
+    #[error("the vote queue is unavailable: {0}")]
+    QueueUnavailable(String),
+    #[error("no random voter id available: {0}")]
+    NoRandomness(String),
+}
+
+impl VoteError {
+    fn status(&self) -> StatusCode {
+        match self {
+            VoteError::Form(FormError::WrongContentType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            VoteError::Form(_) | VoteError::BadCookie(_) | VoteError::UnreadableBody => {
+                StatusCode::BAD_REQUEST
+            }
+            VoteError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            VoteError::CrossSite => StatusCode::FORBIDDEN,
+            VoteError::QueueUnavailable(_) | VoteError::NoRandomness(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn heading(&self) -> &'static str {
+        match self.status() {
+            StatusCode::SERVICE_UNAVAILABLE => "Voting is paused for a moment",
+            StatusCode::FORBIDDEN => "Vote refused",
+            _ => "That vote could not be counted",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            VoteError::Form(e) => format!("Your vote was not recorded: {e}."),
+            VoteError::TooLarge(limit) => {
+                format!("Your vote was not recorded: the form is larger than {limit} bytes.")
+            }
+            VoteError::UnreadableBody => {
+                "Your vote was not recorded: the form could not be read.".to_owned()
+            }
+            VoteError::BadCookie(why) => format!(
+                "Your vote was not recorded: your voter cookie was {why}. \
+                 It has been replaced; please vote again."
+            ),
+            VoteError::CrossSite => {
+                "Your vote was not recorded: votes must be sent from the vote page itself."
+                    .to_owned()
+            }
+            VoteError::QueueUnavailable(_) | VoteError::NoRandomness(_) => {
+                "Your vote was not recorded because the vote queue cannot be reached right now. \
+                 Please try again in a few seconds."
+                    .to_owned()
+            }
+        }
+    }
+
+    /// The error page for this failure, carrying the visitor's cookies.
+    pub fn into_page(self, config: &PageConfig, cookies: Vec<String>) -> Response {
+        let status = self.status();
+        let page = ErrorPage {
+            heading: self.heading(),
+            message: self.message(),
+            hostname: &config.hostname,
+        };
+        let mut response = (status, with_cookies(cookies), page).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+fn with_cookies(cookies: Vec<String>) -> AppendHeaders<Vec<(axum::http::HeaderName, String)>> {
+    AppendHeaders(cookies.into_iter().map(|c| (SET_COOKIE, c)).collect())
+}

@@ -1,0 +1,467 @@
+//! The vote service against a real Redis, over real HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::OptionsArgs;
+use common::queue::QUEUE_KEY;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use tokio_util::sync::CancellationToken;
+
+/// A vote service running in this process on a free port.
+struct TestApp {
+    addr: SocketAddr,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl TestApp {
+    async fn spawn(redis_url: &str) -> Self {
+        Self::spawn_with(redis_url, "Cats", "Dogs").await
+    }
+
+    async fn spawn_with(redis_url: &str, a: &str, b: &str) -> Self {
+        let options = OptionsArgs {
+            option_a: a.to_owned(),
+            option_b: b.to_owned(),
+        };
+        let state = vote::AppState::new(redis_url, &options, "test-host".to_owned()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(vote::serve(listener, state, shutdown.clone()));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestApp {
+            addr,
+            http,
+            shutdown,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn get(&self, cookie: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(self.url("/"));
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn post(&self, cookie: Option<&str>, body: &str) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url("/"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(c) = cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The `voter_id` value a response sets, if any.
+fn voter_cookie(res: &reqwest::Response) -> Option<String> {
+    set_cookie(res, "voter_id")
+}
+
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| v.to_owned())
+        })
+}
+
+async fn queued(redis: &testkit::TestRedis) -> Vec<String> {
+    let mut conn = redis.conn().await;
+    redis::cmd("LRANGE")
+        .arg(QUEUE_KEY)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// The ballot JSON without its `seq` stamp, and the stamp.
+fn split_seq(ballot: &str) -> (String, i64) {
+    let v: serde_json::Value = serde_json::from_str(ballot).unwrap();
+    let seq = v["seq"].as_i64().expect("ballot carries a seq");
+    let cut = ballot.find(r#","seq":"#).unwrap();
+    (format!("{}}}", &ballot[..cut]), seq)
+}
+
+fn is_our_voter_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[tokio::test]
+async fn first_visit_sets_a_well_formed_cookie() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let res = app.get(None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = voter_cookie(&res).expect("voter_id cookie set");
+    assert!(is_our_voter_id(&id), "{id}");
+    let raw = res
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("voter_id="))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        assert!(raw.contains(attr), "{raw} lacks {attr}");
+    }
+    // Two first visits are two different voters.
+    let other = voter_cookie(&app.get(None).await).unwrap();
+    assert_ne!(id, other);
+}
+
+#[tokio::test]
+async fn returning_voter_keeps_their_cookie() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    // Ours, and the original app's 15-hex-char ids, are kept.
+    for id in ["0123456789abcdef", "5a1f2c3d4e5f6a7"] {
+        let res = app.get(Some(&format!("voter_id={id}"))).await;
+        assert_eq!(voter_cookie(&res).as_deref(), Some(id));
+    }
+}
+
+#[tokio::test]
+async fn a_post_queues_exactly_one_ballot_with_the_exact_json() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let res = app.post(Some("voter_id=0123456789abcdef"), "vote=a").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let queue = queued(&redis).await;
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    let (json, seq) = split_seq(&queue[0]);
+    assert_eq!(json, r#"{"voter_id":"0123456789abcdef","vote":"a"}"#);
+    assert!(seq > 0);
+}
+
+#[tokio::test]
+async fn a_first_time_voter_is_given_an_id_and_their_ballot_uses_it() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let res = app.post(None, "vote=b").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = voter_cookie(&res).unwrap();
+    let (json, _) = split_seq(&queued(&redis).await[0]);
+    assert_eq!(json, format!(r#"{{"voter_id":"{id}","vote":"b"}}"#));
+}
+
+#[tokio::test]
+async fn changing_the_vote_queues_a_second_ballot_for_the_same_voter_with_a_higher_seq() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let cookie = "voter_id=00000000000000aa";
+    app.post(Some(cookie), "vote=a").await;
+    app.post(Some(cookie), "vote=b").await;
+    let queue = queued(&redis).await;
+    assert_eq!(queue.len(), 2);
+    let (first, seq1) = split_seq(&queue[0]);
+    let (second, seq2) = split_seq(&queue[1]);
+    assert_eq!(first, r#"{"voter_id":"00000000000000aa","vote":"a"}"#);
+    assert_eq!(second, r#"{"voter_id":"00000000000000aa","vote":"b"}"#);
+    assert!(seq2 > seq1, "{seq1} then {seq2}");
+}
+
+#[tokio::test]
+async fn the_chosen_option_is_marked_after_a_vote_and_after_a_reload() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let res = app.post(Some("voter_id=00000000000000bb"), "vote=b").await;
+    let remembered = set_cookie(&res, "vote").expect("choice remembered");
+    assert_eq!(remembered, "b");
+    let html = res.text().await.unwrap();
+    assert!(html.contains(r#"class="choice b chosen""#), "{html}");
+    assert!(html.contains(r#"class="choice a dimmed""#));
+    assert!(html.contains(r#"value="b" disabled"#));
+    assert!(
+        html.contains(r#"aria-label="your vote""#),
+        "check mark shown"
+    );
+
+    let reload = app
+        .get(Some("voter_id=00000000000000bb; vote=b"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(reload.contains(r#"class="choice b chosen""#));
+
+    let fresh = app.get(None).await.text().await.unwrap();
+    assert!(!fresh.contains("chosen") && !fresh.contains("dimmed"));
+}
+
+#[tokio::test]
+async fn the_page_shows_the_default_options_tip_and_host() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let html = app.get(None).await.text().await.unwrap();
+    assert!(html.contains("<title>Cats vs Dogs!</title>"));
+    assert!(html.contains("<h1>Cats vs Dogs!</h1>"));
+    assert!(html.contains("(Tip: you can change your vote)"));
+    assert!(html.contains("Processed by container ID test-host"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external requests"
+    );
+}
+
+#[tokio::test]
+async fn custom_option_names_are_shown_and_escaped() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn_with(&redis.url, "Tabs", "Spaces <&>").await;
+    let html = app.get(None).await.text().await.unwrap();
+    assert!(
+        html.contains("<h1>Tabs vs Spaces &#60;&#38;&#62;!</h1>"),
+        "{html}"
+    );
+    assert!(html.contains("<span>Tabs</span>"));
+}
+
+#[tokio::test]
+async fn the_stylesheet_and_icon_are_served_by_the_binary() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    for (path, mime) in [
+        ("/static/style.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let ct = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(mime), "{path}: {ct}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_readable_4xx_and_queues_nothing() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let ok = Some("voter_id=00000000000000cc");
+    let long_cookie = format!("voter_id={}", "a".repeat(256));
+    let cases: Vec<(&str, Option<&str>, String, StatusCode, &str)> = vec![
+        (
+            "vote not a/b",
+            ok,
+            "vote=c".into(),
+            StatusCode::BAD_REQUEST,
+            "must be",
+        ),
+        (
+            "vote missing",
+            ok,
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            "no &#34;vote&#34; field",
+        ),
+        (
+            "vote repeated",
+            ok,
+            "vote=a&vote=b".into(),
+            StatusCode::BAD_REQUEST,
+            "more than one",
+        ),
+        (
+            "body too large",
+            ok,
+            format!("vote=a&x={}", "y".repeat(2000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 1024 bytes",
+        ),
+        (
+            "cookie too long",
+            Some(&long_cookie),
+            "vote=a".into(),
+            StatusCode::BAD_REQUEST,
+            "longer than 255 bytes",
+        ),
+        (
+            "cookie not printable",
+            Some("voter_id=caf\u{e9}"),
+            "vote=a".into(),
+            StatusCode::BAD_REQUEST,
+            "visible ASCII",
+        ),
+    ];
+    for (what, cookie, body, status, message) in cases {
+        let res = app.post(cookie, &body).await;
+        assert_eq!(res.status(), status, "{what}");
+        let replaced = voter_cookie(&res).expect("voter cookie always set");
+        assert!(is_our_voter_id(&replaced) || cookie == ok, "{what}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains(message), "{what}: {html}");
+        assert!(html.contains("not recorded"), "{what}");
+    }
+
+    let wrong_type = app
+        .http
+        .post(app.url("/"))
+        .header(CONTENT_TYPE, "application/json")
+        .header(COOKIE, "voter_id=00000000000000cc")
+        .body(r#"{"vote":"a"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let cross_site = app
+        .http
+        .post(app.url("/"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", "cross-site")
+        .body("vote=a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+
+    assert!(queued(&redis).await.is_empty(), "nothing queued");
+}
+
+#[tokio::test]
+async fn a_malformed_cookie_is_replaced_on_the_page() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let long = format!("voter_id={}; vote=a", "f".repeat(300));
+    let res = app.get(Some(&long)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(is_our_voter_id(&voter_cookie(&res).unwrap()));
+    // The remembered choice belonged to the old id: forgotten.
+    assert_eq!(set_cookie(&res, "vote").as_deref(), Some(""));
+    assert!(!res.text().await.unwrap().contains("chosen"));
+}
+
+#[tokio::test]
+async fn redis_down_gives_a_503_page_and_voting_recovers_when_it_returns() {
+    let mut server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let app = TestApp::spawn(&server.url(0)).await;
+    let cookie = Some("voter_id=00000000000000dd");
+    assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
+
+    server.stop();
+    let started = std::time::Instant::now();
+    let res = app.post(cookie, "vote=b").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < vote::QUEUE_TIMEOUT + Duration::from_secs(2));
+    assert_eq!(res.headers()["retry-after"], "5");
+    assert!(res.text().await.unwrap().contains("cannot be reached"));
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "alive while Redis is down"
+    );
+
+    server.start_again().await.unwrap();
+    // The manager reconnects on the next command; the first may still fail.
+    let status = testkit::eventually("voting to recover", Duration::from_secs(10), || async {
+        let s = app.post(cookie, "vote=b").await.status();
+        (s == StatusCode::OK).then_some(s)
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_endpoints_answer() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    app.post(Some("voter_id=00000000000000ee"), "vote=a").await;
+    for path in ["/healthz", "/readyz"] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "ballots_queued_total",
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    assert!(metrics.contains(r#"route="/""#));
+}
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_reports_readiness() {
+    let mut server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let app = TestApp::spawn(&server.url(0)).await;
+    // Run the binary without blocking this thread: the service under test
+    // shares it.
+    let check = || async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
+            .arg("healthcheck")
+            .env("PORT", app.addr.port().to_string())
+            .output()
+            .await
+            .unwrap()
+    };
+    assert!(check().await.status.success());
+    server.stop();
+    let out = check().await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
+}
+
+#[tokio::test]
+async fn every_setting_is_listed_by_help() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vote"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for setting in ["PORT", "REDIS_URL", "OPTION_A", "OPTION_B", "healthcheck"] {
+        assert!(
+            help.contains(setting),
+            "{setting} missing from --help:\n{help}"
+        );
+    }
+}
