@@ -89,7 +89,9 @@ pub async fn redis() -> TestRedis {
         .await;
     let db = NEXT_REDIS_DB.fetch_add(1, Ordering::Relaxed);
     match shared {
-        SharedRedis::Local(server) => TestRedis { url: server.url(db) },
+        SharedRedis::Local(server) => TestRedis {
+            url: server.url(db),
+        },
         SharedRedis::External { url, databases } => {
             assert!(
                 db < *databases,
@@ -171,7 +173,9 @@ async fn external_redis_databases(url: &str) -> u32 {
 
 /// Replaces the database number in a `redis://host:port/N` URL.
 fn with_redis_db(url: &str, db: u32) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -185,7 +189,9 @@ fn with_redis_db(url: &str, db: u32) -> String {
 
 /// Replaces the database name in a `postgres://…/name?…` URL.
 fn with_pg_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -251,8 +257,17 @@ mod tests {
         let two = redis().await;
         let mut c1 = one.conn().await;
         let mut c2 = two.conn().await;
-        let _: () = redis::cmd("SET").arg("k").arg("1").query_async(&mut c1).await.unwrap();
-        let v: Option<String> = redis::cmd("GET").arg("k").query_async(&mut c2).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("1")
+            .query_async(&mut c1)
+            .await
+            .unwrap();
+        let v: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut c2)
+            .await
+            .unwrap();
         assert_eq!(v, None);
     }
 
@@ -260,7 +275,10 @@ mod tests {
     async fn each_test_gets_its_own_postgres_database() {
         let one = postgres().await;
         let two = postgres().await;
-        sqlx::query("CREATE TABLE t (x int)").execute(&one.pool).await.unwrap();
+        sqlx::query("CREATE TABLE t (x int)")
+            .execute(&one.pool)
+            .await
+            .unwrap();
         let err = sqlx::query("SELECT * FROM t").execute(&two.pool).await;
         assert!(err.is_err());
     }
@@ -276,12 +294,21 @@ mod tests {
         let url = server.url(0);
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("SET").arg("k").arg("kept").query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("kept")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         server.stop();
         assert!(client.get_multiplexed_async_connection().await.is_err());
         server.start_again().await.unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-        let v: String = redis::cmd("GET").arg("k").query_async(&mut conn).await.unwrap();
+        let v: String = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert_eq!(v, "kept");
     }
 }

@@ -191,7 +191,8 @@ impl PostgresServer {
         }
         cmd.args(["-c", "max_connections=300", "-c", "shared_buffers=128MB"]);
         let log = self.dir.path().join("postgres.log");
-        self.child = Some(launch(cmd, "database system is ready to accept connections", log).await?);
+        self.child =
+            Some(launch(cmd, "database system is ready to accept connections", log).await?);
         Ok(())
     }
 
@@ -286,7 +287,10 @@ async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> any
 /// The thread that forks every server. `--pdeathsig` fires when the
 /// *thread* that forked a child exits, so this one never does.
 struct Launcher {
-    requests: mpsc::Sender<(Command, tokio::sync::oneshot::Sender<std::io::Result<Child>>)>,
+    requests: mpsc::Sender<(
+        Command,
+        tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+    )>,
 }
 
 impl Launcher {
