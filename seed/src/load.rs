@@ -1,0 +1,369 @@
+//! Posting the votes: the plan of runs, the concurrent request loop, and
+//! progress output.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::Settings;
+use crate::report::{Outcome, Report};
+
+/// An option on the ballot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vote {
+    A,
+    B,
+}
+
+impl Vote {
+    fn form(self) -> &'static str {
+        match self {
+            Vote::A => "vote=a",
+            Vote::B => "vote=b",
+        }
+    }
+}
+
+/// A run of identical votes, like one `ab` invocation of the original seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub vote: Vote,
+    pub count: u64,
+}
+
+/// The original seed's order: half of `a`'s votes, all of `b`'s, then the
+/// rest of `a`'s (1000 a, 1000 b, 1000 a by default). Empty runs are left out.
+pub fn plan(votes_a: u64, votes_b: u64) -> Vec<Run> {
+    let first_a = votes_a.div_ceil(2);
+    [
+        Run {
+            vote: Vote::A,
+            count: first_a,
+        },
+        Run {
+            vote: Vote::B,
+            count: votes_b,
+        },
+        Run {
+            vote: Vote::A,
+            count: votes_a - first_a,
+        },
+    ]
+    .into_iter()
+    .filter(|r| r.count > 0)
+    .collect()
+}
+
+/// How to show progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar on a terminal, lines otherwise.
+    Auto,
+    Bar,
+    Lines,
+    None,
+}
+
+/// The HTTP client: no cookies (every request is a new voter), a pool big
+/// enough for the concurrency, the per-request timeout.
+pub fn client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(settings.timeout))
+        .connect_timeout(Duration::from_secs(settings.timeout.min(5)))
+        .pool_max_idle_per_host(settings.concurrency as usize)
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+        .user_agent(concat!("voting-seed/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Waits until the target answers any HTTP request, retrying with backoff
+/// for at most `limit`.
+pub async fn wait_for_target(
+    client: &reqwest::Client,
+    target: &str,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    let mut announced = false;
+    loop {
+        match client.get(target).send().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                if started.elapsed() + delay > limit {
+                    anyhow::bail!(
+                        "gave up after {:.0?}: {}",
+                        started.elapsed(),
+                        error_chain(&e)
+                    );
+                }
+                if !announced {
+                    eprintln!("seed: waiting for {target} to answer ({})", error_chain(&e));
+                    announced = true;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Posts every planned vote and returns what happened.
+pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report {
+    let runs = plan(settings.votes_a, settings.votes_b);
+    let total: u64 = runs.iter().map(|r| r.count).sum();
+    let deadline = settings
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let progress = Progress::new(settings.progress, deadline.is_none().then_some(total));
+    let pacer = settings.rate.map(|rate| Arc::new(Pacer::new(rate)));
+    let started = Instant::now();
+    let mut report = Report::new(settings.target.clone(), settings.concurrency);
+
+    'soak: loop {
+        for run in &runs {
+            let next = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..settings.concurrency)
+                .map(|_| {
+                    let client = client.clone();
+                    let target = settings.target.clone();
+                    let next = next.clone();
+                    let pacer = pacer.clone();
+                    let progress = progress.clone();
+                    let run = *run;
+                    tokio::spawn(async move {
+                        let mut local = Report::new(String::new(), 0);
+                        while next.fetch_add(1, Ordering::Relaxed) < run.count {
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                break;
+                            }
+                            if let Some(pacer) = &pacer {
+                                pacer.wait_turn().await;
+                            }
+                            let outcome = post_one(&client, &target, run.vote).await;
+                            progress.tick(!matches!(outcome, Outcome::Ok(_)));
+                            local.record(run.vote, outcome);
+                        }
+                        local
+                    })
+                })
+                .collect();
+            for task in tasks {
+                match task.await {
+                    Ok(local) => report.merge(local),
+                    Err(e) => report.record(run.vote, Outcome::Failed(format!("task failed: {e}"))),
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break 'soak;
+            }
+        }
+        if deadline.is_none() {
+            break;
+        }
+    }
+    report.elapsed = started.elapsed();
+    progress.finish();
+    report
+}
+
+async fn post_one(client: &reqwest::Client, target: &str, vote: Vote) -> Outcome {
+    let started = Instant::now();
+    let sent = client
+        .post(target)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(vote.form())
+        .send()
+        .await;
+    match sent {
+        Ok(res) if res.status().is_success() => {
+            // Read the page so the connection can be reused.
+            match res.bytes().await {
+                Ok(_) => Outcome::Ok(started.elapsed()),
+                Err(e) => Outcome::Failed(classify(&e)),
+            }
+        }
+        Ok(res) => Outcome::Failed(format!("HTTP {}", res.status())),
+        Err(e) => Outcome::Failed(classify(&e)),
+    }
+}
+
+fn classify(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".to_owned()
+    } else if e.is_connect() {
+        "connection refused or unreachable".to_owned()
+    } else {
+        format!("error: {}", error_chain(e))
+    }
+}
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Spaces requests evenly to hold a rate: request `n` may start at
+/// `start + n / rate`.
+struct Pacer {
+    start: tokio::time::Instant,
+    interval: Duration,
+    issued: AtomicU64,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Self {
+        Pacer {
+            start: tokio::time::Instant::now(),
+            interval: Duration::from_secs(1) / rate,
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    async fn wait_turn(&self) {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        let at = self.start + self.interval * u32::try_from(n).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// A bar on a terminal, or a line per second for logs.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    done: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    ticker: Option<Arc<tokio::task::JoinHandle<()>>>,
+}
+
+impl Progress {
+    fn new(mode: ProgressMode, total: Option<u64>) -> Self {
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mode = match mode {
+            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
+            ProgressMode::Auto => ProgressMode::Lines,
+            other => other,
+        };
+        let mut progress = Progress {
+            bar: None,
+            done: done.clone(),
+            failed: failed.clone(),
+            ticker: None,
+        };
+        match mode {
+            ProgressMode::Bar => {
+                let bar = match total {
+                    Some(total) => ProgressBar::new(total),
+                    None => ProgressBar::new_spinner(),
+                };
+                let template = if total.is_some() {
+                    "{bar:40.cyan/blue} {pos}/{len} votes  {per_sec}  eta {eta}  {msg}"
+                } else {
+                    "{spinner} {pos} votes  {per_sec}  {elapsed}  {msg}"
+                };
+                if let Ok(style) = ProgressStyle::with_template(template) {
+                    bar.set_style(style);
+                }
+                progress.bar = Some(bar);
+            }
+            ProgressMode::Lines => {
+                let ticker = tokio::spawn(async move {
+                    let started = Instant::now();
+                    let mut every = tokio::time::interval(Duration::from_secs(1));
+                    every.tick().await;
+                    loop {
+                        every.tick().await;
+                        let n = done.load(Ordering::Relaxed);
+                        let rate = n as f64 / started.elapsed().as_secs_f64();
+                        let of = total.map(|t| format!("/{t}")).unwrap_or_default();
+                        eprintln!(
+                            "seed: {n}{of} votes posted, {} failed, {rate:.0} req/s",
+                            failed.load(Ordering::Relaxed)
+                        );
+                    }
+                });
+                progress.ticker = Some(Arc::new(ticker));
+            }
+            ProgressMode::Auto | ProgressMode::None => {}
+        }
+        progress
+    }
+
+    fn tick(&self, failed: bool) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(bar) = &self.bar {
+                bar.set_message(format!("{n} failed"));
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if let Some(ticker) = &self.ticker {
+            ticker.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_plan_is_the_original_order_of_runs() {
+        assert_eq!(
+            plan(2000, 1000),
+            vec![
+                Run {
+                    vote: Vote::A,
+                    count: 1000
+                },
+                Run {
+                    vote: Vote::B,
+                    count: 1000
+                },
+                Run {
+                    vote: Vote::A,
+                    count: 1000
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn odd_and_empty_counts_are_kept_exact() {
+        let runs = plan(3, 0);
+        assert_eq!(runs.iter().map(|r| r.count).sum::<u64>(), 3);
+        assert!(runs.iter().all(|r| r.vote == Vote::A));
+        assert_eq!(
+            plan(0, 5),
+            vec![Run {
+                vote: Vote::B,
+                count: 5
+            }]
+        );
+        assert!(plan(0, 0).is_empty());
+    }
+}

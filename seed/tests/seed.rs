@@ -1,0 +1,135 @@
+//! The seed against a real vote service and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    settings: seed::Settings,
+}
+
+fn settings(args: &[&str]) -> seed::Settings {
+    let mut argv = vec!["seed", "--progress", "none"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv).unwrap().settings
+}
+
+/// Starts a vote service in this process; returns its URL.
+async fn vote_service(redis_url: &str, shutdown: &CancellationToken) -> String {
+    let options = common_options();
+    let state = vote::AppState::new(redis_url, &options, "seed-test".into()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(vote::serve(listener, state, shutdown.clone()));
+    url
+}
+
+fn common_options() -> common::config::OptionsArgs {
+    common::config::OptionsArgs {
+        option_a: "Cats".into(),
+        option_b: "Dogs".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_seed_queues_2000_a_and_1000_b_with_no_failures() {
+    let redis = testkit::redis().await;
+    let shutdown = CancellationToken::new();
+    let target = vote_service(&redis.url, &shutdown).await;
+
+    let report = seed::run(&settings(&["--target", &target])).await.unwrap();
+    assert_eq!(report.failed(), 0, "{report}");
+    assert_eq!((report.ok_a, report.ok_b), (2000, 1000));
+
+    let mut conn = redis.conn().await;
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg("votes")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ballots: Vec<serde_json::Value> = queued
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    let count = |v: &str| ballots.iter().filter(|b| b["vote"] == v).count();
+    assert_eq!((count("a"), count("b")), (2000, 1000));
+    // Every request was a new voter.
+    let voters: std::collections::HashSet<_> =
+        ballots.iter().map(|b| b["voter_id"].to_string()).collect();
+    assert_eq!(voters.len(), 3000);
+    // The original's order of runs: 1000 a, 1000 b, 1000 a.
+    let runs: Vec<&str> = ballots
+        .iter()
+        .map(|b| b["vote"].as_str().unwrap())
+        .collect();
+    assert!(runs[..1000].iter().all(|v| *v == "a"));
+    assert!(runs[1000..2000].iter().all(|v| *v == "b"));
+    assert!(runs[2000..].iter().all(|v| *v == "a"));
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn custom_counts_and_concurrency_are_honoured() {
+    let redis = testkit::redis().await;
+    let shutdown = CancellationToken::new();
+    let target = vote_service(&redis.url, &shutdown).await;
+    let report = seed::run(&settings(&[
+        "--target", &target, "-a", "7", "-b", "5", "-c", "3", "--rate", "500",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!((report.ok_a, report.ok_b, report.failed()), (7, 5, 0));
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("LLEN")
+        .arg("votes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 12);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn failed_requests_are_counted_by_cause() {
+    // A vote service whose Redis is gone answers 503 to every vote.
+    let mut redis = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let target = vote_service(&redis.url(0), &shutdown).await;
+    redis.stop();
+    let report = seed::run(&settings(&["--target", &target, "-a", "3", "-b", "0"]))
+        .await
+        .unwrap();
+    assert_eq!(report.failed(), 3, "{report}");
+    assert_eq!(report.failures["HTTP 503 Service Unavailable"], 3);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_dead_target_exits_non_zero_with_a_clear_message() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed"))
+        .args([
+            "--target",
+            &format!("http://127.0.0.1:{port}/"),
+            "--wait",
+            "1",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("never answered"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}
