@@ -76,3 +76,27 @@ pub fn processing_key(worker_id: &str) -> String {
 pub fn heartbeat_key(worker_id: &str) -> String {
     format!("{HEARTBEAT_PREFIX}{worker_id}")
 }
+
+/// One entry of the dead-letter list [`DEAD_LETTER_KEY`]: a payload the
+/// worker could not store as a ballot, kept with the reason so an operator
+/// can inspect or replay it. Stored as compact JSON, e.g.
+/// `{"reason":"vote must be \"a\" or \"b\", got \"c\"","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// Why the payload is not a ballot ([`crate::BallotError`]'s text).
+    pub reason: String,
+    /// The payload as queued. Bytes that are not UTF-8 are replaced by
+    /// U+FFFD, so a binary payload is kept only approximately.
+    pub payload: String,
+    /// The id of the worker that dead-lettered it.
+    pub worker: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl DeadLetter {
+    pub fn to_json(&self) -> String {
+        // Serializing strings and an integer cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,429 @@
+//! The worker: takes ballots off the Redis list `votes` and stores each
+//! voter's latest choice in the Postgres table `votes`.
+//!
+//! It is the middle of the pipeline (vote → Redis → **worker** → Postgres →
+//! result) and the only writer of our schema, which it creates itself
+//! ([`common::db::migrate`]). Its promises:
+//!
+//! - **Nothing is lost.** A ballot leaves Redis only after its row is
+//!   committed: batches wait in a processing list owned by this worker
+//!   until Postgres has them (see [`queue`]). A worker killed mid-batch
+//!   finds its batch again when it restarts; if it never comes back, a live
+//!   worker moves the batch back to the head of the queue once its
+//!   heartbeat lapses.
+//! - **The latest ballot wins**, also with several workers: ballots carry a
+//!   `seq` stamped by the vote service and a row is only replaced by a
+//!   higher one (see [`store`]), which also makes a replayed batch a no-op.
+//! - **Poison never blocks the queue**: payloads that are not ballots go to
+//!   `votes:dead` with the reason (see [`batch`]).
+//! - **Fast**: under load, one claim takes up to `BATCH_SIZE` ballots in one
+//!   round trip and one statement stores them; when idle it blocks on the
+//!   queue instead of polling.
+//!
+//! The loop is built from [`Worker::step`], which does exactly one unit of
+//! work and says what happened; [`serve`] adds start-up waits, the
+//! heartbeat, the admin listener and clean shutdown around it.
+
+pub mod batch;
+pub mod queue;
+pub mod store;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use common::config::{DatabaseArgs, RedisArgs};
+use common::connect::wait_until;
+use common::health::Probe;
+use common::http::ServeOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use batch::Batch;
+use queue::{Claimed, Queue, Waiter};
+
+/// The worker's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// This worker's id; names its processing list and heartbeat. Must be
+    /// unique among running workers. A worker restarted with the same id
+    /// resumes its unfinished batch at once. [default: <hostname>-<pid>]
+    #[arg(long, env = "WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Most ballots taken and stored per batch (one Redis round trip and one
+    /// Postgres statement each). Batches are smaller when fewer are queued.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=50_000))]
+    pub batch_size: u32,
+    /// How long one blocking wait on an empty queue lasts, in seconds.
+    /// Shutdown is noticed between waits.
+    #[arg(long, env = "BLOCK_SECONDS", default_value_t = 1.0, value_parser = parse_block_seconds)]
+    pub block_seconds: f64,
+    /// Heartbeat lifetime, in seconds: how soon after this worker dies a
+    /// live worker puts its unfinished batch back on the queue.
+    #[arg(long, env = "HEARTBEAT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub heartbeat_seconds: u64,
+    /// Port of the admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, env = "ADMIN_PORT", default_value_t = 8080)]
+    pub admin_port: u16,
+    /// Address the admin listener binds.
+    #[arg(long, env = "ADMIN_BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub admin_bind_address: IpAddr,
+}
+
+impl Settings {
+    /// The configured worker id, or `<hostname>-<pid>`.
+    pub fn worker_id(&self) -> String {
+        self.worker_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("{}-{}", common::config::hostname(), std::process::id()))
+    }
+
+    fn block(&self) -> Duration {
+        Duration::from_secs_f64(self.block_seconds)
+    }
+
+    fn heartbeat_ttl(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_seconds)
+    }
+}
+
+fn parse_block_seconds(s: &str) -> Result<f64, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.01..=60.0).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err("must be between 0.01 and 60 (0 would block forever)".to_owned())
+    }
+}
+
+/// What one [`Worker::step`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing arrived within the block time.
+    Idle,
+    /// A batch was committed to Postgres and removed from Redis.
+    Stored(BatchReport),
+}
+
+/// The figures of one stored batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Payloads taken from the queue.
+    pub ballots: usize,
+    /// Distinct voters among the valid ballots (rows offered to Postgres).
+    pub voters: usize,
+    /// Rows inserted or changed; replays and stale ballots change none.
+    pub changed: u64,
+    /// Payloads sent to the dead-letter list.
+    pub dead_lettered: usize,
+    /// Ballots still queued after the claim.
+    pub queue_depth: u64,
+}
+
+/// Why a step stopped short. The batch stays in the processing list, and
+/// the next step takes it again.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+}
+
+/// One worker: its queue handles and its database pool.
+pub struct Worker {
+    id: String,
+    queue: Queue,
+    waiter: Waiter,
+    pool: PgPool,
+    batch_size: usize,
+}
+
+impl Worker {
+    /// Builds the worker without contacting Redis or Postgres.
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let id = settings.worker_id();
+        Ok(Worker {
+            queue: Queue::new(&settings.redis.redis_url, &id)?,
+            waiter: Waiter::new(&settings.redis.redis_url, &id, settings.block())?,
+            pool: common::connect::pg_pool(
+                &settings.database.database_url,
+                4,
+                Duration::from_secs(5),
+            )?,
+            batch_size: settings.batch_size as usize,
+            id,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// What `/readyz` checks: both stores.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            redis: Some(self.queue.manager().clone()),
+            postgres: Some(self.pool.clone()),
+        }
+    }
+
+    /// Stores one batch: claims up to `BATCH_SIZE` ballots (first whatever
+    /// this worker left unfinished), or waits up to the block time for one
+    /// to arrive; commits them; then removes them from Redis.
+    pub async fn step(&mut self) -> Result<Outcome, StepError> {
+        let mut claimed = self.queue.claim(self.batch_size).await?;
+        if claimed.payloads.is_empty() {
+            metrics::gauge!("queue_depth").set(0.0);
+            if !self.waiter.wait_for_ballot().await? {
+                return Ok(Outcome::Idle);
+            }
+            // Top the one ballot that woke us up with whatever came after it.
+            claimed = self.queue.claim(self.batch_size).await?;
+            if claimed.payloads.is_empty() {
+                // Our list was taken over in between (heartbeat lapsed).
+                return Ok(Outcome::Idle);
+            }
+        }
+        self.store_batch(claimed).await.map(Outcome::Stored)
+    }
+
+    #[instrument(skip_all, fields(worker = %self.id, batch_size = claimed.payloads.len()))]
+    async fn store_batch(&mut self, claimed: Claimed) -> Result<BatchReport, StepError> {
+        let batch = Batch::parse(&claimed.payloads, &self.id);
+        let rows = batch.latest();
+        let started = Instant::now();
+        let changed = store::store_ballots(&self.pool, &rows).await?;
+        let commit = started.elapsed();
+        let acknowledged = self
+            .queue
+            .acknowledge(&claimed.payloads, &batch.dead)
+            .await?;
+        if !acknowledged {
+            tracing::warn!(
+                "the batch was taken over by another worker before it was acknowledged \
+                 (heartbeat lapsed); it will be stored again, which changes nothing"
+            );
+        }
+        let report = BatchReport {
+            ballots: claimed.payloads.len(),
+            voters: rows.len(),
+            changed,
+            dead_lettered: batch.dead.len(),
+            queue_depth: claimed.queue_depth,
+        };
+        metrics::counter!("ballots_stored_total").increment(batch.ballots.len() as u64);
+        metrics::counter!("ballots_dead_lettered_total").increment(report.dead_lettered as u64);
+        metrics::histogram!("batch_size").record(report.ballots as f64);
+        metrics::histogram!("commit_seconds").record(commit.as_secs_f64());
+        metrics::gauge!("queue_depth").set(report.queue_depth as f64);
+        tracing::info!(
+            ballots = report.ballots,
+            voters = report.voters,
+            changed = report.changed,
+            dead_lettered = report.dead_lettered,
+            commit_ms = commit.as_secs_f64() * 1000.0,
+            queue_depth = report.queue_depth,
+            "batch stored"
+        );
+        Ok(report)
+    }
+
+    /// Creates or upgrades the schema, waiting for Postgres. `None` if
+    /// `shutdown` fired first.
+    async fn prepare_schema(&self, shutdown: &CancellationToken) -> Option<()> {
+        wait_until("Postgres (to create the schema)", shutdown, || {
+            common::db::migrate(&self.pool)
+        })
+        .await?;
+        tracing::info!("schema ready");
+        Some(())
+    }
+
+    /// Waits for Redis and registers this worker, so no other worker takes
+    /// its processing list while it runs.
+    async fn register(&self, ttl: Duration, shutdown: &CancellationToken) -> Option<()> {
+        wait_until("Redis", shutdown, || self.queue.beat(ttl)).await?;
+        tracing::info!("registered with Redis");
+        Some(())
+    }
+
+    /// Raises the vote service's `seq` counter above the highest stored, in
+    /// case Redis lost it while the clock went back. Best effort.
+    async fn raise_seq_floor(&self) {
+        let raised = match store::highest_seq(&self.pool).await {
+            Ok(Some(highest)) => self.queue.raise_seq(highest).await.map_err(StepError::from),
+            Ok(None) => Ok(false),
+            Err(e) => Err(StepError::from(e)),
+        };
+        match raised {
+            Ok(true) => tracing::warn!("votes:seq was behind the stored ballots; raised it"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check votes:seq against the stored ballots")
+            }
+        }
+    }
+}
+
+/// Runs the worker with `settings` until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(settings.admin_bind_address, settings.admin_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "admin listener (health, readiness, metrics)");
+    serve(listener, settings, shutdown).await
+}
+
+/// Runs the worker, with its admin endpoints on `admin`, until `shutdown`
+/// fires; then finishes the batch in flight and returns.
+pub async fn serve(
+    admin: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut worker = Worker::new(&settings)?;
+    // The admin endpoints answer until the worker has finished.
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(common::http::serve(
+        admin,
+        common::health::routes(worker.probe()),
+        admin_stop.clone(),
+        ServeOptions::default(),
+    ));
+    let outcome = consume(&mut worker, &settings, &shutdown).await;
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    outcome
+}
+
+/// Start-up waits, then steps until shutdown, then deregisters.
+async fn consume(
+    worker: &mut Worker,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let ttl = settings.heartbeat_ttl();
+    if worker.prepare_schema(shutdown).await.is_none()
+        || worker.register(ttl, shutdown).await.is_none()
+    {
+        tracing::info!("stopped before start-up finished");
+        return Ok(());
+    }
+    worker.raise_seq_floor().await;
+
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(keep_alive(
+        worker.queue.clone(),
+        ttl,
+        heartbeat_stop.clone(),
+    ));
+    tracing::info!(worker = %worker.id, batch_size = worker.batch_size, "consuming ballots");
+
+    let mut backoff = Backoff::default();
+    while !shutdown.is_cancelled() {
+        match worker.step().await {
+            Ok(_) => backoff.reset(),
+            Err(e) => {
+                match e {
+                    StepError::Redis(_) => metrics::counter!("redis_errors_total").increment(1),
+                    StepError::Postgres(_) => {
+                        metrics::counter!("postgres_errors_total").increment(1)
+                    }
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "batch not stored yet; it stays in the processing list and is retried"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
+    match worker.queue.deregister().await {
+        Ok(true) => tracing::info!("worker stopped; nothing left in flight"),
+        Ok(false) => tracing::warn!(
+            "worker stopped with a batch left in its processing list; it is taken again \
+             when this worker restarts or, after the heartbeat lapses, by another worker"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "worker stopped; could not deregister (the heartbeat will lapse)")
+        }
+    }
+    Ok(())
+}
+
+/// Renews the heartbeat every fifth of its lifetime and, each time, puts
+/// the batches of workers whose heartbeat lapsed back on the queue.
+async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ttl / 5);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = queue.beat(ttl).await {
+            metrics::counter!("redis_errors_total").increment(1);
+            tracing::warn!(error = %e, "could not renew the heartbeat");
+            continue;
+        }
+        match queue.recover_dead_workers().await {
+            Ok(0) => {}
+            Ok(moved) => {
+                metrics::counter!("ballots_requeued_total").increment(moved);
+                tracing::info!(
+                    ballots = moved,
+                    "requeued the unfinished batches of workers whose heartbeat lapsed"
+                );
+            }
+            Err(e) => {
+                metrics::counter!("redis_errors_total").increment(1);
+                tracing::warn!(error = %e, "could not check for workers whose heartbeat lapsed");
+            }
+        }
+        match queue.depth().await {
+            Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
+            Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
+        }
+    }
+}
+
+/// Retry delays after a failed step: 100 ms doubling up to 2 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = Duration::from_millis(100) * 2u32.pow(self.failures.min(5));
+        self.failures += 1;
+        delay.min(Duration::from_secs(2))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}

@@ -1,0 +1,61 @@
+//! `worker`: moves ballots from Redis into Postgres. Reads settings, sets
+//! up logging, runs until SIGTERM or Ctrl-C. All behaviour lives in the
+//! library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use common::config::redact_url;
+
+/// The voting app's worker: stores each voter's latest ballot from the
+/// Redis queue `votes` in the Postgres table `votes`.
+#[derive(Parser, Debug)]
+#[command(name = "worker", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    settings: worker::Settings,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Exit 0 if the worker on ADMIN_PORT is ready (Redis and Postgres
+    /// reachable), 1 if not. For container health checks: no curl needed.
+    Healthcheck,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        return match common::health::healthcheck(cli.settings.admin_port, "/readyz").await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker is not ready: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    common::telemetry::init();
+    let s = &cli.settings;
+    tracing::info!(
+        worker_id = %s.worker_id(),
+        redis_url = %redact_url(&s.redis.redis_url),
+        database_url = %redact_url(&s.database.database_url),
+        batch_size = s.batch_size,
+        block_seconds = s.block_seconds,
+        heartbeat_seconds = s.heartbeat_seconds,
+        admin_port = s.admin_port,
+        admin_bind_address = %s.admin_bind_address,
+        "starting worker"
+    );
+    let shutdown = common::shutdown::on_signals();
+    match worker::run(cli.settings, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}

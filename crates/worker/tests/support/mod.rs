@@ -1,0 +1,290 @@
+//! Shared helpers for the worker's integration tests: a Redis database and
+//! a Postgres database of the test's own, worker settings pointing at them,
+//! ballots and workloads, and ways to run the worker (in this process or as
+//! the real binary).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::config::{DatabaseArgs, RedisArgs};
+use common::queue::{DEAD_LETTER_KEY, DeadLetter, QUEUE_KEY, processing_key};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Long enough for anything these tests wait for on a loaded 2-core box.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Where a test's worker reads and writes.
+pub struct Env {
+    pub redis_url: String,
+    pub db_url: String,
+    pub pool: PgPool,
+}
+
+impl Env {
+    /// A fresh Redis database and a fresh Postgres database (no schema).
+    pub async fn new() -> Env {
+        let redis = testkit::redis().await;
+        // testkit keeps one admin connection pool per process, created in
+        // the runtime of whichever test asks first; each #[tokio::test] has
+        // its own runtime, and once that test ends the pool's connections
+        // are dead ("Tokio context is being shutdown"). Ask from a runtime
+        // that lives as long as the process instead, and connect this
+        // test's own pool here.
+        let db_url = harness_runtime()
+            .spawn(async { testkit::postgres().await.url })
+            .await
+            .unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&db_url)
+            .await
+            .unwrap();
+        Env {
+            redis_url: redis.url,
+            db_url,
+            pool,
+        }
+    }
+
+    /// Settings for a worker with id `id` on this environment.
+    pub fn settings(&self, id: &str) -> worker::Settings {
+        worker::Settings {
+            redis: RedisArgs {
+                redis_url: self.redis_url.clone(),
+            },
+            database: DatabaseArgs {
+                database_url: self.db_url.clone(),
+            },
+            worker_id: Some(id.to_owned()),
+            batch_size: 1000,
+            block_seconds: 0.2,
+            heartbeat_seconds: 10,
+            admin_port: 0,
+            admin_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        }
+    }
+
+    pub async fn migrate(&self) {
+        common::db::migrate(&self.pool).await.unwrap();
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Appends payloads to the queue, as producers do.
+    pub async fn push(&self, payloads: &[String]) {
+        let mut conn = self.redis().await;
+        for chunk in payloads.chunks(5000) {
+            let _: () = redis::cmd("RPUSH")
+                .arg(QUEUE_KEY)
+                .arg(chunk)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn list(&self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap()
+    }
+
+    pub async fn len(&self, key: &str) -> u64 {
+        redis::cmd("LLEN")
+            .arg(key)
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap()
+    }
+
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.list(DEAD_LETTER_KEY)
+            .await
+            .iter()
+            .map(|entry| serde_json::from_str(entry).unwrap())
+            .collect()
+    }
+
+    /// Every row of `votes`: voter id → vote.
+    pub async fn rows(&self) -> HashMap<String, String> {
+        sqlx::query_as::<_, (String, String)>("SELECT id, vote FROM votes")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    pub async fn row_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM votes")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(-1)
+    }
+
+    /// Waits until the queue and `id`'s processing list are empty and the
+    /// table holds `rows` rows.
+    pub async fn wait_until_drained(&self, ids: &[&str], rows: usize) {
+        testkit::eventually("the queue to drain into the table", DEADLINE, || async {
+            let mut pending = self.len(QUEUE_KEY).await;
+            for id in ids {
+                pending += self.len(&processing_key(id)).await;
+            }
+            let stored = self.row_count().await;
+            (pending == 0 && stored == rows as i64).then_some(())
+        })
+        .await;
+    }
+
+    /// Asserts the table holds exactly `expected`, and the trigger-kept
+    /// tally agrees with counting the table.
+    pub async fn assert_rows(&self, expected: &HashMap<String, String>) {
+        let rows = self.rows().await;
+        assert_eq!(rows.len(), expected.len(), "number of voters in the table");
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|(voter, vote)| rows.get(*voter) != Some(vote))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "voters whose row is not their last ballot (first 5 of them): {wrong:?}"
+        );
+        self.assert_tally_consistent().await;
+    }
+
+    pub async fn assert_tally_consistent(&self) {
+        let counted = common::db::count_votes(&self.pool).await.unwrap();
+        let kept = common::db::read_tally(&self.pool).await.unwrap();
+        assert_eq!(kept, counted, "vote_tally disagrees with counting votes");
+    }
+
+    /// Runs the worker library in this process until the returned handle
+    /// is stopped.
+    pub async fn spawn(&self, settings: worker::Settings) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker::serve(listener, settings, shutdown.clone()));
+        Running {
+            admin,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// The real `worker` binary, configured for this environment.
+    pub fn command(&self, id: &str, batch_size: u32) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("REDIS_URL", &self.redis_url)
+            .env("DATABASE_URL", &self.db_url)
+            .env("WORKER_ID", id)
+            .env("BATCH_SIZE", batch_size.to_string())
+            .env("BLOCK_SECONDS", "0.2")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+/// A runtime for the harness's process-wide state, never shut down.
+fn harness_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// A worker running in this process.
+pub struct Running {
+    pub admin: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Asks the worker to stop and waits until it has.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the worker did not stop within 10s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A ballot as our vote service queues it (`seq` set) or as the original
+/// one does (no `seq`, Python spacing).
+pub fn ballot(voter: &str, vote: &str, seq: Option<i64>) -> String {
+    match seq {
+        Some(seq) => format!(r#"{{"voter_id":"{voter}","vote":"{vote}","seq":{seq}}}"#),
+        None => format!(r#"{{"voter_id": "{voter}", "vote": "{vote}"}}"#),
+    }
+}
+
+/// `ballots` stamped ballots from `voters` voters who keep changing their
+/// mind, in queue order, and each voter's last choice. Deterministic.
+pub fn workload(
+    voters: usize,
+    ballots: usize,
+    seed: u64,
+) -> (Vec<String>, HashMap<String, String>) {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        // xorshift64: plenty for shuffling test data.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut queue = Vec::with_capacity(ballots);
+    let mut last = HashMap::with_capacity(voters);
+    for i in 0..ballots {
+        // Every voter votes at least once; the rest is random.
+        let voter = if i < voters {
+            i
+        } else {
+            (next() % voters as u64) as usize
+        };
+        let voter = format!("voter{voter:05}");
+        let vote = if next() % 2 == 0 { "a" } else { "b" };
+        queue.push(ballot(&voter, vote, Some(1_000 + i as i64)));
+        last.insert(voter, vote.to_owned());
+    }
+    (queue, last)
+}
