@@ -12,6 +12,7 @@
 //! The counts, concurrency, target, an optional rate limit and a duration
 //! for soak runs are flags (and environment variables for compose).
 
+pub mod crowd;
 pub mod load;
 pub mod report;
 pub mod verify;

@@ -71,13 +71,23 @@ impl Feed {
         expected: (u64, u64),
         limit: Duration,
     ) -> anyhow::Result<Duration> {
+        self.wait_until(limit, |a, b| a >= expected.0 && b >= expected.1)
+            .await
+    }
+
+    /// Reads tallies until `done(a, b)` holds; returns how long that took.
+    pub async fn wait_until(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(u64, u64) -> bool,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         let mut last = None;
         while started.elapsed() < limit {
             let remaining = limit.saturating_sub(started.elapsed());
             match tokio::time::timeout(remaining, self.read_tally()).await {
                 Ok(Ok((a, b))) => {
-                    if a >= expected.0 && b >= expected.1 {
+                    if done(a, b) {
                         return Ok(started.elapsed());
                     }
                     last = Some((a, b));

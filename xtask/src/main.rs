@@ -1,0 +1,178 @@
+//! Developer commands for the voting app, run as `cargo xtask <command>`:
+//!
+//! - `up` — the whole system natively, no Docker: throwaway `redis-server`
+//!   and `postgres` (unless `REDIS_URL` / `DATABASE_URL` are set), then the
+//!   worker, vote on :5000 and result on :5001, logs streamed with a
+//!   prefix. Ctrl-C stops everything and removes the throwaway data.
+//! - `bench` — starts the same stack, measures it, and writes
+//!   `docs/benchmarks.md` and `docs/benchmarks.json`.
+
+mod bench;
+mod stack;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use stack::{Logs, Stack, StackOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "xtask", about = "Run and measure the voting app natively")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Start the whole stack on this machine until Ctrl-C.
+    Up(UpArgs),
+    /// Measure the stack; write docs/benchmarks.md and docs/benchmarks.json.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct UpArgs {
+    /// Port for the vote page.
+    #[arg(long, default_value_t = 5000)]
+    vote_port: u16,
+    /// Port for the result page.
+    #[arg(long, default_value_t = 5001)]
+    result_port: u16,
+    /// Port for the throwaway Redis (another free port if taken).
+    #[arg(long, default_value_t = 6379)]
+    redis_port: u16,
+    /// Port for the throwaway Postgres (another free port if taken).
+    #[arg(long, default_value_t = 5432)]
+    postgres_port: u16,
+    /// Use this Redis instead of starting one.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// Use this Postgres instead of starting one.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Run the binaries in this directory instead of building release ones.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// `RUST_LOG` for the services.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Cmd::Up(args) => up(args).await,
+        Cmd::Bench(args) => bench::bench(args, &workspace_root())
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Builds release binaries of `packages`; returns their directory.
+async fn build_release(packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let mut args = vec!["build", "--release"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    let status = tokio::process::Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .await
+        .context("running cargo build")?;
+    anyhow::ensure!(status.success(), "cargo build failed");
+    Ok(stack::release_dir(&root))
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => build_release(&["vote", "worker", "result"]).await?,
+    };
+    let options = StackOptions {
+        bin_dir,
+        vote_port: args.vote_port,
+        result_port: args.result_port,
+        redis_url: args.redis_url,
+        database_url: args.database_url,
+        redis_port: args.redis_port,
+        postgres_port: args.postgres_port,
+        logs: Logs::Prefixed,
+        log_level: args.log_level,
+        env: Vec::new(),
+    };
+    // Ctrl-C during start-up stops it too.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        trigger.cancel();
+    });
+    let mut stack = tokio::select! {
+        stack = Stack::start(&options) => stack?,
+        _ = shutdown.cancelled() => {
+            println!("xtask: interrupted during start-up");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!();
+    println!("The voting app is up:");
+    println!("  vote      {}", stack.vote_url);
+    println!("  result    {}", stack.result_url);
+    println!("  redis     {}", stack.redis_url);
+    println!("  postgres  {}", stack.database_url);
+    println!("  worker    {}metrics", stack.worker_admin_url);
+    println!("Press Ctrl-C to stop.");
+    println!();
+
+    let unexpected = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        (name, status) = stack.any_exited() => Some(format!("{name} exited unexpectedly: {status:?}")),
+    };
+    println!("xtask: stopping");
+    let mut problems = stack.stop().await;
+    problems.extend(unexpected);
+    if problems.is_empty() {
+        println!("xtask: stopped cleanly; throwaway data removed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for p in &problems {
+            eprintln!("xtask: {p}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

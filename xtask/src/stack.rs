@@ -1,0 +1,281 @@
+//! The whole voting app as local processes: Redis and Postgres (throwaway,
+//! started through the test harness's launcher unless URLs are given), then
+//! the worker, vote and result binaries.
+//!
+//! Used by `xtask up` (interactive, logs streamed with a prefix per
+//! service) and by `xtask bench` (logs to files).
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Where each service's output goes.
+#[derive(Debug, Clone)]
+pub enum Logs {
+    /// Streamed to our stdout, each line prefixed with the service name.
+    Prefixed,
+    /// Appended to `<dir>/<service>.log`.
+    Files(PathBuf),
+}
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Directory holding the `vote`, `worker` and `result` binaries.
+    pub bin_dir: PathBuf,
+    pub vote_port: u16,
+    pub result_port: u16,
+    /// Use this Redis instead of starting one.
+    pub redis_url: Option<String>,
+    /// Use this Postgres instead of starting one.
+    pub database_url: Option<String>,
+    /// Ports for the throwaway servers (taken if free, else any free port).
+    pub redis_port: u16,
+    pub postgres_port: u16,
+    pub logs: Logs,
+    /// `RUST_LOG` for the services.
+    pub log_level: String,
+    /// Extra environment for every service (e.g. `OPTION_A`).
+    pub env: Vec<(String, String)>,
+}
+
+/// A running service process.
+pub struct Service {
+    pub name: &'static str,
+    pub child: Child,
+}
+
+/// The running stack.
+pub struct Stack {
+    redis: Option<RedisServer>,
+    postgres: Option<PostgresServer>,
+    pub services: Vec<Service>,
+    pub redis_url: String,
+    pub database_url: String,
+    pub vote_url: String,
+    pub result_url: String,
+    pub worker_admin_url: String,
+}
+
+impl Stack {
+    pub async fn start(options: &StackOptions) -> anyhow::Result<Stack> {
+        for bin in ["vote", "worker", "result"] {
+            let path = options.bin_dir.join(bin);
+            anyhow::ensure!(
+                path.is_file(),
+                "{} is missing: build it with `cargo build --release -p vote -p worker -p result`",
+                path.display()
+            );
+        }
+        let mut stack = Stack {
+            redis: None,
+            postgres: None,
+            services: Vec::new(),
+            redis_url: String::new(),
+            database_url: String::new(),
+            vote_url: format!("http://127.0.0.1:{}/", options.vote_port),
+            result_url: format!("http://127.0.0.1:{}/", options.result_port),
+            worker_admin_url: String::new(),
+        };
+
+        stack.redis_url = match &options.redis_url {
+            Some(url) => url.clone(),
+            None => {
+                let port = free_port_or_any(options.redis_port)?;
+                let server = RedisServer::start(RedisOptions {
+                    tcp_port: Some(port),
+                    appendonly: true,
+                })
+                .await
+                .context("starting redis-server")?;
+                let url = server.url(0);
+                stack.redis = Some(server);
+                url
+            }
+        };
+        stack.database_url = match &options.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let port = free_port_or_any(options.postgres_port)?;
+                let server = PostgresServer::start(PostgresOptions {
+                    tcp_port: Some(port),
+                    fsync: true,
+                })
+                .await
+                .context("starting postgres")?;
+                let url = server.url("postgres");
+                stack.postgres = Some(server);
+                url
+            }
+        };
+
+        let admin_port = free_port_or_any(0)?;
+        stack.worker_admin_url = format!("http://127.0.0.1:{admin_port}/");
+        let common_env = [
+            ("REDIS_URL", stack.redis_url.clone()),
+            ("DATABASE_URL", stack.database_url.clone()),
+            ("RUST_LOG", options.log_level.clone()),
+        ];
+        let plan: [(&'static str, Vec<(&str, String)>); 3] = [
+            ("worker", vec![("ADMIN_PORT", admin_port.to_string())]),
+            ("vote", vec![("PORT", options.vote_port.to_string())]),
+            ("result", vec![("PORT", options.result_port.to_string())]),
+        ];
+        for (name, env) in plan {
+            let mut cmd = Command::new(options.bin_dir.join(name));
+            cmd.envs(common_env.iter().map(|(k, v)| (*k, v.as_str())))
+                .envs(env)
+                .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("BIND_ADDRESS", "127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", options.bin_dir.join(name).display()))?;
+            forward_output(name, &mut child, &options.logs).await?;
+            stack.services.push(Service { name, child });
+        }
+
+        let deadline = Duration::from_secs(60);
+        for (name, url) in [
+            ("worker", stack.worker_admin_url.clone()),
+            ("vote", stack.vote_url.clone()),
+            ("result", stack.result_url.clone()),
+        ] {
+            wait_ready(name, &format!("{url}readyz"), deadline)
+                .await
+                .with_context(|| format!("{name} did not become ready"))?;
+        }
+        Ok(stack)
+    }
+
+    /// Process id of a service.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.child.id())
+    }
+
+    /// Waits until any service exits by itself; returns which and how.
+    pub async fn any_exited(&mut self) -> (&'static str, std::io::Result<ExitStatus>) {
+        let waits = self.services.iter_mut().map(|s| {
+            let name = s.name;
+            Box::pin(async move { (name, s.child.wait().await) })
+        });
+        let ((name, status), _, _) = futures_util::future::select_all(waits).await;
+        (name, status)
+    }
+
+    /// Stops every service with SIGTERM (vote and result first, so the
+    /// worker drains what they queued last), then the data stores. Returns
+    /// the services that did not exit cleanly.
+    pub async fn stop(mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for name in ["vote", "result", "worker"] {
+            let Some(service) = self.services.iter_mut().find(|s| s.name == name) else {
+                continue;
+            };
+            if let Some(pid) = service.child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            match tokio::time::timeout(Duration::from_secs(15), service.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => problems.push(format!("{name} exited with {status}")),
+                Ok(Err(e)) => problems.push(format!("{name}: {e}")),
+                Err(_) => {
+                    let _ = service.child.kill().await;
+                    problems.push(format!("{name} did not stop within 15 s; killed"));
+                }
+            }
+        }
+        // Dropping the servers stops them and removes their data.
+        drop(self.redis.take());
+        drop(self.postgres.take());
+        problems
+    }
+}
+
+/// Streams a child's stdout and stderr to where `logs` says.
+async fn forward_output(name: &'static str, child: &mut Child, logs: &Logs) -> anyhow::Result<()> {
+    let streams: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = vec![
+        Box::new(child.stdout.take().context("stdout is piped")?),
+        Box::new(child.stderr.take().context("stderr is piped")?),
+    ];
+    for stream in streams {
+        let logs = logs.clone();
+        let mut file = match &logs {
+            Logs::Files(dir) => {
+                tokio::fs::create_dir_all(dir).await?;
+                Some(
+                    tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(dir.join(format!("{name}.log")))
+                        .await?,
+                )
+            }
+            Logs::Prefixed => None,
+        };
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match file.as_mut() {
+                    Some(f) => {
+                        let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                    }
+                    None => println!("{name:>6} | {line}"),
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Polls `url` until it answers 200, for at most `limit`. There is no
+/// event to await across processes; the poll is bounded.
+pub async fn wait_ready(name: &str, url: &str, limit: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < limit {
+        match client.get(url).send().await {
+            Ok(res) if res.status().is_success() => return Ok(()),
+            Ok(res) => last = format!("{url} answered {}", res.status()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{name} not ready after {limit:?}: {last}")
+}
+
+/// `port` if it is free on 127.0.0.1, otherwise any free port (0 asks for
+/// any port directly).
+pub fn free_port_or_any(port: u16) -> anyhow::Result<u16> {
+    if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return Ok(port);
+    }
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// The directory of release binaries in this workspace.
+pub fn release_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("release")
+}
