@@ -17,6 +17,7 @@ pub mod connect;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod limits;
 pub mod queue;
 pub mod shutdown;
 pub mod tally;

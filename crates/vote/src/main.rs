@@ -36,9 +36,11 @@ async fn main() -> ExitCode {
         };
     }
     common::telemetry::init();
+    let open_files = common::limits::raise_open_files_limit();
     let s = &cli.settings;
     tracing::info!(
         port = s.port,
+        open_files,
         bind_address = %s.bind_address,
         redis_url = %redact_url(&s.redis.redis_url),
         option_a = %s.options.option_a,
