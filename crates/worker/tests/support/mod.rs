@@ -52,6 +52,21 @@ impl Env {
         }
     }
 
+    /// An environment on servers the test runs itself. Connects lazily:
+    /// the servers may be down.
+    pub fn from_urls(redis_url: String, db_url: String) -> Env {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(&db_url)
+            .unwrap();
+        Env {
+            redis_url,
+            db_url,
+            pool,
+        }
+    }
+
     /// Settings for a worker with id `id` on this environment.
     pub fn settings(&self, id: &str) -> worker::Settings {
         worker::Settings {
@@ -246,6 +261,26 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// `GET path` on `addr`: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// A ballot as our vote service queues it (`seq` set) or as the original

@@ -1,0 +1,171 @@
+//! The real `worker` binary: killed mid-batch, stopped with SIGTERM, its
+//! `healthcheck` subcommand and `--help`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use common::queue::{QUEUE_KEY, WORKERS_KEY, heartbeat_key, processing_key};
+use support::{DEADLINE, Env, ballot, workload};
+
+async fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the worker is running");
+    let status = tokio::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The highest `seq` committed so far (ballots' seq grows along the queue).
+async fn highest_seq(env: &Env) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM votes")
+        .fetch_one(&env.pool)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Waits until the worker has committed a batch beyond `seq` and holds
+/// another one.
+async fn wait_for_batch_in_flight(env: &Env, id: &str, seq: i64) -> i64 {
+    testkit::eventually("a batch in flight after a commit", DEADLINE, || async {
+        let in_flight = env.len(&processing_key(id)).await;
+        let highest = highest_seq(env).await;
+        (in_flight > 0 && highest > seq).then_some(highest)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sigkill_in_the_middle_of_a_large_batch_loses_no_ballot() {
+    let env = Env::new().await;
+    let (ballots, last) = workload(10_000, 50_000, 11);
+    env.push(&ballots).await;
+
+    // Kill it three times, each time with a batch in flight, restarting it
+    // with the same id.
+    let mut kills_mid_batch = 0;
+    let mut committed = 0;
+    for _ in 0..3 {
+        let mut child = env.command("victim", 5_000).spawn().unwrap();
+        wait_for_batch_in_flight(&env, "victim", committed).await;
+        signal(&child, "KILL").await;
+        child.wait().await.unwrap();
+        if env.len(&processing_key("victim")).await > 0 {
+            kills_mid_batch += 1;
+        }
+        committed = highest_seq(&env).await;
+    }
+    assert!(kills_mid_batch > 0, "no kill hit a batch in flight");
+
+    let mut child = env.command("victim", 5_000).spawn().unwrap();
+    env.wait_until_drained(&["victim"], last.len()).await;
+    signal(&child, "TERM").await;
+    assert!(child.wait().await.unwrap().success());
+
+    env.assert_rows(&last).await;
+}
+
+#[tokio::test]
+async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
+    let env = Env::new().await;
+    let ballots: Vec<String> = (0..30_000)
+        .map(|i| ballot(&format!("t{i:05}"), "a", Some(i)))
+        .collect();
+    env.push(&ballots).await;
+    let mut child = env.command("polite", 5_000).spawn().unwrap();
+    wait_for_batch_in_flight(&env, "polite", 0).await;
+
+    signal(&child, "TERM").await;
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the worker did not exit within 5s of SIGTERM")
+        .unwrap();
+
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        env.len(&processing_key("polite")).await,
+        0,
+        "batch left uncommitted"
+    );
+    // Everything taken from the head is stored; the rest waits, in order.
+    let stored = env.row_count().await as usize;
+    assert!(stored > 0);
+    assert_eq!(env.list(QUEUE_KEY).await, ballots[stored..]);
+    let mut conn = env.redis().await;
+    let beating: bool = redis::cmd("EXISTS")
+        .arg(heartbeat_key("polite"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let registered: bool = redis::cmd("SISMEMBER")
+        .arg(WORKERS_KEY)
+        .arg("polite")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !beating && !registered,
+        "a clean stop deregisters the worker"
+    );
+    env.assert_tally_consistent().await;
+}
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_reports_readiness() {
+    let env = Env::new().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let healthcheck = || async {
+        env.command("hc", 10)
+            .env("ADMIN_PORT", port.to_string())
+            .arg("healthcheck")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap()
+            .success()
+    };
+    assert!(!healthcheck().await, "nothing listens yet");
+
+    let mut child = env
+        .command("hc", 10)
+        .env("ADMIN_PORT", port.to_string())
+        .spawn()
+        .unwrap();
+    testkit::eventually("worker healthcheck to succeed", DEADLINE, || async {
+        healthcheck().await.then_some(())
+    })
+    .await;
+    signal(&child, "TERM").await;
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn help_documents_every_setting() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for setting in [
+        "REDIS_URL",
+        "DATABASE_URL",
+        "WORKER_ID",
+        "BATCH_SIZE",
+        "BLOCK_SECONDS",
+        "HEARTBEAT_SECONDS",
+        "ADMIN_PORT",
+        "healthcheck",
+    ] {
+        assert!(help.contains(setting), "--help lacks {setting}:\n{help}");
+    }
+}
