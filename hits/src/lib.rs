@@ -1,0 +1,277 @@
+//! `hits`: the hit counter, the small distributed system that comes before
+//! the voting app.
+//!
+//! It is the first lesson of the source document: two containers, a web app
+//! and Redis, that find each other by name on a Docker network. Every
+//! `GET /` runs `INCR hits` in Redis and answers
+//! `Hello from Redis! I have been seen N times.` with the new count. Because
+//! the count lives in Redis (and, in the compose file, in Redis's volume),
+//! it outlives the web container; whether it outlives the Redis container
+//! depends on that volume, which is the point of the exercise.
+//!
+//! Compatible with the original Flask app where it matters: the same key
+//! (`hits`, a plain Redis integer), the same sentence byte for byte (no
+//! trailing newline, and "1 times" as the original says), the same
+//! settings (`REDIS_HOST`, `REDIS_PORT`, `BIND_PORT`). Beyond it:
+//!
+//! - One `INCR` per visit, whose reply *is* the count: concurrent visitors
+//!   each see a different number and none is lost (the original did `INCR`
+//!   then `GET`, so two visitors could see the same number).
+//! - While Redis is down or unreachable, a visit gets a one-line 503
+//!   instead of a stack trace, within [`HIT_TIMEOUT`]; the app keeps
+//!   running and counts again as soon as Redis is back.
+//! - A visit is counted at most once: a failed `INCR` is not retried,
+//!   because a lost reply cannot tell whether Redis counted it. The first
+//!   visit after Redis restarts may therefore get a 503; the next counts.
+//! - `/healthz`, `/readyz` and `/metrics` (see [`common::health`]), a
+//!   `healthcheck` subcommand, and a graceful stop on SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::builder::NonEmptyStringValueParser;
+use common::config::redact_url;
+use common::health::Probe;
+use common::http::ServeOptions;
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The Redis key holding the count, as in the original app.
+pub const HITS_KEY: &str = "hits";
+/// Longest a visitor waits for Redis before getting a 503.
+pub const HIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The hit counter's settings: the original's three environment variables,
+/// with defaults instead of a crash when they are missing.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// Host name or address of the Redis server (in the compose file: `db`).
+    #[arg(long, env = "REDIS_HOST", default_value = "redis", value_parser = NonEmptyStringValueParser::new())]
+    pub redis_host: String,
+    /// TCP port of the Redis server.
+    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+    /// TCP port to serve on.
+    #[arg(long, env = "BIND_PORT", default_value_t = 5000)]
+    pub bind_port: u16,
+    /// Address to serve on (all interfaces, as the original does).
+    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+}
+
+impl Settings {
+    /// The Redis URL that `REDIS_HOST` and `REDIS_PORT` describe.
+    pub fn redis_url(&self) -> String {
+        redis_url(&self.redis_host, self.redis_port)
+    }
+}
+
+/// `redis://host:port`, with an IPv6 address in brackets.
+pub fn redis_url(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("redis://[{host}]:{port}")
+    } else {
+        format!("redis://{host}:{port}")
+    }
+}
+
+/// The page's sentence for the `count`th visit, exactly as the original
+/// writes it.
+pub fn greeting(count: i64) -> String {
+    format!("Hello from Redis! I have been seen {count} times.")
+}
+
+/// Why a visit could not be counted.
+#[derive(Debug, thiserror::Error)]
+pub enum HitError {
+    /// Redis did not answer: down, unreachable, or too slow. Temporary.
+    #[error("Redis at {redis_at} did not answer: {cause}")]
+    Unavailable { redis_at: Arc<str>, cause: String },
+    /// Redis answered with an error, e.g. `hits` holds something that is
+    /// not a whole number. Needs someone to look at Redis.
+    #[error("Redis at {redis_at} refused to count: {reply}")]
+    Refused { redis_at: Arc<str>, reply: String },
+}
+
+impl IntoResponse for HitError {
+    fn into_response(self) -> Response {
+        match self {
+            HitError::Unavailable { redis_at, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(CONTENT_TYPE, TEXT), (RETRY_AFTER, "1")],
+                format!(
+                    "Sorry, this visit was not counted: Redis ({redis_at}) is not answering. \
+                     Try again in a moment."
+                ),
+            )
+                .into_response(),
+            HitError::Refused { redis_at, reply } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(CONTENT_TYPE, TEXT)],
+                format!(
+                    "Sorry, this visit was not counted: Redis ({redis_at}) refused to increment \
+                     the key `{HITS_KEY}`: {reply}"
+                ),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    redis: ConnectionManager,
+    /// Where Redis is, for messages and logs (any password hidden).
+    redis_at: Arc<str>,
+}
+
+impl AppState {
+    /// Builds the state from a Redis URL without contacting Redis: the
+    /// connection is made on first use and remade after failures, so the
+    /// app starts (and answers 503) before Redis is up.
+    pub fn new(redis_url: &str) -> anyhow::Result<Self> {
+        Ok(AppState {
+            redis: common::connect::redis_manager(redis_url)?,
+            redis_at: redact_url(redis_url).into(),
+        })
+    }
+
+    /// Counts one visit: `INCR hits`, whose reply is the new count.
+    pub async fn count_visit(&self) -> Result<i64, HitError> {
+        let mut conn = self.redis.clone();
+        let mut incr = redis::cmd("INCR");
+        incr.arg(HITS_KEY);
+        let incr = incr.query_async::<i64>(&mut conn);
+        let outcome = match tokio::time::timeout(HIT_TIMEOUT, incr).await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(e)) => Err(self.classify(&e)),
+            Err(_) => Err(HitError::Unavailable {
+                redis_at: self.redis_at.clone(),
+                cause: format!("no answer within {HIT_TIMEOUT:?}"),
+            }),
+        };
+        match &outcome {
+            Ok(count) => {
+                metrics::counter!("hits_counted_total").increment(1);
+                tracing::debug!(count, "visit counted");
+            }
+            Err(e) => {
+                metrics::counter!("redis_errors_total").increment(1);
+                tracing::warn!(error = %e, "visit not counted");
+            }
+        }
+        outcome
+    }
+
+    /// An error *reply* from Redis is a refusal; anything else (no
+    /// connection, a dropped one, Redis still loading its data) means Redis
+    /// is not available right now.
+    fn classify(&self, e: &RedisError) -> HitError {
+        let refused = e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+            || e.code() == Some("WRONGTYPE");
+        let redis_at = self.redis_at.clone();
+        if refused {
+            HitError::Refused {
+                redis_at,
+                reply: e.to_string(),
+            }
+        } else {
+            HitError::Unavailable {
+                redis_at,
+                cause: e.to_string(),
+            }
+        }
+    }
+}
+
+/// The whole HTTP surface: `/` counts, the rest is for operators.
+pub fn router(state: AppState) -> Router {
+    let probe = Probe {
+        redis: Some(state.redis.clone()),
+        postgres: None,
+    };
+    let app = Router::new()
+        .route("/", get(hello))
+        .with_state(state)
+        .merge(common::health::routes(probe));
+    common::http::with_standard_layers(app, Duration::from_secs(10))
+}
+
+/// `GET /`: count the visit and say how many there have been.
+async fn hello(State(state): State<AppState>) -> Result<Response, HitError> {
+    let count = state.count_visit().await?;
+    // Every answer is a new count: no cache may replay one.
+    Ok((
+        [(CONTENT_TYPE, TEXT), (CACHE_CONTROL, "no-store")],
+        greeting(count),
+    )
+        .into_response())
+}
+
+/// Serves the hit counter on `listener` until `shutdown` fires, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    common::http::serve(listener, router(state), shutdown, ServeOptions::default()).await
+}
+
+/// Runs the hit counter with `settings` until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let url = settings.redis_url();
+    // The only way to get here with a bad URL is a REDIS_HOST that is no
+    // host name: say so in the words of the settings the user wrote.
+    let state = AppState::new(&url).map_err(|_| {
+        anyhow::anyhow!(
+            "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",
+            settings.redis_host,
+            settings.redis_port
+        )
+    })?;
+    let addr = SocketAddr::new(settings.bind_address, settings.bind_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%addr, "hits listening");
+    serve(listener, state, shutdown).await?;
+    tracing::info!("hits stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_url_is_built_from_host_and_port() {
+        assert_eq!(redis_url("db", 6379), "redis://db:6379");
+        assert_eq!(redis_url("10.0.0.7", 6380), "redis://10.0.0.7:6380");
+        assert_eq!(redis_url("::1", 6379), "redis://[::1]:6379");
+        assert_eq!(redis_url("[::1]", 6379), "redis://[::1]:6379");
+    }
+
+    #[test]
+    fn greeting_is_the_original_sentence_without_a_newline() {
+        assert_eq!(greeting(1), "Hello from Redis! I have been seen 1 times.");
+        assert_eq!(
+            greeting(1234),
+            "Hello from Redis! I have been seen 1234 times."
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests for the hit counter, against a real Redis from the
+//! test harness. One test binary (as in zero2prod's `tests/api`), so the
+//! crate links once.
+//!
+//! - [`counting`]: what a visitor sees, alone and 50 at a time.
+//! - [`outage`]: Redis down, at start and later, and the recovery.
+//! - [`process`]: the binary itself: environment, `--help`, the
+//!   `healthcheck` subcommand, SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+mod counting;
+mod helpers;
+mod outage;
+mod process;

@@ -1,0 +1,88 @@
+//! Redis going away: the app stays up, says clearly why a visit was not
+//! counted, and counts again by itself once Redis is back — whether Redis
+//! left after the app started or was never there (compose starts both at
+//! once).
+
+use testkit::{RedisOptions, RedisServer};
+
+use crate::helpers::{Answer, DEADLINE, TestApp};
+
+const NOT_COUNTED: &str = "Sorry, this visit was not counted: Redis (";
+
+fn assert_not_counted(answer: &Answer) {
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.content_type, "text/plain; charset=utf-8");
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert!(
+        answer.body.starts_with(NOT_COUNTED)
+            && answer
+                .body
+                .ends_with(") is not answering. Try again in a moment.")
+            && !answer.body.contains('\n'),
+        "not a clear one-line message: {:?}",
+        answer.body
+    );
+}
+
+/// Visits until one is counted; every failed one must be a clean 503.
+async fn visit_until_counted(app: &TestApp) -> String {
+    testkit::eventually("a visit to be counted again", DEADLINE, || async {
+        let answer = app.get("/").await;
+        if answer.status == 200 {
+            Some(answer.body)
+        } else {
+            assert_not_counted(&answer);
+            None
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn redis_down_gets_a_clear_503_and_counting_resumes_where_it_stopped() {
+    let mut redis = RedisServer::start(RedisOptions {
+        appendonly: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = TestApp::spawn(&redis.url(0)).await;
+    assert_eq!(app.get("/").await.body, hits::greeting(1));
+    assert_eq!(app.get("/").await.body, hits::greeting(2));
+
+    redis.stop();
+
+    assert_not_counted(&app.get("/").await);
+    assert_eq!(
+        app.get("/healthz").await.status,
+        200,
+        "the app itself is alive"
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.body.contains("redis"), "{}", ready.body);
+
+    redis.start_again().await.unwrap();
+
+    // The appendonly file kept 2; no failed visit was counted behind our back.
+    assert_eq!(visit_until_counted(&app).await, hits::greeting(3));
+    assert_eq!(app.get("/readyz").await.status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn app_started_before_redis_answers_503_then_counts_from_one() {
+    let mut redis = RedisServer::start(RedisOptions::default()).await.unwrap();
+    redis.stop();
+    let app = TestApp::spawn(&redis.url(0)).await;
+
+    assert_not_counted(&app.get("/").await);
+    assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.get("/readyz").await.status, 503);
+
+    redis.start_again().await.unwrap();
+
+    assert_eq!(visit_until_counted(&app).await, hits::greeting(1));
+    assert_eq!(app.get("/").await.body, hits::greeting(2));
+    app.stop().await;
+}

@@ -1,0 +1,137 @@
+//! The binary itself, where the process is the point: configuration from
+//! the environment, `--help`, the `healthcheck` subcommand, SIGTERM.
+
+use testkit::{RedisOptions, RedisServer};
+
+use crate::helpers::{AppProcess, DEADLINE, free_port, hits_command};
+
+/// A Redis on a loopback TCP port, since `REDIS_HOST`/`REDIS_PORT` speak TCP.
+async fn tcp_redis() -> (RedisServer, u16) {
+    let port = free_port();
+    let server = RedisServer::start(RedisOptions {
+        tcp_port: Some(port),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (server, port)
+}
+
+#[tokio::test]
+async fn settings_come_from_redis_host_redis_port_and_bind_port() {
+    let (_redis, redis_port) = tcp_redis().await;
+    let bind_port = free_port();
+    let app = AppProcess::start(&[
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", &redis_port.to_string()),
+        ("BIND_PORT", &bind_port.to_string()),
+        ("BIND_ADDRESS", "127.0.0.1"),
+    ])
+    .await;
+
+    assert_eq!(app.addr.port(), bind_port);
+    let started = app.event("starting hits");
+    assert_eq!(started["redis_host"], "127.0.0.1");
+    assert_eq!(started["redis_port"], redis_port);
+    assert_eq!(started["bind_port"], bind_port);
+    let body = reqwest::get(format!("http://{}/", app.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "Hello from Redis! I have been seen 1 times.");
+    assert!(app.terminate().await.success());
+}
+
+#[tokio::test]
+async fn without_settings_the_defaults_are_redis_6379_and_port_5000() {
+    let output = hits_command(&["--help"], &[]).output().await.unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+
+    assert!(output.status.success());
+    for expected in [
+        "[env: REDIS_HOST=]",
+        "[default: redis]",
+        "[env: REDIS_PORT=]",
+        "[default: 6379]",
+        "[env: BIND_PORT=]",
+        "[default: 5000]",
+        "healthcheck",
+    ] {
+        assert!(
+            help.contains(expected),
+            "--help lacks {expected:?}:\n{help}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redis_host_that_is_no_host_name_is_refused_with_a_clear_error() {
+    for bad in ["", "bad host"] {
+        let env = [
+            ("REDIS_HOST", bad),
+            ("BIND_PORT", "0"),
+            ("BIND_ADDRESS", "127.0.0.1"),
+        ];
+        let output = tokio::time::timeout(DEADLINE, hits_command(&[], &env).output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+
+        assert!(!output.status.success(), "{bad:?} was accepted");
+        assert!(stderr.contains("REDIS_HOST"), "{bad:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_passes_only_while_the_app_answers() {
+    // Redis is not needed: an app whose Redis is down is still healthy.
+    let bind_port = free_port().to_string();
+    let env = [
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", "1"),
+        ("BIND_PORT", bind_port.as_str()),
+        ("BIND_ADDRESS", "127.0.0.1"),
+    ];
+    let healthcheck = || async {
+        tokio::time::timeout(DEADLINE, hits_command(&["healthcheck"], &env).output())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+
+    let before = healthcheck().await;
+    assert!(!before.status.success());
+    assert!(
+        String::from_utf8_lossy(&before.stderr).contains("hits is not healthy"),
+        "{before:?}"
+    );
+
+    let app = AppProcess::start(&env).await;
+    assert!(healthcheck().await.status.success());
+    assert!(app.terminate().await.success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_app_cleanly_and_it_says_so() {
+    let (_redis, redis_port) = tcp_redis().await;
+    let app = AppProcess::start(&[
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", &redis_port.to_string()),
+        ("BIND_PORT", "0"),
+        ("BIND_ADDRESS", "127.0.0.1"),
+    ])
+    .await;
+    let log = app.log.clone();
+
+    let status = app.terminate().await;
+
+    assert!(status.success(), "{status}");
+    let log = log.lock().unwrap();
+    assert!(
+        log.iter().any(|e| e["message"] == "hits stopped"),
+        "{log:?}"
+    );
+}
