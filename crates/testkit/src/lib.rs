@@ -15,7 +15,12 @@
 //!
 //! A missing `redis-server` or Postgres install fails the test with the
 //! `apt-get install` line that fixes it; nothing is skipped.
+//!
+//! With the `browser` feature, [`browser::Browser`] drives a headless
+//! Chromium for tests of what a page does in a real browser.
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod server;
 
 use std::sync::atomic::{AtomicU32, Ordering};

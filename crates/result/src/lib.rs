@@ -1,0 +1,213 @@
+//! The result service: the page that shows how the vote stands, live.
+//!
+//! It is the end of the pipeline. The worker stores each voter's latest
+//! choice in the Postgres table `votes`; this service reads the tally and
+//! pushes it to every open page. It only reads: the worker owns the schema,
+//! and [`common::db::read_tally`] copes with a database that has our
+//! trigger-maintained tally, only the original table, or nothing yet.
+//!
+//! - `GET /` renders the page with the current tally ([`page`]).
+//! - `GET /ws` streams `{"a":N,"b":M}` to the page: on connect and on every
+//!   change ([`live`]).
+//! - One poller per process reads the tally — on every change notification
+//!   from Postgres and at least once per poll interval — and publishes it
+//!   to all clients at once ([`feed`]). Page views and clients never query
+//!   Postgres themselves, so a thousand open pages cost what one does.
+//!
+//! Replicas share nothing but Postgres, so any number of them can run
+//! behind a plain load balancer.
+
+pub mod feed;
+pub mod live;
+pub mod page;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use common::Tally;
+use common::config::{DatabaseArgs, OptionsArgs};
+use common::health::Probe;
+use common::http::ServeOptions;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use feed::{FeedSender, PollOptions};
+use live::LiveOptions;
+pub use page::PageConfig;
+
+/// How long a page view waits for the first tally after start before it
+/// renders an empty one.
+const FIRST_TALLY_WAIT: Duration = Duration::from_secs(1);
+/// How long shutdown waits for live clients to take their close frames.
+const CLIENTS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP connections allowed on top of the live clients (page loads, probes).
+const EXTRA_CONNECTIONS: usize = 1024;
+
+/// The result service's settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// TCP port to serve on.
+    #[arg(long, env = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub options: OptionsArgs,
+    /// Most live pages (WebSocket clients) at once; more are refused with 503.
+    #[arg(long, env = "MAX_CLIENTS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: u32,
+    /// Longest time between two reads of the tally, in milliseconds.
+    /// Changes normally arrive sooner, by notification from Postgres.
+    #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub poll_interval_ms: u64,
+    /// Time between pings to each live page, in milliseconds; a page that
+    /// stays silent for two intervals is disconnected.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub ping_interval_ms: u64,
+}
+
+/// Shared by every request and client: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pool: PgPool,
+    database_url: Arc<str>,
+    feed: FeedSender,
+    page: Arc<PageConfig>,
+    clients: Arc<Semaphore>,
+    tracker: TaskTracker,
+    poll: PollOptions,
+    live: LiveOptions,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state without contacting Postgres: connections are made
+    /// on first use and remade after failures.
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let url = &settings.database.database_url;
+        Ok(AppState {
+            pool: common::connect::pg_pool(url, 4, Duration::from_secs(2))?,
+            database_url: Arc::from(url.as_str()),
+            feed: watch::Sender::new(None),
+            page: Arc::new(PageConfig {
+                option_a: settings.options.option_a.clone(),
+                option_b: settings.options.option_b.clone(),
+            }),
+            clients: Arc::new(Semaphore::new(settings.max_clients as usize)),
+            tracker: TaskTracker::new(),
+            poll: PollOptions {
+                interval: Duration::from_millis(settings.poll_interval_ms),
+                ..PollOptions::default()
+            },
+            live: LiveOptions {
+                ping_interval: Duration::from_millis(settings.ping_interval_ms),
+                ..LiveOptions::default()
+            },
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// The tally as last published, if any has been read yet.
+    pub fn current(&self) -> Option<Tally> {
+        self.feed.borrow().as_ref().map(|s| s.tally)
+    }
+
+    /// How many more live clients fit.
+    pub fn free_client_slots(&self) -> usize {
+        self.clients.available_permits()
+    }
+}
+
+/// The whole HTTP surface of the result service.
+pub fn router(state: AppState) -> Router {
+    let probe = Probe {
+        redis: None,
+        postgres: Some(state.pool.clone()),
+    };
+    let app = Router::new()
+        .route("/", get(show_page))
+        .route("/ws", get(live::live_feed))
+        .route("/static/result.css", get(page::stylesheet))
+        .route("/static/result.js", get(page::script))
+        .route("/static/favicon.svg", get(page::favicon))
+        .with_state(state)
+        .merge(common::health::routes(probe));
+    common::http::with_standard_layers(app, Duration::from_secs(10))
+}
+
+/// Serves the result service on `listener` until `shutdown` fires: starts
+/// the poller, serves pages and live clients, then closes every client
+/// with a close frame and waits (briefly) for them to go.
+pub async fn serve(
+    listener: TcpListener,
+    mut state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    // A child token, so everything started here also stops if serving ends
+    // on its own.
+    let stop = shutdown.child_token();
+    state.shutdown = stop.clone();
+    let poller = tokio::spawn(feed::run(
+        state.pool.clone(),
+        state.database_url.clone(),
+        state.feed.clone(),
+        state.poll,
+        stop.clone(),
+    ));
+    let options = ServeOptions {
+        max_connections: state.clients.available_permits() + EXTRA_CONNECTIONS,
+        ..ServeOptions::default()
+    };
+    let served = common::http::serve(listener, router(state.clone()), stop.clone(), options).await;
+    stop.cancel();
+    state.tracker.close();
+    if tokio::time::timeout(CLIENTS_DRAIN_TIMEOUT, state.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.tracker.len(),
+            "live clients still open after the drain timeout"
+        );
+    }
+    let _ = poller.await;
+    served
+}
+
+/// Runs the service with `settings` until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = AppState::new(&settings)?;
+    let addr = SocketAddr::new(settings.bind_address, settings.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "result service listening");
+    serve(listener, state, shutdown).await?;
+    tracing::info!("result service stopped");
+    Ok(())
+}
+
+async fn show_page(State(state): State<AppState>) -> Response {
+    let mut feed = state.feed.subscribe();
+    // Just after start the first read may still be under way.
+    let tally = match tokio::time::timeout(FIRST_TALLY_WAIT, feed.wait_for(Option::is_some)).await {
+        Ok(Ok(snapshot)) => snapshot.as_ref().map(|s| s.tally).unwrap_or_default(),
+        _ => Tally::default(),
+    };
+    page::result_page(&state.page, tally)
+}

@@ -1,0 +1,193 @@
+//! `GET /ws`: the live feed. Each client gets the tally as `{"a":N,"b":M}`
+//! when it connects and again on every change.
+//!
+//! One task per client waits on four things at once: a new tally on the
+//! feed, its ping timer, a message from the client, and shutdown. The
+//! client's only state is a watch receiver, so however slow it is it holds
+//! no backlog: when it can take a message again it gets the latest tally.
+//! A send that does not complete within [`LiveOptions::send_timeout`] (the
+//! client stopped reading and the socket buffers are full) drops the
+//! client; a client silent for two ping intervals is dropped too.
+//!
+//! The number of clients is capped by a semaphore: beyond the cap the
+//! upgrade is refused with 503 before any WebSocket exists. On shutdown
+//! every client gets a close frame (1001, going away) — axum's graceful
+//! shutdown does not wait for upgraded connections, so the loops watch the
+//! token themselves and [`crate::serve`] waits for them.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::feed::FeedReceiver;
+
+/// Clients only ever send control frames; anything bigger is refused.
+const MAX_CLIENT_MESSAGE: usize = 4096;
+/// Small read buffers keep ten thousand idle clients cheap: tungstenite
+/// zero-fills its whole read buffer (128 KiB by default) on first read.
+const READ_BUFFER: usize = 1024;
+/// How long a closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Per-client timing.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveOptions {
+    /// Time between pings; a client silent for two intervals is dropped.
+    pub ping_interval: Duration,
+    /// Longest a single send may take before the client counts as stuck.
+    pub send_timeout: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            ping_interval: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a client's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    ShuttingDown,
+    ClientClosed,
+    Unresponsive,
+    Stuck,
+    Broken,
+}
+
+/// The `GET /ws` handler: upgrades when there is room, 503 when not.
+pub async fn live_feed(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let Ok(permit) = state.clients.clone().try_acquire_owned() else {
+        metrics::counter!("result_clients_refused_total").increment(1);
+        tracing::debug!("live feed full; refusing a client");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, "5")],
+            "Too many live result pages are open on this server; try again shortly.\n",
+        )
+            .into_response();
+    };
+    let feed = state.feed.subscribe();
+    let shutdown = state.shutdown.clone();
+    let options = state.live;
+    let tracker = state.tracker.clone();
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            tracker.track_future(serve_client(socket, feed, shutdown, options, permit))
+        })
+}
+
+/// Counts a client in `result_clients_connected` for as long as it lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("result_clients_connected").increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("result_clients_connected").decrement(1.0);
+    }
+}
+
+/// Streams the tally to one client until it leaves, fails or we shut down.
+async fn serve_client(
+    mut socket: WebSocket,
+    mut feed: FeedReceiver,
+    shutdown: CancellationToken,
+    options: LiveOptions,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _connected = Connected::new();
+    // The current tally goes out at once (if there is one yet).
+    feed.mark_changed();
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + options.ping_interval,
+        options.ping_interval,
+    );
+    let mut last_heard = Instant::now();
+    let ending = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ending::ShuttingDown,
+            changed = feed.changed() => {
+                if changed.is_err() {
+                    break Ending::ShuttingDown; // the feed is gone: we are stopping
+                }
+                let json = feed.borrow_and_update().as_ref().map(|s| s.json.clone());
+                if let Some(json) = json {
+                    if let Err(ending) = send(&mut socket, Message::Text(json), options).await {
+                        break ending;
+                    }
+                    metrics::counter!("result_messages_sent_total").increment(1);
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > 2 * options.ping_interval {
+                    break Ending::Unresponsive;
+                }
+                if let Err(ending) = send(&mut socket, Message::Ping(Default::default()), options).await {
+                    break ending;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                // Text from a client means nothing here; any frame shows it is alive.
+                Some(Ok(Message::Close(_))) | None => break Ending::ClientClosed,
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(_)) => break Ending::Broken,
+            },
+        }
+    };
+    tracing::debug!(?ending, "live client gone");
+    match ending {
+        Ending::ShuttingDown => {
+            let close = Message::Close(Some(CloseFrame {
+                code: close_code::AWAY,
+                reason: "server shutting down".into(),
+            }));
+            if send(&mut socket, close, options).await.is_ok() {
+                // Give the client a moment to answer the close handshake.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                    while let Some(Ok(_)) = socket.recv().await {}
+                })
+                .await;
+            }
+        }
+        // tungstenite queued the reply to the client's close; send it.
+        Ending::ClientClosed => {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+        }
+        Ending::Unresponsive | Ending::Stuck | Ending::Broken => {}
+    }
+}
+
+/// Sends one message, giving up on a client that does not take it in time.
+async fn send(
+    socket: &mut WebSocket,
+    message: Message,
+    options: LiveOptions,
+) -> Result<(), Ending> {
+    match tokio::time::timeout(options.send_timeout, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::Broken),
+        Err(_) => Err(Ending::Stuck),
+    }
+}

@@ -1,0 +1,79 @@
+//! What the visitor sees: the result page, rendered on the server with the
+//! current tally (so it is right without JavaScript), and the embedded
+//! stylesheet, script and icon. Nothing is loaded from another host.
+//!
+//! The script (`static/result.js`) mirrors [`common::Tally`]'s percentage
+//! and label rules so that live updates read exactly like the server's
+//! rendering (`67.0%`, `No votes yet`, `1 vote`, `N votes`).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use common::Tally;
+
+/// The option names, fixed at start.
+#[derive(Debug, Clone)]
+pub struct PageConfig {
+    pub option_a: String,
+    pub option_b: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "index.html")]
+struct ResultPage<'a> {
+    option_a: &'a str,
+    option_b: &'a str,
+    /// Bar widths in whole percent.
+    a_width: u8,
+    b_width: u8,
+    a_percent: String,
+    b_percent: String,
+    votes: String,
+}
+
+/// The result page showing `tally`.
+pub fn result_page(config: &PageConfig, tally: Tally) -> Response {
+    let (a_width, b_width) = tally.percentages();
+    let (a_percent, b_percent) = tally.percent_labels();
+    let page = ResultPage {
+        option_a: &config.option_a,
+        option_b: &config.option_b,
+        a_width,
+        b_width,
+        a_percent,
+        b_percent,
+        votes: tally.votes_label(),
+    };
+    // Live numbers: a cached copy would show an old tally until the
+    // script connects.
+    ([(CACHE_CONTROL, "no-store")], page).into_response()
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../static/result.css"),
+    )
+}
+
+pub async fn script() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../static/result.js"),
+    )
+}
+
+pub async fn favicon() -> impl IntoResponse {
+    asset("image/svg+xml", include_str!("../static/favicon.svg"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, content_type),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+}

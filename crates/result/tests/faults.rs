@@ -1,0 +1,146 @@
+//! The result service when the database is not what it expects: no table
+//! yet, only the original app's table, Postgres restarting under it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use reqwest::StatusCode;
+use support::{DEADLINE, TestApp, insert_vote, migrate, settings, tally};
+use testkit::{PostgresOptions, PostgresServer};
+
+#[tokio::test]
+async fn a_missing_table_shows_no_votes_until_the_worker_creates_it() {
+    let db = support::database().await;
+    let app = TestApp::spawn(&db.url).await;
+    let mut client = app.connect().await;
+    assert_eq!(client.next_tally().await, tally(0, 0));
+    assert!(app.page().await.contains("No votes yet"));
+    // Postgres answers, so the service is ready: "no table" is "no votes".
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+
+    migrate(&db.pool).await;
+    insert_vote(&db.pool, "v1", "a").await;
+    client.wait_for(tally(1, 0)).await;
+    assert!(app.page().await.contains("1 vote"));
+}
+
+#[tokio::test]
+async fn a_database_with_only_the_original_table_is_counted_by_polling() {
+    let db = support::database().await;
+    // What the original worker creates: no tally table, no triggers, no
+    // notifications — only the poll can see changes.
+    sqlx::query(common::db::VOTES_DDL)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    insert_vote(&db.pool, "v1", "b").await;
+    let app = TestApp::spawn_with(result::Settings {
+        poll_interval_ms: 100,
+        ..settings(&db.url)
+    })
+    .await;
+    let mut client = app.connect().await;
+    assert_eq!(client.next_tally().await, tally(0, 1));
+    insert_vote(&db.pool, "v2", "a").await;
+    insert_vote(&db.pool, "v3", "a").await;
+    client.wait_for(tally(2, 1)).await;
+}
+
+/// A Postgres of our own to stop and crash. Durable (fsync and synchronous
+/// commit on): otherwise a crash loses the last commits — the schema and
+/// votes a test just wrote.
+async fn dedicated_postgres() -> (PostgresServer, String) {
+    let server = PostgresServer::start(PostgresOptions {
+        fsync: true,
+        ..PostgresOptions::default()
+    })
+    .await
+    .unwrap();
+    let url = server.url("postgres");
+    (server, url)
+}
+
+async fn connect(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn updates_resume_for_connected_clients_after_postgres_restarts() {
+    let (mut server, url) = dedicated_postgres().await;
+    let pool = connect(&url).await;
+    migrate(&pool).await;
+    insert_vote(&pool, "v1", "a").await;
+    let app = TestApp::spawn(&url).await;
+    let mut clients = vec![app.connect().await, app.connect().await];
+    for client in &mut clients {
+        assert_eq!(client.next_tally().await, tally(1, 0));
+    }
+
+    server.stop();
+    pool.close().await;
+    testkit::eventually("readiness to report Postgres down", DEADLINE, || async {
+        (app.get("/readyz").await.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    // Meanwhile the page keeps showing the last tally.
+    assert!(app.page().await.contains("1 vote"));
+
+    server.start_again().await.unwrap();
+    let pool = connect(&url).await;
+    insert_vote(&pool, "v2", "b").await;
+    for client in &mut clients {
+        client.wait_for(tally(1, 1)).await;
+    }
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn notifications_resume_after_postgres_crashes_and_restarts() {
+    let (mut server, url) = dedicated_postgres().await;
+    let pool = connect(&url).await;
+    migrate(&pool).await;
+    // No polling to fall back on: only a re-established LISTEN delivers.
+    let app = TestApp::spawn_with(result::Settings {
+        poll_interval_ms: 3_600_000,
+        ..settings(&url)
+    })
+    .await;
+    let mut client = app.connect().await;
+    assert_eq!(client.next_tally().await, tally(0, 0));
+    insert_vote(&pool, "v1", "a").await;
+    client.wait_for(tally(1, 0)).await;
+
+    server.kill();
+    pool.close().await;
+    server.start_again().await.unwrap();
+    let pool = connect(&url).await;
+    // The listener may still be reconnecting; each vote is a new
+    // notification, and the first read after reconnecting catches up.
+    insert_vote(&pool, "v2", "a").await;
+    client.wait_for(tally(2, 0)).await;
+    insert_vote(&pool, "v3", "b").await;
+    client.wait_for(tally(2, 1)).await;
+}
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_reports_readiness() {
+    let (mut server, url) = dedicated_postgres().await;
+    let app = TestApp::spawn(&url).await;
+    let check = || async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_result"))
+            .arg("healthcheck")
+            .env("PORT", app.addr.port().to_string())
+            .output()
+            .await
+            .unwrap()
+    };
+    assert!(check().await.status.success());
+    server.stop();
+    let out = check().await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
+}

@@ -1,0 +1,271 @@
+//! Shared helpers for the result service's tests: the service in-process on
+//! a free port, a live-feed client, and the SQL other writers run.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Tally;
+use common::config::{DatabaseArgs, OptionsArgs};
+use futures_util::{SinkExt, StreamExt};
+use sqlx::PgPool;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for any single event.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Settings for a test instance: loopback, port 0, Cats vs Dogs.
+pub fn settings(database_url: &str) -> result::Settings {
+    result::Settings {
+        port: 0,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        database: DatabaseArgs {
+            database_url: database_url.to_owned(),
+        },
+        options: OptionsArgs {
+            option_a: "Cats".to_owned(),
+            option_b: "Dogs".to_owned(),
+        },
+        max_clients: 100,
+        poll_interval_ms: 1000,
+        ping_interval_ms: 20_000,
+    }
+}
+
+/// A result service running in this process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub state: result::AppState,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(database_url: &str) -> Self {
+        Self::spawn_with(settings(database_url)).await
+    }
+
+    pub async fn spawn_with(settings: result::Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind((settings.bind_address, settings.port))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = result::AppState::new(&settings).unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(result::serve(listener, state.clone(), shutdown.clone()));
+        TestApp {
+            addr,
+            http: reqwest::Client::new(),
+            state,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn page(&self) -> String {
+        let res = self.get("/").await;
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        res.text().await.unwrap()
+    }
+
+    /// A live-feed client, connected.
+    pub async fn connect(&self) -> LiveClient {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
+            .await
+            .unwrap();
+        LiveClient { ws }
+    }
+
+    /// Waits until the service has published `expected`.
+    pub async fn wait_for_tally(&self, expected: Tally) {
+        testkit::eventually(&format!("the tally {expected:?}"), DEADLINE, || async {
+            (self.state.current() == Some(expected)).then_some(())
+        })
+        .await;
+    }
+
+    /// Shuts the service down and waits for `serve` to return.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(10), server)
+                .await
+                .expect("serve returns after shutdown")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A browser-like live-feed client.
+pub struct LiveClient {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What a client saw next on the socket.
+#[derive(Debug)]
+pub enum Seen {
+    Tally(Tally),
+    Ping,
+    Closed(Option<CloseFrame>),
+}
+
+impl LiveClient {
+    /// The next thing the server sent, within [`DEADLINE`].
+    pub async fn next(&mut self) -> Seen {
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("a message from the server within the deadline");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let tally = serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("not a tally: {text}: {e}"));
+                    return Seen::Tally(tally);
+                }
+                Some(Ok(Message::Ping(_))) => return Seen::Ping,
+                Some(Ok(Message::Close(frame))) => return Seen::Closed(frame),
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Binary(b))) => panic!("unexpected binary message {b:?}"),
+                Some(Err(_)) | None => return Seen::Closed(None),
+            }
+        }
+    }
+
+    /// The next tally, skipping pings.
+    pub async fn next_tally(&mut self) -> Tally {
+        loop {
+            match self.next().await {
+                Seen::Tally(tally) => return tally,
+                Seen::Ping => continue,
+                Seen::Closed(frame) => panic!("socket closed while waiting for a tally: {frame:?}"),
+            }
+        }
+    }
+
+    /// Reads tallies until `expected` arrives (intermediate ones may be
+    /// skipped by the server: it always sends the latest).
+    pub async fn wait_for(&mut self, expected: Tally) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let seen = self.next_tally().await;
+            if seen == expected {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "waited {DEADLINE:?} for {expected:?}; last saw {seen:?}"
+            );
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+}
+
+/// A fresh, empty database of this test's own.
+pub struct Db {
+    pub url: String,
+    pub pool: PgPool,
+}
+
+/// A fresh database from the shared test Postgres.
+///
+/// testkit keeps its admin pool in the runtime of whichever test asked
+/// first, and each `#[tokio::test]` has its own runtime: once that test
+/// ends, the pool is dead for everyone ("Tokio context is being
+/// shutdown"). So ask from a runtime that lives as long as the process,
+/// and connect this test's own pool in the test's runtime.
+pub async fn database() -> Db {
+    static HARNESS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let harness = HARNESS.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let url = harness
+        .spawn(async { testkit::postgres().await.url })
+        .await
+        .unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&url)
+        .await
+        .unwrap();
+    Db { url, pool }
+}
+
+pub fn tally(a: u64, b: u64) -> Tally {
+    Tally { a, b }
+}
+
+/// Our schema, as the worker creates it.
+pub async fn migrate(pool: &PgPool) {
+    common::db::migrate(pool).await.unwrap();
+}
+
+/// A vote inserted with plain SQL, as any other writer might.
+pub async fn insert_vote(pool: &PgPool, voter: &str, vote: &str) {
+    sqlx::query("INSERT INTO votes (id, vote) VALUES ($1, $2)")
+        .bind(voter)
+        .bind(vote)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+/// `n` new voters for `vote`, in one statement.
+pub async fn insert_many(pool: &PgPool, prefix: &str, vote: &str, n: i64) {
+    sqlx::query(
+        "INSERT INTO votes (id, vote) SELECT $1 || g::text, $2 FROM generate_series(1, $3) g",
+    )
+    .bind(prefix)
+    .bind(vote)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Stores a ballot through the worker's own store function (the ordered
+/// upsert: a later `seq` replaces the voter's row, an earlier one changes
+/// nothing).
+pub async fn store_with_the_worker(pool: &PgPool, voter: &str, vote: &str, seq: i64) {
+    let ballot = common::Ballot {
+        voter_id: common::VoterId::parse(voter).unwrap(),
+        vote: common::Vote::parse(vote).unwrap(),
+        seq: Some(seq),
+    };
+    worker::store::store_ballots(pool, &[&ballot])
+        .await
+        .unwrap();
+}
+
+/// What `SELECT vote, COUNT(id) FROM votes GROUP BY vote` says.
+pub async fn group_by(pool: &PgPool) -> Tally {
+    common::db::count_votes(pool).await.unwrap()
+}

@@ -1,0 +1,216 @@
+//! A real browser for page tests: headless Chromium driven by Debian's
+//! `chromedriver` through [`thirtyfour`] (feature `browser`).
+//!
+//! ```ignore
+//! let browser = testkit::browser::Browser::start().await?;
+//! browser.goto(format!("http://{addr}/")).await?;
+//! browser.wait_for_text("#votes", "1 vote", Duration::from_secs(5)).await?;
+//! browser.quit().await?;
+//! ```
+//!
+//! Each [`Browser`] is its own `chromedriver` (on a free port it reports
+//! itself) and its own Chromium with a fresh profile, so tests run in
+//! parallel without sharing cookies or cache. `chromedriver` runs in a
+//! process group of its own with Chromium inside; dropping the handle (or
+//! the test process dying) ends the whole group. A missing Chromium fails
+//! the test with the `apt-get install` line that fixes it.
+
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use thirtyfour::prelude::*;
+use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities};
+
+pub use thirtyfour;
+
+/// How long `chromedriver` may take to report its port.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What fixes a missing browser.
+const INSTALL_HINT: &str = "apt-get install chromium chromium-driver";
+
+/// Chromium switches for a quiet, headless, root-friendly browser that
+/// talks to nothing but the pages it is sent to.
+const CHROMIUM_ARGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--window-size=1280,800",
+];
+
+/// A headless Chromium session; derefs to [`WebDriver`].
+pub struct Browser {
+    driver: WebDriver,
+    // Dropped after `driver`, in this order: the process group, then the
+    // profile directory it was using.
+    _chromedriver: ChromeDriver,
+    _profile: tempfile::TempDir,
+}
+
+/// The `chromedriver` process; dropping it ends its whole process group.
+struct ChromeDriver(Child);
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group id is chromedriver's pid: this ends it and its Chromium.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Browser {
+    /// Starts `chromedriver` and a fresh headless Chromium.
+    pub async fn start() -> anyhow::Result<Browser> {
+        let chromium = find_chromium()?;
+        let chromedriver_bin = find_on_path("chromedriver").with_context(|| {
+            format!("`chromedriver` is not installed; browser tests need it: {INSTALL_HINT}")
+        })?;
+        let profile = tempfile::Builder::new()
+            .prefix("voting-testkit-chromium-")
+            .tempdir()?;
+
+        let mut cmd = Command::new("setpriv");
+        cmd.arg("--pdeathsig=KILL")
+            .arg(&chromedriver_bin)
+            .args(["--port=0", "--log-level=WARNING"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            // Its own process group, so Chromium can be ended with it.
+            .process_group(0);
+        let mut chromedriver = ChromeDriver(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", chromedriver_bin.display()))?,
+        );
+        let stdout = chromedriver.0.stdout.take().context("stdout is piped")?;
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            // Keep reading to the end so chromedriver never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = started_on_port(&line)
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match tokio::time::timeout(START_TIMEOUT, port_rx).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(_)) => bail!("chromedriver exited before it was ready"),
+            Err(_) => bail!("chromedriver did not report a port within {START_TIMEOUT:?}"),
+        };
+
+        let mut caps = DesiredCapabilities::chrome();
+        caps.set_binary(&chromium.to_string_lossy())?;
+        for arg in CHROMIUM_ARGS {
+            caps.add_arg(arg)?;
+        }
+        caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))?;
+        let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
+            .await
+            .with_context(|| format!("starting {} through chromedriver", chromium.display()))?;
+        Ok(Browser {
+            driver,
+            _chromedriver: chromedriver,
+            _profile: profile,
+        })
+    }
+
+    /// The text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> anyhow::Result<String> {
+        Ok(self.find(By::Css(css)).await?.text().await?)
+    }
+
+    /// Waits until the first element matching `css` shows exactly
+    /// `expected`, polling every 20 ms for at most `deadline`.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        expected: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let seen = self.text(css).await;
+            if matches!(&seen, Ok(text) if text == expected) {
+                return Ok(());
+            }
+            if started.elapsed() >= deadline {
+                bail!("`{css}` did not show {expected:?} within {deadline:?}; last seen: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Ends the session (closing Chromium), then stops `chromedriver`.
+    pub async fn quit(self) -> anyhow::Result<()> {
+        let Browser { driver, .. } = self;
+        driver.quit().await?;
+        Ok(())
+    }
+}
+
+impl Deref for Browser {
+    type Target = WebDriver;
+
+    fn deref(&self) -> &WebDriver {
+        &self.driver
+    }
+}
+
+/// The port in chromedriver's "ChromeDriver was started successfully on
+/// port 41231." line.
+fn started_on_port(line: &str) -> Option<u16> {
+    let rest = line.split("started successfully on port ").nth(1)?;
+    rest.trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()
+}
+
+fn find_chromium() -> anyhow::Result<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find_on_path)
+        .with_context(|| {
+            format!("Chromium is not installed; browser tests need it: {INSTALL_HINT}")
+        })
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_is_read_from_chromedriver_output() {
+        assert_eq!(
+            started_on_port("ChromeDriver was started successfully on port 46323."),
+            Some(46323)
+        );
+        assert_eq!(started_on_port("Only local connections are allowed."), None);
+    }
+}
