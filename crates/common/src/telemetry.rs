@@ -1,7 +1,10 @@
 //! Logging for every binary: one line per event through `tracing`.
 //!
 //! `RUST_LOG` sets levels (default `info`); `RUST_LOG_FORMAT=json` switches
-//! to one JSON object per line for log collectors.
+//! to one JSON object per line for log collectors. Colours only on a
+//! terminal, so `docker logs` and files stay plain.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,6 +14,7 @@ pub fn init() {
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // `try_init` fails only if a subscriber is already set (tests); fine.
     let _ = if json {
