@@ -8,6 +8,11 @@
 #                          (also tagged rust:<X.Y.Z>-bookworm and rust:<X.Y>)
 #   redis:7-alpine         the stand-in debian + Debian's redis-server 7.0
 #   postgres:15-alpine     the stand-in debian + Debian's postgresql-15
+#   gcr.io/distroless/cc-debian12:nonroot
+#                          FROM scratch + the files of Debian's libc6, libgcc-s1,
+#                          libgomp1, libstdc++6, libssl3, netbase, tzdata and
+#                          the CA bundle, distroless' passwd/group (user
+#                          nonroot 65532), no shell (the runtime of our images)
 #
 # Idempotent: an image is built only when `docker image inspect NAME` fails, so
 # real images, when present, are used as they are. Installs docker.io,
@@ -15,11 +20,13 @@
 # answers. The slimmed debootstrap rootfs is cached in $STANDIN_CACHE_DIR
 # (default /var/cache/voting-standins), so a rerun after `docker rmi` is fast.
 #
-# Usage: scripts/standin-images.sh [--rebuild]
+# Usage: scripts/standin-images.sh [--rebuild | --engine-only]
 #   --rebuild   first remove the stand-ins this script built (the names above
 #               carrying label org.voting-app.standin=true; real images are
 #               never touched) and build them again from the cached rootfs
 #               (delete the cache dir as well for a fresh debootstrap).
+#   --engine-only only install the host packages and start dockerd if no
+#               engine answers; build nothing.
 # Environment: STANDIN_CACHE_DIR, DEBIAN_MIRROR (default http://deb.debian.org/debian),
 #   DEBIAN_SECURITY_MIRROR, DOCKERD_LOG (default /var/log/dockerd-standins.log).
 set -euo pipefail
@@ -28,9 +35,11 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'standin-images: error: %s\n' "$*" >&2; exit 1; }
 
 REBUILD=0
+ENGINE_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --rebuild) REBUILD=1 ;;
+        --engine-only) ENGINE_ONLY=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $arg (try --help)" ;;
     esac
@@ -48,6 +57,7 @@ LABEL=org.voting-app.standin
 DEBIAN_IMAGE=debian:bookworm-slim
 REDIS_IMAGE=redis:7-alpine
 POSTGRES_IMAGE=postgres:15-alpine
+DISTROLESS_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 # --- Rust toolchain of the host: resolved with the caller's PATH, before /usr/bin
 # goes first below (a Debian rustc in /usr/bin must not shadow rustup's).
@@ -531,16 +541,82 @@ EOF
     docker build --pull=false -t "$POSTGRES_IMAGE" "$ctx"
 }
 
+# ------------------------------------------- gcr.io/distroless/cc-debian12:nonroot
+# What distroless' cc-debian12 holds (static: CA certs, tzdata, netbase,
+# passwd/group, /tmp; base: + glibc, libssl3; cc: + libgcc, libgomp,
+# libstdc++), gathered from the stand-in debian's packages into a scratch
+# image: no shell, no package manager, user nonroot (65532) by default.
+build_distroless() {
+    local ctx="$WORK/distroless"
+    mkdir -p "$ctx"
+    cat >"$ctx/Dockerfile" <<EOF
+FROM $DEBIAN_IMAGE AS src
+RUN set -eux; \\
+    apt-get update; \\
+    apt-get install -y --no-install-recommends \\
+        ca-certificates libgcc-s1 libgomp1 libssl3 libstdc++6 netbase tzdata; \\
+    rm -rf /var/lib/apt/lists/*
+# Package files (no docs), laid out on a merged /usr like the source: the
+# top-level symlinks first, then tar keeps them while extracting.
+RUN set -eux; \\
+    mkdir -p /rootfs/usr /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/root /rootfs/home/nonroot /rootfs/var/lib; \\
+    for d in bin sbin lib lib32 lib64 libx32; do \\
+        if [ -L "/\$d" ]; then ln -s "\$(readlink "/\$d")" "/rootfs/\$d"; mkdir -p "/rootfs/\$(readlink -f "/\$d")"; fi; \\
+    done; \\
+    dpkg -L libc6 libgcc-s1 libgomp1 libssl3 libstdc++6 netbase tzdata \\
+        | grep -Ev '^/usr/share/(doc|doc-base|man|info|lintian|locale|bug)(/|$)' \\
+        | sort -u | while read -r f; do \\
+            if [ -L "\$f" ] || [ -f "\$f" ]; then printf '%s\\n' "\${f#/}"; fi; \\
+        done >/tmp/files; \\
+    tar -C / --no-recursion -cf - -T /tmp/files | tar -C /rootfs --keep-directory-symlink -xf -; \\
+    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \\
+    cp -P /etc/os-release /rootfs/etc/; cp /usr/lib/os-release /rootfs/usr/lib/; \\
+    printf '%s\\n' 'root:x:0:0:root:/root:/sbin/nologin' \\
+        'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \\
+        'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >/rootfs/etc/passwd; \\
+    printf '%s\\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >/rootfs/etc/group; \\
+    printf '%s\\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files dns' \\
+        'networks: files' 'protocols: files' 'services: files' 'ethers: files' 'rpc: files' >/rootfs/etc/nsswitch.conf; \\
+    chmod 1777 /rootfs/tmp; chmod 700 /rootfs/root; chown 65532:65532 /rootfs/home/nonroot; \\
+    test -e /rootfs/etc/services; test -s /rootfs/etc/ssl/certs/ca-certificates.crt; \\
+    ls /rootfs/usr/lib/*/libc.so.6 /rootfs/usr/lib/*/libgcc_s.so.1 >/dev/null
+
+FROM scratch
+COPY --from=src /rootfs/ /
+COPY --from=src --chown=65532:65532 /rootfs/home/nonroot /home/nonroot
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+LABEL $LABEL=true
+USER 65532:65532
+WORKDIR /home/nonroot
+EOF
+    log "building $DISTROLESS_IMAGE"
+    docker build --pull=false -t "$DISTROLESS_IMAGE" "$ctx"
+    # No shell inside: glibc's libc.so.6 is itself runnable (it prints its
+    # version), which proves the loader and the library are in place.
+    local multiarch
+    case "$ARCH" in
+        amd64) multiarch=x86_64-linux-gnu ;; arm64) multiarch=aarch64-linux-gnu ;;
+        *) multiarch="$(uname -m)-linux-gnu" ;;
+    esac
+    docker run --rm --entrypoint "/usr/lib/$multiarch/libc.so.6" "$DISTROLESS_IMAGE" >/dev/null \
+        || die "the built $DISTROLESS_IMAGE cannot run glibc"
+}
+
 # ------------------------------------------------------------------------ main
 start=$SECONDS
 ensure_host_tools
 ensure_engine
+if [ "$ENGINE_ONLY" = 1 ]; then
+    log "engine ready in $((SECONDS - start))s (--engine-only: no images built)"
+    exit 0
+fi
 
 if [ "$REBUILD" = 1 ]; then
     # Only our names, only when they carry our label (images built FROM a
     # stand-in inherit the label, so the label alone would catch app images).
     # Derived images first; untagging leaves images that others use intact.
-    for name in "$POSTGRES_IMAGE" "$REDIS_IMAGE" "${RUST_ALIASES[@]}" "$RUST_IMAGE" "$DEBIAN_IMAGE"; do
+    for name in "$DISTROLESS_IMAGE" "$POSTGRES_IMAGE" "$REDIS_IMAGE" "${RUST_ALIASES[@]}" "$RUST_IMAGE" "$DEBIAN_IMAGE"; do
         if [ "$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$name" 2>/dev/null)" = true ]; then
             log "--rebuild: removing stand-in $name"
             docker rmi "$name" >/dev/null
@@ -555,7 +631,8 @@ for alias in "${RUST_ALIASES[@]}"; do
 done
 if have_image "$REDIS_IMAGE"; then log "$REDIS_IMAGE present: kept"; else build_redis; fi
 if have_image "$POSTGRES_IMAGE"; then log "$POSTGRES_IMAGE present: kept"; else build_postgres; fi
+if have_image "$DISTROLESS_IMAGE"; then log "$DISTROLESS_IMAGE present: kept"; else build_distroless; fi
 
 log "done in $((SECONDS - start))s:"
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' \
-    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE)" | sed 's/^/    /' >&2 || true
+    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE|${DISTROLESS_IMAGE%:*})" | sed 's/^/    /' >&2 || true
