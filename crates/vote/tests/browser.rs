@@ -1,0 +1,137 @@
+//! The vote page in a real browser (headless Chromium): clicking a button
+//! votes, the choice is marked, survives a reload, and can be changed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use common::config::OptionsArgs;
+use testkit::browser::Browser;
+use testkit::browser::thirtyfour::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn queued(redis: &testkit::TestRedis) -> Vec<serde_json::Value> {
+    let mut conn = redis.conn().await;
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg("votes")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    raw.iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+async fn class_of(browser: &Browser, id: &str) -> String {
+    browser
+        .find(By::Id(id))
+        .await
+        .unwrap()
+        .attr("class")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
+    let redis = testkit::redis().await;
+    let options = OptionsArgs {
+        option_a: "Cats".into(),
+        option_b: "Dogs".into(),
+    };
+    let state = vote::AppState::new(&redis.url, &options, "browser-test".into()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(vote::serve(listener, state, shutdown.clone()));
+
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&url).await.unwrap();
+    assert_eq!(browser.title().await.unwrap(), "Cats vs Dogs!");
+    browser
+        .find(By::Id("a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("h1", "Cats vs Dogs!", DEADLINE)
+        .await
+        .unwrap();
+    let chosen = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let class = class_of(&browser, "a").await;
+            if class.contains("chosen") {
+                return class;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the chosen button is marked");
+    assert!(chosen.contains("chosen"));
+    assert!(class_of(&browser, "b").await.contains("dimmed"));
+    assert!(
+        browser
+            .find(By::Id("a"))
+            .await
+            .unwrap()
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("true")
+    );
+
+    let ballots = queued(&redis).await;
+    assert_eq!(ballots.len(), 1);
+    assert_eq!(ballots[0]["vote"], "a");
+    let voter = ballots[0]["voter_id"].as_str().unwrap().to_owned();
+    assert_eq!(voter.len(), 16);
+
+    // A reload (a plain GET) still shows the choice.
+    browser.goto(&url).await.unwrap();
+    assert!(class_of(&browser, "a").await.contains("chosen"));
+
+    // Changing the vote: same voter, second ballot.
+    browser
+        .find(By::Id("b"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while !class_of(&browser, "b").await.contains("chosen") {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the new choice is marked");
+    let ballots = queued(&redis).await;
+    assert_eq!(ballots.len(), 2);
+    assert_eq!(ballots[1]["vote"], "b");
+    assert_eq!(ballots[1]["voter_id"], voter.as_str());
+
+    // Everything the page loaded came from the vote service itself.
+    let origins = browser
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin);",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .json()
+        .clone();
+    let own = url.trim_end_matches('/');
+    for origin in origins.as_array().unwrap() {
+        assert_eq!(origin.as_str().unwrap(), own);
+    }
+    browser.quit().await.unwrap();
+    shutdown.cancel();
+}
