@@ -26,23 +26,22 @@
 
 pub mod batch;
 pub mod queue;
+mod run;
 pub mod store;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use common::config::{DatabaseArgs, RedisArgs};
 use common::connect::wait_until;
 use common::health::Probe;
-use common::http::ServeOptions;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use batch::Batch;
 use queue::{Claimed, Queue, Waiter};
+pub use run::{run, serve};
 
 /// The worker's settings.
 #[derive(clap::Args, Debug, Clone)]
@@ -146,6 +145,9 @@ pub struct Worker {
     waiter: Waiter,
     pool: PgPool,
     batch_size: usize,
+    /// The next batch, claimed while the previous one was committing: it
+    /// sits in the processing list right behind that batch.
+    prefetched: Option<Claimed>,
 }
 
 impl Worker {
@@ -161,6 +163,7 @@ impl Worker {
                 Duration::from_secs(5),
             )?,
             batch_size: settings.batch_size as usize,
+            prefetched: None,
             id,
         })
     }
@@ -181,10 +184,15 @@ impl Worker {
         }
     }
 
-    /// Stores one batch: claims up to `BATCH_SIZE` ballots (first whatever
-    /// this worker left unfinished), or waits up to the block time for one
-    /// to arrive; commits them; then removes them from Redis.
+    /// Stores one batch: takes the batch claimed during the previous step,
+    /// or claims up to `BATCH_SIZE` ballots (first whatever this worker left
+    /// unfinished), or waits up to the block time for one to arrive; commits
+    /// them, claiming the next batch meanwhile if more are queued; then
+    /// removes them from Redis.
     pub async fn step(&mut self) -> Result<Outcome, StepError> {
+        if let Some(claimed) = self.prefetched.take() {
+            return self.store_batch(claimed, true).await.map(Outcome::Stored);
+        }
         let mut claimed = self.queue.claim(self.batch_size).await?;
         if claimed.payloads.is_empty() {
             metrics::gauge!("queue_depth").set(0.0);
@@ -198,20 +206,59 @@ impl Worker {
                 return Ok(Outcome::Idle);
             }
         }
-        self.store_batch(claimed).await.map(Outcome::Stored)
+        self.store_batch(claimed, true).await.map(Outcome::Stored)
     }
 
+    /// Stores the batch claimed ahead, if any, without claiming more: what
+    /// a stopping worker does after its last step, so it leaves nothing in
+    /// its processing list.
+    pub async fn finish(&mut self) -> Result<Option<BatchReport>, StepError> {
+        match self.prefetched.take() {
+            Some(claimed) => self.store_batch(claimed, false).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits `claimed`, then acknowledges it. With `prefetch`, and if more
+    /// ballots are queued, claims the next batch while Postgres commits: it
+    /// lands in the processing list behind this one, so order holds and a
+    /// crash leaves both for the next claim. If anything fails, the
+    /// prefetched batch is dropped from memory and the next claim returns it
+    /// from Redis, in order, after this one.
     #[instrument(skip_all, fields(worker = %self.id, batch_size = claimed.payloads.len()))]
-    async fn store_batch(&mut self, claimed: Claimed) -> Result<BatchReport, StepError> {
+    async fn store_batch(
+        &mut self,
+        claimed: Claimed,
+        prefetch: bool,
+    ) -> Result<BatchReport, StepError> {
         let batch = Batch::parse(&claimed.payloads, &self.id);
         let rows = batch.latest();
-        let started = Instant::now();
-        let changed = store::store_ballots(&self.pool, &rows).await?;
-        let commit = started.elapsed();
+        let commit = async {
+            let started = Instant::now();
+            let changed = store::store_ballots(&self.pool, &rows).await;
+            (changed, started.elapsed())
+        };
+        let next = async {
+            if prefetch && claimed.queue_depth > 0 {
+                Some(self.queue.claim_more(self.batch_size).await)
+            } else {
+                None
+            }
+        };
+        let ((changed, commit), next) = tokio::join!(commit, next);
+        let changed = changed?;
         let acknowledged = self
             .queue
             .acknowledge(&claimed.payloads, &batch.dead)
             .await?;
+        self.prefetched = match next {
+            Some(Ok(next)) if !next.payloads.is_empty() => Some(next),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "claiming ahead failed; the next claim retries");
+                None
+            }
+            _ => None,
+        };
         if !acknowledged {
             tracing::warn!(
                 "the batch was taken over by another worker before it was acknowledged \
@@ -276,154 +323,5 @@ impl Worker {
                 tracing::warn!(error = %e, "could not check votes:seq against the stored ballots")
             }
         }
-    }
-}
-
-/// Runs the worker with `settings` until `shutdown` fires.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = SocketAddr::new(settings.admin_bind_address, settings.admin_port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "admin listener (health, readiness, metrics)");
-    serve(listener, settings, shutdown).await
-}
-
-/// Runs the worker, with its admin endpoints on `admin`, until `shutdown`
-/// fires; then finishes the batch in flight and returns.
-pub async fn serve(
-    admin: TcpListener,
-    settings: Settings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut worker = Worker::new(&settings)?;
-    // The admin endpoints answer until the worker has finished.
-    let admin_stop = CancellationToken::new();
-    let admin_task = tokio::spawn(common::http::serve(
-        admin,
-        common::health::routes(worker.probe()),
-        admin_stop.clone(),
-        ServeOptions::default(),
-    ));
-    let outcome = consume(&mut worker, &settings, &shutdown).await;
-    admin_stop.cancel();
-    let _ = admin_task.await;
-    outcome
-}
-
-/// Start-up waits, then steps until shutdown, then deregisters.
-async fn consume(
-    worker: &mut Worker,
-    settings: &Settings,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let ttl = settings.heartbeat_ttl();
-    if worker.prepare_schema(shutdown).await.is_none()
-        || worker.register(ttl, shutdown).await.is_none()
-    {
-        tracing::info!("stopped before start-up finished");
-        return Ok(());
-    }
-    worker.raise_seq_floor().await;
-
-    let heartbeat_stop = CancellationToken::new();
-    let heartbeat = tokio::spawn(keep_alive(
-        worker.queue.clone(),
-        ttl,
-        heartbeat_stop.clone(),
-    ));
-    tracing::info!(worker = %worker.id, batch_size = worker.batch_size, "consuming ballots");
-
-    let mut backoff = Backoff::default();
-    while !shutdown.is_cancelled() {
-        match worker.step().await {
-            Ok(_) => backoff.reset(),
-            Err(e) => {
-                match e {
-                    StepError::Redis(_) => metrics::counter!("redis_errors_total").increment(1),
-                    StepError::Postgres(_) => {
-                        metrics::counter!("postgres_errors_total").increment(1)
-                    }
-                }
-                let delay = backoff.next_delay();
-                tracing::warn!(
-                    error = %e,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "batch not stored yet; it stays in the processing list and is retried"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-
-    heartbeat_stop.cancel();
-    let _ = heartbeat.await;
-    match worker.queue.deregister().await {
-        Ok(true) => tracing::info!("worker stopped; nothing left in flight"),
-        Ok(false) => tracing::warn!(
-            "worker stopped with a batch left in its processing list; it is taken again \
-             when this worker restarts or, after the heartbeat lapses, by another worker"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "worker stopped; could not deregister (the heartbeat will lapse)")
-        }
-    }
-    Ok(())
-}
-
-/// Renews the heartbeat every fifth of its lifetime and, each time, puts
-/// the batches of workers whose heartbeat lapsed back on the queue.
-async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(ttl / 5);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = queue.beat(ttl).await {
-            metrics::counter!("redis_errors_total").increment(1);
-            tracing::warn!(error = %e, "could not renew the heartbeat");
-            continue;
-        }
-        match queue.recover_dead_workers().await {
-            Ok(0) => {}
-            Ok(moved) => {
-                metrics::counter!("ballots_requeued_total").increment(moved);
-                tracing::info!(
-                    ballots = moved,
-                    "requeued the unfinished batches of workers whose heartbeat lapsed"
-                );
-            }
-            Err(e) => {
-                metrics::counter!("redis_errors_total").increment(1);
-                tracing::warn!(error = %e, "could not check for workers whose heartbeat lapsed");
-            }
-        }
-        match queue.depth().await {
-            Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
-            Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
-        }
-    }
-}
-
-/// Retry delays after a failed step: 100 ms doubling up to 2 s.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let delay = Duration::from_millis(100) * 2u32.pow(self.failures.min(5));
-        self.failures += 1;
-        delay.min(Duration::from_secs(2))
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
     }
 }

@@ -14,7 +14,9 @@
 //!    <processing> LEFT RIGHT <block>` on a dedicated connection. The moved
 //!    ballot lands in the processing list, so even a reply lost to a broken
 //!    connection is found by the next claim.
-//! 3. The caller commits the batch to Postgres.
+//! 3. The caller commits the batch to Postgres. Meanwhile it may claim the
+//!    next batch with [`Queue::claim_more`], which appends it to the
+//!    processing list behind the batch being committed.
 //! 4. [`Queue::acknowledge`] — one Lua script: drop the batch from the head
 //!    of the processing list (`LTRIM`, not `DEL`: anything appended after
 //!    the claim stays for the next one) and push the batch's dead letters.
@@ -49,6 +51,17 @@ if have < max then
   end
 end
 return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, max - 1)}
+"#;
+
+/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
+/// Returns {queue length, the items moved}.
+const CLAIM_MORE_LUA: &str = r#"
+local taken = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+if not taken then return {0, {}} end
+for i = 1, #taken, 1000 do
+  redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
+end
+return {redis.call('LLEN', KEYS[1]), taken}
 "#;
 
 /// KEYS[1] processing, KEYS[2] dead letters; ARGV[1] batch length,
@@ -127,6 +140,7 @@ pub struct Queue {
 
 struct Scripts {
     claim: redis::Script,
+    claim_more: redis::Script,
     ack: redis::Script,
     recover: redis::Script,
     deregister: redis::Script,
@@ -143,6 +157,7 @@ impl Queue {
             redis: common::connect::redis_manager(redis_url)?,
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(CLAIM_LUA),
+                claim_more: redis::Script::new(CLAIM_MORE_LUA),
                 ack: redis::Script::new(ACK_LUA),
                 recover: redis::Script::new(RECOVER_LUA),
                 deregister: redis::Script::new(DEREGISTER_LUA),
@@ -161,6 +176,23 @@ impl Queue {
         let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = self
             .scripts
             .claim
+            .key(QUEUE_KEY)
+            .key(&self.processing)
+            .arg(max)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(Claimed {
+            payloads,
+            queue_depth,
+        })
+    }
+
+    /// Moves up to `max` more ballots from the queue to the end of the
+    /// processing list, behind the batch in flight, and returns just them.
+    pub async fn claim_more(&self, max: usize) -> redis::RedisResult<Claimed> {
+        let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = self
+            .scripts
+            .claim_more
             .key(QUEUE_KEY)
             .key(&self.processing)
             .arg(max)

@@ -308,3 +308,30 @@ async fn an_acknowledgement_leaves_ballots_appended_after_the_claim() {
 
     assert_eq!(env.list(&processing_key("w1")).await, ["late"]);
 }
+
+#[tokio::test]
+async fn a_batch_claimed_ahead_waits_in_the_processing_list_in_queue_order() {
+    let env = Env::new().await;
+    let mut settings = env.settings("w1");
+    settings.batch_size = 2;
+    env.migrate().await;
+    let first = [ballot("x1", "a", None), ballot("x2", "a", None)];
+    let second = [ballot("v", "a", None), ballot("v", "b", None)];
+    env.push(&first).await;
+    env.push(&second).await;
+    env.push(&[ballot("v", "a", None)]).await;
+
+    let mut w = Worker::new(&settings).unwrap();
+    assert_eq!(stored(w.step().await.unwrap()).ballots, 2);
+    // The first batch is gone; the second was claimed during its commit.
+    assert_eq!(env.list(&processing_key("w1")).await, second);
+    drop(w); // a crash: the claimed-ahead batch lives on in Redis only
+
+    let mut w = Worker::new(&settings).unwrap();
+    assert_eq!(stored(w.step().await.unwrap()).ballots, 2);
+    assert_eq!(stored(w.step().await.unwrap()).ballots, 1);
+    assert_eq!(w.finish().await.unwrap(), None);
+    env.assert_rows(&expect(&[("x1", "a"), ("x2", "a"), ("v", "a")]))
+        .await;
+    assert_eq!(env.len(&processing_key("w1")).await, 0);
+}

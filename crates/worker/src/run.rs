@@ -1,0 +1,176 @@
+//! Running a worker as a service: the start-up waits (Postgres and the
+//! schema, then Redis), the heartbeat task, the step loop with back-off
+//! after errors, the admin listener, and a clean stop: on shutdown the
+//! batch in flight is finished, the heartbeat stopped and the worker
+//! unregistered — unless it still holds a batch, which then waits in its
+//! processing list for a restart or for a live worker to take it back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::http::ServeOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::queue::Queue;
+use crate::{Settings, StepError, Worker};
+
+/// Runs the worker with `settings` until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(settings.admin_bind_address, settings.admin_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%addr, "admin listener (health, readiness, metrics)");
+    serve(listener, settings, shutdown).await
+}
+
+/// Runs the worker, with its admin endpoints on `admin`, until `shutdown`
+/// fires; then finishes the batch in flight and returns.
+pub async fn serve(
+    admin: TcpListener,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut worker = Worker::new(&settings)?;
+    // The admin endpoints answer until the worker has finished.
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(common::http::serve(
+        admin,
+        common::health::routes(worker.probe()),
+        admin_stop.clone(),
+        ServeOptions::default(),
+    ));
+    let outcome = consume(&mut worker, &settings, &shutdown).await;
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    outcome
+}
+
+/// Start-up waits, then steps until shutdown, then deregisters.
+async fn consume(
+    worker: &mut Worker,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let ttl = settings.heartbeat_ttl();
+    if worker.prepare_schema(shutdown).await.is_none()
+        || worker.register(ttl, shutdown).await.is_none()
+    {
+        tracing::info!("stopped before start-up finished");
+        return Ok(());
+    }
+    worker.raise_seq_floor().await;
+
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(keep_alive(
+        worker.queue.clone(),
+        ttl,
+        heartbeat_stop.clone(),
+    ));
+    tracing::info!(worker = %worker.id, batch_size = worker.batch_size, "consuming ballots");
+
+    let mut backoff = Backoff::default();
+    while !shutdown.is_cancelled() {
+        match worker.step().await {
+            Ok(_) => backoff.reset(),
+            Err(e) => {
+                match e {
+                    StepError::Redis(_) => metrics::counter!("redis_errors_total").increment(1),
+                    StepError::Postgres(_) => {
+                        metrics::counter!("postgres_errors_total").increment(1)
+                    }
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "batch not stored yet; it stays in the processing list and is retried"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    match worker.finish().await {
+        Ok(Some(report)) => {
+            tracing::debug!(ballots = report.ballots, "stored the batch claimed ahead")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not store the batch claimed ahead; it stays in the processing list")
+        }
+    }
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
+    match worker.queue.deregister().await {
+        Ok(true) => tracing::info!("worker stopped; nothing left in flight"),
+        Ok(false) => tracing::warn!(
+            "worker stopped with a batch left in its processing list; it is taken again \
+             when this worker restarts or, after the heartbeat lapses, by another worker"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "worker stopped; could not deregister (the heartbeat will lapse)")
+        }
+    }
+    Ok(())
+}
+
+/// Renews the heartbeat every fifth of its lifetime and, each time, puts
+/// the batches of workers whose heartbeat lapsed back on the queue.
+async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ttl / 5);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = queue.beat(ttl).await {
+            metrics::counter!("redis_errors_total").increment(1);
+            tracing::warn!(error = %e, "could not renew the heartbeat");
+            continue;
+        }
+        match queue.recover_dead_workers().await {
+            Ok(0) => {}
+            Ok(moved) => {
+                metrics::counter!("ballots_requeued_total").increment(moved);
+                tracing::info!(
+                    ballots = moved,
+                    "requeued the unfinished batches of workers whose heartbeat lapsed"
+                );
+            }
+            Err(e) => {
+                metrics::counter!("redis_errors_total").increment(1);
+                tracing::warn!(error = %e, "could not check for workers whose heartbeat lapsed");
+            }
+        }
+        match queue.depth().await {
+            Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
+            Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
+        }
+    }
+}
+
+/// Retry delays after a failed step: 100 ms doubling up to 2 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = Duration::from_millis(100) * 2u32.pow(self.failures.min(5));
+        self.failures += 1;
+        delay.min(Duration::from_secs(2))
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
