@@ -71,6 +71,32 @@ async fn sigkill_in_the_middle_of_a_large_batch_loses_no_ballot() {
 }
 
 #[tokio::test]
+async fn a_killed_workers_batch_is_taken_over_by_a_live_one() {
+    let env = Env::new().await;
+    let (ballots, last) = workload(5_000, 30_000, 13);
+    env.push(&ballots).await;
+    let spawn = |id: &str| {
+        env.command(id, 2_000)
+            .env("HEARTBEAT_SECONDS", "1")
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = spawn("doomed");
+    let mut survivor = spawn("survivor");
+
+    wait_for_batch_in_flight(&env, "doomed", 0).await;
+    signal(&doomed, "KILL").await;
+    doomed.wait().await.unwrap();
+
+    // Never restarted: the survivor must put its batch back on the queue.
+    env.wait_until_drained(&["doomed", "survivor"], last.len())
+        .await;
+    signal(&survivor, "TERM").await;
+    assert!(survivor.wait().await.unwrap().success());
+    env.assert_rows(&last).await;
+}
+
+#[tokio::test]
 async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
     let env = Env::new().await;
     let ballots: Vec<String> = (0..30_000)
