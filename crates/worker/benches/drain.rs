@@ -14,8 +14,10 @@
 //! commit. Then it checks the table row by row, stops the worker and reads
 //! its peak RSS (`VmHWM`).
 //!
-//! Runs: N distinct voters; N ballots of which 10% change an earlier
-//! voter's vote. Figures go to stdout and `docs/benchmarks/worker.json`.
+//! Workloads: N distinct voters; N ballots of which 10% change an earlier
+//! voter's vote. Each runs `--repeat` times (default 3) on a fresh
+//! database; the median counts, since the machine may be shared. Figures go
+//! to stdout and `docs/benchmarks/worker.json`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -31,15 +33,18 @@ const WORKER_ID: &str = "bench";
 struct Options {
     ballots: usize,
     batch_size: u32,
+    repeat: usize,
 }
 
 impl Options {
-    /// `--ballots N` / `BENCH_BALLOTS`, `--batch-size N` / `BENCH_BATCH_SIZE`.
+    /// `--ballots N` / `BENCH_BALLOTS`, `--batch-size N` / `BENCH_BATCH_SIZE`,
+    /// `--repeat N` / `BENCH_REPEAT` (runs per workload; the median counts).
     /// Other arguments (cargo passes `--bench`) are ignored.
     fn parse() -> anyhow::Result<Self> {
         let mut options = Options {
             ballots: env_or("BENCH_BALLOTS", 100_000)?,
             batch_size: env_or("BENCH_BATCH_SIZE", 1_000)?,
+            repeat: env_or("BENCH_REPEAT", 3)?,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -48,6 +53,7 @@ impl Options {
                 "--batch-size" => {
                     options.batch_size = args.next().context("--batch-size N")?.parse()?
                 }
+                "--repeat" => options.repeat = args.next().context("--repeat N")?.parse()?,
                 _ => {}
             }
         }
@@ -109,18 +115,30 @@ impl Workload {
     }
 }
 
-/// The figures of one run.
+/// The figures of one workload: one sample per repeat.
 struct Figures {
     name: &'static str,
     ballots: usize,
     voters: usize,
+    samples: Vec<Sample>,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
     seconds: f64,
     peak_rss_kib: u64,
 }
 
 impl Figures {
-    fn per_second(&self) -> f64 {
-        self.ballots as f64 / self.seconds
+    /// The median run by time.
+    fn median(&self) -> Sample {
+        let mut samples = self.samples.clone();
+        samples.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        samples[samples.len() / 2]
+    }
+
+    fn per_second(&self, sample: Sample) -> f64 {
+        self.ballots as f64 / sample.seconds
     }
 }
 
@@ -134,9 +152,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench(options: Options) -> anyhow::Result<()> {
+    anyhow::ensure!(options.repeat > 0, "--repeat must be at least 1");
     println!(
-        "worker drain benchmark: {} ballots per run, BATCH_SIZE={}",
-        options.ballots, options.batch_size
+        "worker drain benchmark: {} ballots per run, BATCH_SIZE={}, {} runs per workload (median counts)",
+        options.ballots, options.batch_size, options.repeat
     );
     let redis = RedisServer::start(RedisOptions {
         appendonly: true,
@@ -155,26 +174,43 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         Workload::new("10% vote changes", options.ballots, 10),
     ];
     let mut results = Vec::new();
-    for (i, workload) in workloads.iter().enumerate() {
-        let db = format!("bench{i}");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(&admin)
+    let mut databases = 0u32;
+    for workload in &workloads {
+        let mut figures = Figures {
+            name: workload.name,
+            ballots: workload.ballots.len(),
+            voters: workload.last.len(),
+            samples: Vec::new(),
+        };
+        for _ in 0..options.repeat {
+            databases += 1;
+            let db = format!("bench{databases}");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&admin)
+                .await?;
+            let sample = run(
+                workload,
+                &redis.url(databases),
+                &postgres.url(&db),
+                options.batch_size,
+            )
             .await?;
-        let figures = run(
-            workload,
-            &redis.url(i as u32 + 1),
-            &postgres.url(&db),
-            options.batch_size,
-        )
-        .await?;
+            println!(
+                "{:>18}: {} ballots from {} voters in {:.2} s = {:.0} ballots/s; worker peak RSS {:.1} MiB",
+                figures.name,
+                figures.ballots,
+                figures.voters,
+                sample.seconds,
+                figures.ballots as f64 / sample.seconds,
+                sample.peak_rss_kib as f64 / 1024.0
+            );
+            figures.samples.push(sample);
+        }
+        let median = figures.median();
         println!(
-            "{:>18}: {} ballots from {} voters in {:.2} s = {:.0} ballots/s; worker peak RSS {:.1} MiB",
+            "{:>18}: median {:.0} ballots/s",
             figures.name,
-            figures.ballots,
-            figures.voters,
-            figures.seconds,
-            figures.per_second(),
-            figures.peak_rss_kib as f64 / 1024.0
+            figures.per_second(median)
         );
         results.push(figures);
     }
@@ -186,7 +222,7 @@ async fn run(
     redis_url: &str,
     db_url: &str,
     batch_size: u32,
-) -> anyhow::Result<Figures> {
+) -> anyhow::Result<Sample> {
     let client = redis::Client::open(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"))
@@ -255,10 +291,7 @@ async fn run(
         bail!("the worker exited with {status}");
     }
     verify(db_url, &workload.last).await?;
-    Ok(Figures {
-        name: workload.name,
-        ballots: workload.ballots.len(),
-        voters: workload.last.len(),
+    Ok(Sample {
         seconds,
         peak_rss_kib,
     })
@@ -336,13 +369,17 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
     let runs: Vec<serde_json::Value> = results
         .iter()
         .map(|f| {
+            let median = f.median();
+            let all: Vec<f64> = f.samples.iter().map(|s| f.per_second(*s).round()).collect();
+            let peak_rss_kib = f.samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
             serde_json::json!({
                 "name": f.name,
                 "ballots": f.ballots,
                 "voters": f.voters,
-                "seconds": (f.seconds * 1000.0).round() / 1000.0,
-                "ballots_per_second": f.per_second().round(),
-                "worker_peak_rss_mib": (f.peak_rss_kib as f64 / 102.4).round() / 10.0,
+                "seconds": (median.seconds * 1000.0).round() / 1000.0,
+                "ballots_per_second": f.per_second(median).round(),
+                "ballots_per_second_each_run": all,
+                "worker_peak_rss_mib": (peak_rss_kib as f64 / 102.4).round() / 10.0,
             })
         })
         .collect();
@@ -355,6 +392,8 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
         },
         "setup": {
             "batch_size": options.batch_size,
+            "runs_per_workload": options.repeat,
+            "reported": "median run; peak RSS is the highest of the runs",
             "workers": 1,
             "postgres": "fsync on, synchronous_commit on",
             "redis": "appendonly yes, appendfsync always",

@@ -252,7 +252,8 @@ impl Worker {
             .acknowledge(&claimed.payloads, &batch.dead)
             .await?;
         self.prefetched = match next {
-            Some(Ok(next)) if !next.payloads.is_empty() => Some(next),
+            // A list taken over took the batch claimed ahead with it.
+            Some(Ok(next)) if acknowledged && !next.payloads.is_empty() => Some(next),
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "claiming ahead failed; the next claim retries");
                 None
@@ -262,7 +263,8 @@ impl Worker {
         if !acknowledged {
             tracing::warn!(
                 "the batch was taken over by another worker before it was acknowledged \
-                 (heartbeat lapsed); it will be stored again, which changes nothing"
+                 (heartbeat lapsed); it will be stored again, which changes nothing \
+                 for ballots with a seq"
             );
         }
         let report = BatchReport {
