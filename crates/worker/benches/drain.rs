@@ -1,7 +1,7 @@
 //! How fast the worker drains a full queue into Postgres.
 //!
 //! ```text
-//! cargo bench -p worker --bench drain [-- --ballots 100000 --batch-size 1000]
+//! cargo bench -p worker --bench drain [-- --ballots 100000 --batch-size 1000,5000 --repeat 3]
 //! ```
 //!
 //! Starts a Redis of its own (append-only file, fsync on every write) and a
@@ -32,18 +32,20 @@ const WORKER_ID: &str = "bench";
 
 struct Options {
     ballots: usize,
-    batch_size: u32,
+    batch_sizes: Vec<u32>,
     repeat: usize,
 }
 
 impl Options {
-    /// `--ballots N` / `BENCH_BALLOTS`, `--batch-size N` / `BENCH_BATCH_SIZE`,
-    /// `--repeat N` / `BENCH_REPEAT` (runs per workload; the median counts).
+    /// `--ballots N` / `BENCH_BALLOTS`, `--batch-size N[,N…]` /
+    /// `BENCH_BATCH_SIZE` (the worker's `BATCH_SIZE`; each listed size is
+    /// measured), `--repeat N` / `BENCH_REPEAT` (runs per workload; the
+    /// median counts).
     /// Other arguments (cargo passes `--bench`) are ignored.
     fn parse() -> anyhow::Result<Self> {
         let mut options = Options {
             ballots: env_or("BENCH_BALLOTS", 100_000)?,
-            batch_size: env_or("BENCH_BATCH_SIZE", 1_000)?,
+            batch_sizes: parse_sizes(&env_or("BENCH_BATCH_SIZE", "1000".to_owned())?)?,
             repeat: env_or("BENCH_REPEAT", 3)?,
         };
         let mut args = std::env::args().skip(1);
@@ -51,7 +53,7 @@ impl Options {
             match arg.as_str() {
                 "--ballots" => options.ballots = args.next().context("--ballots N")?.parse()?,
                 "--batch-size" => {
-                    options.batch_size = args.next().context("--batch-size N")?.parse()?
+                    options.batch_sizes = parse_sizes(&args.next().context("--batch-size N")?)?
                 }
                 "--repeat" => options.repeat = args.next().context("--repeat N")?.parse()?,
                 _ => {}
@@ -59,6 +61,16 @@ impl Options {
         }
         Ok(options)
     }
+}
+
+fn parse_sizes(list: &str) -> anyhow::Result<Vec<u32>> {
+    let sizes = list
+        .split(',')
+        .map(|n| n.trim().parse::<u32>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("batch sizes {list:?}"))?;
+    anyhow::ensure!(!sizes.is_empty(), "no batch size given");
+    Ok(sizes)
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
@@ -118,6 +130,7 @@ impl Workload {
 /// The figures of one workload: one sample per repeat.
 struct Figures {
     name: &'static str,
+    batch_size: u32,
     ballots: usize,
     voters: usize,
     samples: Vec<Sample>,
@@ -154,8 +167,8 @@ fn main() -> anyhow::Result<()> {
 async fn bench(options: Options) -> anyhow::Result<()> {
     anyhow::ensure!(options.repeat > 0, "--repeat must be at least 1");
     println!(
-        "worker drain benchmark: {} ballots per run, BATCH_SIZE={}, {} runs per workload (median counts)",
-        options.ballots, options.batch_size, options.repeat
+        "worker drain benchmark: {} ballots per run, BATCH_SIZE {:?}, {} runs per workload (median counts)",
+        options.ballots, options.batch_sizes, options.repeat
     );
     let redis = RedisServer::start(RedisOptions {
         appendonly: true,
@@ -175,9 +188,14 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     ];
     let mut results = Vec::new();
     let mut databases = 0u32;
-    for workload in &workloads {
+    for (&batch_size, workload) in options
+        .batch_sizes
+        .iter()
+        .flat_map(|size| workloads.iter().map(move |w| (size, w)))
+    {
         let mut figures = Figures {
             name: workload.name,
+            batch_size,
             ballots: workload.ballots.len(),
             voters: workload.last.len(),
             samples: Vec::new(),
@@ -192,12 +210,13 @@ async fn bench(options: Options) -> anyhow::Result<()> {
                 workload,
                 &redis.url(databases),
                 &postgres.url(&db),
-                options.batch_size,
+                batch_size,
             )
             .await?;
             println!(
-                "{:>18}: {} ballots from {} voters in {:.2} s = {:.0} ballots/s; worker peak RSS {:.1} MiB",
+                "{:>18}, BATCH_SIZE {:>5}: {} ballots from {} voters in {:.2} s = {:.0} ballots/s; worker peak RSS {:.1} MiB",
                 figures.name,
+                batch_size,
                 figures.ballots,
                 figures.voters,
                 sample.seconds,
@@ -208,8 +227,9 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         }
         let median = figures.median();
         println!(
-            "{:>18}: median {:.0} ballots/s",
+            "{:>18}, BATCH_SIZE {:>5}: median {:.0} ballots/s",
             figures.name,
+            batch_size,
             figures.per_second(median)
         );
         results.push(figures);
@@ -374,6 +394,7 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
             let peak_rss_kib = f.samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
             serde_json::json!({
                 "name": f.name,
+                "batch_size": f.batch_size,
                 "ballots": f.ballots,
                 "voters": f.voters,
                 "seconds": (median.seconds * 1000.0).round() / 1000.0,
@@ -391,7 +412,6 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         },
         "setup": {
-            "batch_size": options.batch_size,
             "runs_per_workload": options.repeat,
             "reported": "median run; peak RSS is the highest of the runs",
             "workers": 1,
