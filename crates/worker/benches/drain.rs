@@ -390,7 +390,11 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
         .iter()
         .map(|f| {
             let median = f.median();
-            let all: Vec<f64> = f.samples.iter().map(|s| f.per_second(*s).round()).collect();
+            let all: Vec<u64> = f
+                .samples
+                .iter()
+                .map(|s| f.per_second(*s).round() as u64)
+                .collect();
             let peak_rss_kib = f.samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
             serde_json::json!({
                 "name": f.name,
@@ -398,7 +402,7 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
                 "ballots": f.ballots,
                 "voters": f.voters,
                 "seconds": (median.seconds * 1000.0).round() / 1000.0,
-                "ballots_per_second": f.per_second(median).round(),
+                "ballots_per_second": f.per_second(median).round() as u64,
                 "ballots_per_second_each_run": all,
                 "worker_peak_rss_mib": (peak_rss_kib as f64 / 102.4).round() / 10.0,
             })
@@ -406,7 +410,12 @@ fn write_report(options: &Options, results: &[Figures]) -> anyhow::Result<()> {
         .collect();
     let report = serde_json::json!({
         "benchmark": "worker drain",
-        "command": "cargo bench -p worker --bench drain",
+        "command": format!(
+            "cargo bench -p worker --bench drain -- --ballots {} --batch-size {} --repeat {}",
+            options.ballots,
+            options.batch_sizes.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+            options.repeat
+        ),
         "unix_time": SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),

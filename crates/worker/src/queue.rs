@@ -173,26 +173,17 @@ impl Queue {
 
     /// Tops the processing list up to `max` ballots and returns its head.
     pub async fn claim(&self, max: usize) -> redis::RedisResult<Claimed> {
-        let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = self
-            .scripts
-            .claim
-            .key(QUEUE_KEY)
-            .key(&self.processing)
-            .arg(max)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(Claimed {
-            payloads,
-            queue_depth,
-        })
+        self.run_claim(&self.scripts.claim, max).await
     }
 
     /// Moves up to `max` more ballots from the queue to the end of the
     /// processing list, behind the batch in flight, and returns just them.
     pub async fn claim_more(&self, max: usize) -> redis::RedisResult<Claimed> {
-        let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = self
-            .scripts
-            .claim_more
+        self.run_claim(&self.scripts.claim_more, max).await
+    }
+
+    async fn run_claim(&self, script: &redis::Script, max: usize) -> redis::RedisResult<Claimed> {
+        let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = script
             .key(QUEUE_KEY)
             .key(&self.processing)
             .arg(max)

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::collections::HashMap;
-
 use common::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot, http_get, workload};
 use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
@@ -34,21 +32,33 @@ fn produce(redis_url: String, ballots: Vec<String>) -> JoinHandle<()> {
     })
 }
 
-async fn wait_for_rows(env: &Env, more_than: i64) {
-    testkit::eventually("rows to be stored", DEADLINE, || async {
-        (env.row_count().await > more_than).then_some(())
-    })
-    .await;
-}
-
-async fn small_batches(env: &Env) -> worker::Settings {
+/// Streams ballots of 1,000 voters who keep changing their mind through a
+/// worker — half queued before it starts, half pushed while it runs — and
+/// runs `restart` once the worker has stored some and more are queued; then
+/// checks that every voter's row holds their last ballot.
+async fn restart_while_ballots_flow(env: &Env, seed: u64, restart: impl Future<Output = ()>) {
+    let (ballots, last) = workload(1_000, 10_000, seed);
+    let (first, second) = ballots.split_at(ballots.len() / 2);
+    env.push(first).await;
     let mut settings = env.settings("w1");
     settings.batch_size = 100;
-    settings
-}
+    let running = env.spawn(settings).await;
+    testkit::eventually("rows to be stored", DEADLINE, || async {
+        (env.row_count().await > 0).then_some(())
+    })
+    .await;
+    let producer = produce(env.redis_url.clone(), second.to_vec());
 
-fn finished(last: &HashMap<String, String>) -> usize {
-    last.len()
+    assert!(
+        env.len(QUEUE_KEY).await > 0,
+        "the restart must come mid-stream"
+    );
+    restart.await;
+    producer.await.unwrap();
+    env.wait_until_drained(&["w1"], last.len()).await;
+    running.stop().await;
+
+    env.assert_rows(&last).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,24 +71,11 @@ async fn a_redis_restart_while_ballots_flow_loses_nothing() {
     .unwrap();
     let db = Env::new().await;
     let env = Env::from_urls(redis.url(0), db.db_url.clone());
-    let (ballots, last) = workload(1_000, 10_000, 3);
-    let (first, second) = ballots.split_at(ballots.len() / 2);
-    env.push(first).await;
-    let running = env.spawn(small_batches(&env).await).await;
-    wait_for_rows(&env, 0).await;
-    let producer = produce(env.redis_url.clone(), second.to_vec());
-
-    assert!(
-        env.len(QUEUE_KEY).await > 0,
-        "the restart must come mid-stream"
-    );
-    redis.stop();
-    redis.start_again().await.unwrap();
-    producer.await.unwrap();
-    env.wait_until_drained(&["w1"], finished(&last)).await;
-    running.stop().await;
-
-    env.assert_rows(&last).await;
+    restart_while_ballots_flow(&env, 3, async {
+        redis.stop();
+        redis.start_again().await.unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,24 +85,11 @@ async fn a_postgres_restart_while_ballots_flow_loses_nothing() {
         .unwrap();
     let redis = testkit::redis().await;
     let env = Env::from_urls(redis.url, postgres.url("postgres"));
-    let (ballots, last) = workload(1_000, 10_000, 5);
-    let (first, second) = ballots.split_at(ballots.len() / 2);
-    env.push(first).await;
-    let running = env.spawn(small_batches(&env).await).await;
-    wait_for_rows(&env, 0).await;
-    let producer = produce(env.redis_url.clone(), second.to_vec());
-
-    assert!(
-        env.len(QUEUE_KEY).await > 0,
-        "the restart must come mid-stream"
-    );
-    postgres.stop();
-    postgres.start_again().await.unwrap();
-    producer.await.unwrap();
-    env.wait_until_drained(&["w1"], finished(&last)).await;
-    running.stop().await;
-
-    env.assert_rows(&last).await;
+    restart_while_ballots_flow(&env, 5, async {
+        postgres.stop();
+        postgres.start_again().await.unwrap();
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
