@@ -239,7 +239,7 @@ impl Worker {
             (changed, started.elapsed())
         };
         let next = async {
-            if prefetch && claimed.queue_depth > 0 {
+            if prefetch && claimed.queue_depth > 0 && claimed.behind == 0 {
                 Some(self.queue.claim_more(self.batch_size).await)
             } else {
                 None

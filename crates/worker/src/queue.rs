@@ -38,7 +38,8 @@ use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 
 /// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, first `batch size` items of the processing list}.
+/// Returns {queue length, first `batch size` items of the processing list,
+/// processing list length}.
 const CLAIM_LUA: &str = r#"
 local max = tonumber(ARGV[1])
 local have = redis.call('LLEN', KEYS[2])
@@ -50,18 +51,18 @@ if have < max then
     end
   end
 end
-return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, max - 1)}
+return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, max - 1), redis.call('LLEN', KEYS[2])}
 "#;
 
 /// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, the items moved}.
+/// Returns {queue length, the items moved, 0}.
 const CLAIM_MORE_LUA: &str = r#"
 local taken = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not taken then return {0, {}} end
+if not taken then return {0, {}, 0} end
 for i = 1, #taken, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
 end
-return {redis.call('LLEN', KEYS[1]), taken}
+return {redis.call('LLEN', KEYS[1]), taken, 0}
 "#;
 
 /// KEYS[1] processing, KEYS[2] dead letters; ARGV[1] batch length,
@@ -124,6 +125,11 @@ pub struct Claimed {
     pub payloads: Vec<Vec<u8>>,
     /// Ballots still waiting in the queue after the claim.
     pub queue_depth: u64,
+    /// Entries of the processing list behind the batch (left by a crash
+    /// with a larger batch or a batch claimed ahead). The next batch may
+    /// only be claimed ahead when this is 0, or it would be stored before
+    /// them.
+    pub behind: u64,
 }
 
 /// One worker's handles on Redis for short commands: claims, acks,
@@ -183,13 +189,14 @@ impl Queue {
     }
 
     async fn run_claim(&self, script: &redis::Script, max: usize) -> redis::RedisResult<Claimed> {
-        let (queue_depth, payloads): (u64, Vec<Vec<u8>>) = script
+        let (queue_depth, payloads, listed): (u64, Vec<Vec<u8>>, u64) = script
             .key(QUEUE_KEY)
             .key(&self.processing)
             .arg(max)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(Claimed {
+            behind: listed.saturating_sub(payloads.len() as u64),
             payloads,
             queue_depth,
         })

@@ -335,3 +335,34 @@ async fn a_batch_claimed_ahead_waits_in_the_processing_list_in_queue_order() {
         .await;
     assert_eq!(env.len(&processing_key("w1")).await, 0);
 }
+
+#[tokio::test]
+async fn nothing_is_claimed_ahead_of_a_left_over_batch() {
+    let env = Env::new().await;
+    let mut settings = env.settings("w1");
+    settings.batch_size = 2;
+    env.migrate().await;
+    // Left by a crash of a worker with a larger BATCH_SIZE.
+    let left_over = [
+        ballot("v", "a", None),
+        ballot("w", "a", None),
+        ballot("v", "b", None),
+    ];
+    let _: () = redis::cmd("RPUSH")
+        .arg(processing_key("w1"))
+        .arg(&left_over)
+        .query_async(&mut env.redis().await)
+        .await
+        .unwrap();
+    env.push(&[ballot("v", "a", None)]).await;
+
+    let mut w = Worker::new(&settings).unwrap();
+    assert_eq!(stored(w.step().await.unwrap()).ballots, 2);
+
+    // The rest of the left-over batch comes next, not the queued ballot.
+    assert_eq!(env.list(&processing_key("w1")).await, left_over[2..]);
+    assert_eq!(env.len(QUEUE_KEY).await, 1);
+    assert_eq!(stored(w.step().await.unwrap()).ballots, 2);
+    env.assert_rows(&expect(&[("v", "a"), ("w", "a")])).await;
+    assert_eq!(env.len(&processing_key("w1")).await, 0);
+}
