@@ -26,7 +26,7 @@ pub mod server;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::OnceCell;
 
@@ -71,7 +71,7 @@ enum SharedPostgres {
 }
 
 static REDIS: OnceCell<SharedRedis> = OnceCell::const_new();
-static POSTGRES: OnceCell<(SharedPostgres, PgPool)> = OnceCell::const_new();
+static POSTGRES: OnceCell<SharedPostgres> = OnceCell::const_new();
 static NEXT_REDIS_DB: AtomicU32 = AtomicU32::new(1);
 static NEXT_PG_DB: AtomicU32 = AtomicU32::new(1);
 
@@ -117,37 +117,37 @@ pub async fn redis() -> TestRedis {
 
 /// A fresh, empty Postgres database for this test (no schema).
 pub async fn postgres() -> TestDb {
-    let (shared, admin) = POSTGRES
+    let shared = POSTGRES
         .get_or_init(|| async {
-            let shared = match std::env::var("DATABASE_URL") {
+            match std::env::var("DATABASE_URL") {
                 Ok(url) if !url.is_empty() => SharedPostgres::External(url),
                 _ => SharedPostgres::Local(
                     PostgresServer::start(PostgresOptions::default())
                         .await
                         .unwrap_or_else(|e| panic!("starting the test Postgres: {e:#}")),
                 ),
-            };
-            let admin_url = match &shared {
-                SharedPostgres::Local(server) => server.url("postgres"),
-                SharedPostgres::External(url) => url.clone(),
-            };
-            let admin = PgPoolOptions::new()
-                .max_connections(2)
-                .connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| panic!("connecting to the test Postgres: {e}"));
-            (shared, admin)
+            }
         })
         .await;
+    let admin_url = match shared {
+        SharedPostgres::Local(server) => server.url("postgres"),
+        SharedPostgres::External(url) => url.clone(),
+    };
     let name = format!(
         "vt_{}_{}",
         std::process::id(),
         NEXT_PG_DB.fetch_add(1, Ordering::Relaxed)
     );
+    // A connection of this call's own: every #[tokio::test] has its own
+    // runtime, and a pool kept across tests would die with the first one.
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test Postgres: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(admin)
+        .execute(&mut admin)
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let _ = admin.close().await;
     let url = match shared {
         SharedPostgres::Local(server) => server.url(&name),
         SharedPostgres::External(url) => with_pg_database(url, &name),
@@ -286,6 +286,22 @@ mod tests {
             .unwrap();
         let err = sqlx::query("SELECT * FROM t").execute(&two.pool).await;
         assert!(err.is_err());
+    }
+
+    /// Each #[tokio::test] has its own runtime; the harness must outlive the
+    /// runtime of the test that started it.
+    #[test]
+    fn databases_can_be_made_after_the_first_tests_runtime_is_gone() {
+        for _ in 0..2 {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let db = postgres().await;
+                sqlx::query("SELECT 1").execute(&db.pool).await.unwrap();
+            });
+        }
     }
 
     #[tokio::test]
