@@ -1,1 +1,573 @@
-fn main() {}
+//! How fast a committed vote reaches every open result page, what that
+//! costs the result service, and what one tick's query costs on a big table.
+//!
+//! ```text
+//! cargo bench -p result --bench fanout [-- --clients 1000,10000 --rounds 50 --rows 1000000,10000000]
+//! ```
+//!
+//! Starts a Postgres of its own and the release `result` binary (so RSS and
+//! CPU are the service's alone, read from `/proc/<pid>`), then:
+//!
+//! - **Fan-out.** Opens the first number of live-feed clients
+//!   (tokio-tungstenite, loopback), then per round commits one new vote by
+//!   plain SQL and times from the commit returning until the *last* client
+//!   has received the new tally; every client's own latency is kept too.
+//!   Then tops up to the next number of clients and repeats. Reported:
+//!   p50/p99/max over rounds of the last-client latency, the same over all
+//!   deliveries, and the service's RSS, peak RSS and CPU.
+//! - **Tick query.** Bulk-loads 1M and then 10M votes (`INSERT … SELECT
+//!   generate_series`: the tally trigger fires once per statement) and times
+//!   `common::db::read_tally` — the query the poller runs each tick —
+//!   against the contract's `GROUP BY`, checking they agree.
+//!
+//! Clients and service share this machine's cores, so the figures include
+//! the clients' own work. Figures go to stdout and
+//! `docs/benchmarks/result.json`. Needs an open-files limit of clients + a
+//! few hundred in this process and in the service (both raise their soft
+//! limit to the hard limit; `ulimit -Hn` must allow it).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use common::Tally;
+use futures_util::StreamExt;
+use serde_json::json;
+use sqlx::PgPool;
+use std::sync::Mutex;
+use testkit::{PostgresOptions, PostgresServer};
+
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// How long a round may take before it counts as missed.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between rounds: each round is a vote on its own, not part of a
+/// burst (bursts are coalesced into one read per 20 ms by design).
+const ROUND_GAP: Duration = Duration::from_millis(100);
+/// Connection attempts in flight while opening clients.
+const CONNECT_CONCURRENCY: usize = 200;
+
+struct Options {
+    clients: Vec<usize>,
+    rounds: usize,
+    rows: Vec<u64>,
+}
+
+impl Options {
+    /// `--clients A,B`, `--rounds N`, `--rows A,B` (or `BENCH_CLIENTS`,
+    /// `BENCH_ROUNDS`, `BENCH_ROWS`). Other arguments (cargo passes
+    /// `--bench`) are ignored.
+    fn parse() -> anyhow::Result<Self> {
+        let mut clients = std::env::var("BENCH_CLIENTS").unwrap_or_else(|_| "1000,10000".into());
+        let mut rounds = std::env::var("BENCH_ROUNDS").unwrap_or_else(|_| "50".into());
+        let mut rows = std::env::var("BENCH_ROWS").unwrap_or_else(|_| "1000000,10000000".into());
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--clients" => clients = args.next().context("--clients A,B")?,
+                "--rounds" => rounds = args.next().context("--rounds N")?,
+                "--rows" => rows = args.next().context("--rows A,B")?,
+                _ => {}
+            }
+        }
+        let list = |s: &str| -> anyhow::Result<Vec<u64>> {
+            s.split(',')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.trim().parse().context("a number"))
+                .collect()
+        };
+        let mut clients: Vec<usize> = list(&clients)?.into_iter().map(|n| n as usize).collect();
+        clients.sort_unstable();
+        let mut rows = list(&rows)?;
+        rows.sort_unstable();
+        Ok(Options {
+            clients,
+            rounds: rounds.parse()?,
+            rows,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = Options::parse()?;
+    let open_files = common::limits::raise_open_files_limit();
+    let needed = options.clients.last().copied().unwrap_or(0) as u64 + 500;
+    if open_files.is_some_and(|limit| limit < needed) {
+        bail!(
+            "this benchmark needs {needed} open files, the limit is {open_files:?}: raise the hard limit (ulimit -Hn) first"
+        );
+    }
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at start: {}", load_average.trim());
+
+    let postgres = PostgresServer::start(PostgresOptions::default()).await?;
+    let admin = connect(&postgres.url("postgres")).await?;
+
+    let fanout = fanout_runs(&postgres, &admin, &options).await?;
+    let ticks = tick_runs(&postgres, &admin, &options).await?;
+
+    let goals = goals(&fanout, &ticks);
+    let report = json!({
+        "benchmark": "result fan-out",
+        "command": "cargo bench -p result --bench fanout",
+        "unix_time": SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "load_average_at_start": load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        },
+        "setup": {
+            "service": "release `result` binary, default settings (poll 1 s, LISTEN votes_changed)",
+            "clients": "tokio-tungstenite in the bench process, same machine, loopback",
+            "postgres": "own server, Unix socket, fsync off (commit latency is not measured)",
+            "measured": "from the commit of one new vote returning to the bench until the last client received the new tally",
+            "round_gap_ms": ROUND_GAP.as_millis() as u64,
+            "cpu": "CPU time per round (one read, one broadcast to every client) of the service and of the bench's clients, from /proc/<pid>/stat",
+            "rounds": options.rounds,
+        },
+        "fanout": fanout,
+        "tick_query": ticks,
+        "goals": goals,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/benchmarks");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        format!("{dir}/result.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    println!("figures written to docs/benchmarks/result.json");
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await?)
+}
+
+/// The fan-out runs, one per client count, sharing one service.
+async fn fanout_runs(
+    postgres: &PostgresServer,
+    admin: &PgPool,
+    options: &Options,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    if options.clients.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query("CREATE DATABASE fanout").execute(admin).await?;
+    let url = postgres.url("fanout");
+    let pool = connect(&url).await?;
+    common::db::migrate(&pool).await?;
+
+    let service = Service::start(&url).await?;
+    let feed = Arc::new(Feed::default());
+    let mut clients = Vec::new();
+    let mut runs = Vec::new();
+    let mut votes = 0u64;
+    for &target in &options.clients {
+        let started = Instant::now();
+        let before = clients.len();
+        open_clients(&mut clients, target, service.port, &feed).await?;
+        // Each new client has had the current tally before the first round.
+        feed.wait_all(Tally { a: votes, b: 0 }, target - before)
+            .await?;
+        let connect_seconds = started.elapsed().as_secs_f64();
+        println!("{target} clients connected in {connect_seconds:.1} s");
+
+        let cpu_before = service.cpu_seconds()?;
+        let bench_before = cpu_seconds(std::process::id(), service.clock_ticks)?;
+        let mut last_client = Vec::new();
+        let mut deliveries = Vec::new();
+        let mut missed = 0;
+        for _ in 0..options.rounds {
+            tokio::time::sleep(ROUND_GAP).await;
+            votes += 1;
+            let expected = Tally { a: votes, b: 0 };
+            feed.expect(expected);
+            sqlx::query("INSERT INTO votes (id, vote) VALUES ($1, 'a')")
+                .bind(format!("voter{votes}"))
+                .execute(&pool)
+                .await?;
+            let committed = feed.now_ns();
+            match feed.wait_all(expected, target).await {
+                Ok(times) => {
+                    let ms = |t: u64| t.saturating_sub(committed) as f64 / 1e6;
+                    last_client.push(ms(times.iter().copied().max().unwrap_or(committed)));
+                    deliveries.extend(times.into_iter().map(ms));
+                }
+                Err(e) => {
+                    println!("round missed: {e:#}");
+                    missed += 1;
+                }
+            }
+        }
+        let cpu = service.cpu_seconds()?;
+        let bench_cpu = cpu_seconds(std::process::id(), service.clock_ticks)?;
+        let per_round = |after: (f64, f64), before: (f64, f64)| {
+            let rounds = options.rounds as f64;
+            (
+                round2(1000.0 * (after.0 - before.0) / rounds),
+                round2(1000.0 * (after.1 - before.1) / rounds),
+            )
+        };
+        let (user, system) = per_round(cpu, cpu_before);
+        let (bench_user, bench_system) = per_round(bench_cpu, bench_before);
+        let (rss, peak) = service.rss_kib()?;
+        let served = common::db::count_votes(&pool).await?;
+        anyhow::ensure!(
+            served == Tally { a: votes, b: 0 },
+            "GROUP BY disagrees: {served:?}"
+        );
+        let run = json!({
+            "clients": target,
+            "rounds": options.rounds,
+            "missed_rounds": missed,
+            "connect_seconds": round2(connect_seconds),
+            "commit_to_last_client_ms": percentiles(&mut last_client),
+            "commit_to_each_client_ms": percentiles(&mut deliveries),
+            "result_rss_mib": round2(rss as f64 / 1024.0),
+            "result_peak_rss_mib": round2(peak as f64 / 1024.0),
+            "result_cpu_ms_per_round": { "user": user, "system": system },
+            "clients_cpu_ms_per_round": { "user": bench_user, "system": bench_system },
+        });
+        println!("{run}");
+        runs.push(run);
+    }
+
+    // Graceful shutdown with everyone connected: each client gets a close frame.
+    let started = Instant::now();
+    service.stop().await?;
+    let stop_seconds = started.elapsed().as_secs_f64();
+    let closed = feed.closed.load(Ordering::Relaxed);
+    println!(
+        "service stopped in {stop_seconds:.2} s; {closed} of {} clients got a close frame",
+        clients.len()
+    );
+    if let Some(last) = runs.last_mut() {
+        last["shutdown_seconds"] = json!(round2(stop_seconds));
+        last["clients_closed_with_a_close_frame"] = json!(closed);
+    }
+    for client in clients {
+        client.abort();
+    }
+    Ok(runs)
+}
+
+/// What the clients saw, shared with the bench's main loop.
+struct Feed {
+    base: Instant,
+    /// The total of the tally the current round waits for.
+    expected_total: AtomicU64,
+    /// When each client received it, in ns since `base`.
+    received: Mutex<Vec<u64>>,
+    count: AtomicUsize,
+    closed: AtomicUsize,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            base: Instant::now(),
+            expected_total: AtomicU64::new(0),
+            received: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            closed: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Feed {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn expect(&self, tally: Tally) {
+        let mut received = self.received.lock().unwrap();
+        received.clear();
+        self.count.store(0, Ordering::SeqCst);
+        self.expected_total.store(tally.total(), Ordering::SeqCst);
+    }
+
+    fn record(&self, tally: Tally) {
+        let now = self.now_ns();
+        if tally.total() == self.expected_total.load(Ordering::SeqCst) {
+            self.received.lock().unwrap().push(now);
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits until `clients` clients have received `tally`; their arrival
+    /// times.
+    async fn wait_all(&self, tally: Tally, clients: usize) -> anyhow::Result<Vec<u64>> {
+        let started = Instant::now();
+        while self.count.load(Ordering::SeqCst) < clients {
+            if started.elapsed() > ROUND_TIMEOUT {
+                bail!(
+                    "only {} of {clients} clients got {tally:?} within {ROUND_TIMEOUT:?}",
+                    self.count.load(Ordering::SeqCst)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(std::mem::take(&mut *self.received.lock().unwrap()))
+    }
+}
+
+/// Opens clients until there are `target`, each reading on its own task.
+async fn open_clients(
+    clients: &mut Vec<tokio::task::JoinHandle<()>>,
+    target: usize,
+    port: u16,
+    feed: &Arc<Feed>,
+) -> anyhow::Result<()> {
+    // Connected clients get the current tally first: count them anew.
+    feed.expect(Tally {
+        a: feed.expected_total.load(Ordering::SeqCst),
+        b: 0,
+    });
+    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in clients.len()..target {
+        let permit = gate.clone().acquire_owned().await?;
+        connecting.spawn(async move {
+            let config = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0);
+            let connected = tokio_tungstenite::connect_async_with_config(
+                format!("ws://127.0.0.1:{port}/ws"),
+                Some(config),
+                true,
+            )
+            .await;
+            drop(permit);
+            connected.map(|(ws, _)| ws)
+        });
+    }
+    while let Some(connected) = connecting.join_next().await {
+        let mut ws = connected?.context("connecting a client")?;
+        let feed = feed.clone();
+        clients.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                match message {
+                    Message::Text(text) => {
+                        if let Ok(tally) = serde_json::from_str::<Tally>(text.as_str()) {
+                            feed.record(tally);
+                        }
+                    }
+                    Message::Close(Some(frame)) if u16::from(frame.code) == 1001 => {
+                        feed.closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    Ok(())
+}
+
+/// The release `result` binary, running.
+struct Service {
+    child: tokio::process::Child,
+    pid: u32,
+    port: u16,
+    clock_ticks: f64,
+}
+
+impl Service {
+    async fn start(database_url: &str) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_result"))
+            .env("PORT", port.to_string())
+            .env("BIND_ADDRESS", "127.0.0.1")
+            .env("DATABASE_URL", database_url)
+            .env("MAX_CLIENTS", "20000")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the result binary")?;
+        let pid = child.id().context("the result binary exited at once")?;
+        let clock_ticks = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0);
+        let service = Service {
+            child,
+            pid,
+            port,
+            clock_ticks,
+        };
+        let http = reqwest::Client::new();
+        let ready = format!("http://127.0.0.1:{port}/readyz");
+        let started = Instant::now();
+        loop {
+            if let Ok(res) = http.get(&ready).send().await
+                && res.status().is_success()
+            {
+                return Ok(service);
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("the result binary did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// User and system CPU time so far, seconds.
+    fn cpu_seconds(&self) -> anyhow::Result<(f64, f64)> {
+        cpu_seconds(self.pid, self.clock_ticks)
+    }
+
+    /// Current and peak resident memory, KiB.
+    fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("{name} in /proc/pid/status"))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        anyhow::ensure!(status.success(), "result exited with {status}");
+        Ok(())
+    }
+}
+
+/// User and system CPU time of process `pid` so far, seconds.
+fn cpu_seconds(pid: u32, clock_ticks: f64) -> anyhow::Result<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("/proc/pid/stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let utime: f64 = fields.get(11).context("utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("stime")?.parse()?;
+    Ok((utime / clock_ticks, stime / clock_ticks))
+}
+
+/// Tick query cost at each table size.
+async fn tick_runs(
+    postgres: &PostgresServer,
+    admin: &PgPool,
+    options: &Options,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    if options.rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query("CREATE DATABASE ticks").execute(admin).await?;
+    let pool = connect(&postgres.url("ticks")).await?;
+    common::db::migrate(&pool).await?;
+    let mut loaded = 0u64;
+    let mut runs = Vec::new();
+    for &rows in &options.rows {
+        let started = Instant::now();
+        const CHUNK: u64 = 1_000_000;
+        while loaded < rows {
+            let n = CHUNK.min(rows - loaded);
+            sqlx::query(
+                "INSERT INTO votes (id, vote) \
+                 SELECT 'v' || g, CASE WHEN g % 3 = 0 THEN 'b' ELSE 'a' END \
+                 FROM generate_series($1::bigint + 1, $1::bigint + $2::bigint) g",
+            )
+            .bind(loaded as i64)
+            .bind(n as i64)
+            .execute(&pool)
+            .await?;
+            loaded += n;
+        }
+        let load_seconds = started.elapsed().as_secs_f64();
+        sqlx::query("VACUUM ANALYZE votes").execute(&pool).await?;
+        sqlx::query("VACUUM ANALYZE vote_tally")
+            .execute(&pool)
+            .await?;
+
+        let mut tick = Vec::new();
+        let mut tally = Tally::default();
+        for _ in 0..200 {
+            let started = Instant::now();
+            tally = common::db::read_tally(&pool).await?;
+            tick.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        let mut group_by = Vec::new();
+        let mut counted = Tally::default();
+        for _ in 0..3 {
+            let started = Instant::now();
+            counted = common::db::count_votes(&pool).await?;
+            group_by.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::ensure!(
+            tally == counted && tally.total() == rows,
+            "tally {tally:?} vs GROUP BY {counted:?} at {rows} rows"
+        );
+        let run = json!({
+            "votes": rows,
+            "load_seconds": round2(load_seconds),
+            "read_tally_ms": percentiles(&mut tick),
+            "group_by_ms": percentiles(&mut group_by),
+        });
+        println!("{run}");
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+fn goals(fanout: &[serde_json::Value], ticks: &[serde_json::Value]) -> serde_json::Value {
+    let at = |runs: &[serde_json::Value], key: &str, value: u64| {
+        runs.iter()
+            .find(|r| r[key].as_u64() == Some(value))
+            .cloned()
+    };
+    let fanout_10k = at(fanout, "clients", 10_000);
+    let tick_10m = at(ticks, "votes", 10_000_000);
+    json!({
+        "p99_commit_to_last_client_at_10000_clients_ms_max_100": fanout_10k.as_ref()
+            .and_then(|r| r["commit_to_last_client_ms"]["p99"].as_f64())
+            .map(|p99| p99 <= 100.0),
+        "result_rss_at_10000_clients_mib_max_100": fanout_10k.as_ref()
+            .and_then(|r| r["result_peak_rss_mib"].as_f64())
+            .map(|rss| rss < 100.0),
+        "tick_at_10m_votes_ms_max_10": tick_10m.as_ref()
+            .and_then(|r| r["read_tally_ms"]["p99"].as_f64())
+            .map(|ms| ms < 10.0),
+    })
+}
+
+/// p50, p99 and max of `values`, rounded to 0.01.
+fn percentiles(values: &mut [f64]) -> serde_json::Value {
+    if values.is_empty() {
+        return json!(null);
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1;
+        round2(values[i])
+    };
+    json!({ "p50": at(0.50), "p99": at(0.99), "max": round2(values[values.len() - 1]), "n": values.len() })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

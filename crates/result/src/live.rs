@@ -118,6 +118,10 @@ async fn serve_client(
     _permit: OwnedSemaphorePermit,
 ) {
     let _connected = Connected::new();
+    // Handles made once: this loop runs for every client on every change.
+    let sent = metrics::counter!("result_messages_sent_total");
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     // The current tally goes out at once (if there is one yet).
     feed.mark_changed();
     let mut ping = tokio::time::interval_at(
@@ -127,7 +131,7 @@ async fn serve_client(
     let mut last_heard = Instant::now();
     let ending = loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break Ending::ShuttingDown,
+            _ = &mut cancelled => break Ending::ShuttingDown,
             changed = feed.changed() => {
                 if changed.is_err() {
                     break Ending::ShuttingDown; // the feed is gone: we are stopping
@@ -137,7 +141,7 @@ async fn serve_client(
                     if let Err(ending) = send(&mut socket, Message::Text(json), options).await {
                         break ending;
                     }
-                    metrics::counter!("result_messages_sent_total").increment(1);
+                    sent.increment(1);
                 }
             }
             _ = ping.tick() => {

@@ -11,9 +11,11 @@
 //! Each [`Browser`] is its own `chromedriver` (on a free port it reports
 //! itself) and its own Chromium with a fresh profile, so tests run in
 //! parallel without sharing cookies or cache. `chromedriver` runs in a
-//! process group of its own with Chromium inside; dropping the handle (or
-//! the test process dying) ends the whole group. A missing Chromium fails
-//! the test with the `apt-get install` line that fixes it.
+//! process group of its own with Chromium inside; dropping the handle ends
+//! the whole group at once, also when a test fails before
+//! [`Browser::quit`], and `chromedriver` dies with the test process. A
+//! missing Chromium fails the test with the `apt-get install` line that
+//! fixes it.
 
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
@@ -161,9 +163,17 @@ impl Browser {
 
     /// Ends the session (closing Chromium), then stops `chromedriver`.
     pub async fn quit(self) -> anyhow::Result<()> {
-        let Browser { driver, .. } = self;
-        driver.quit().await?;
+        self.driver.clone().quit().await?;
         Ok(())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Not quit (a test failed first): ending the process group below
+        // ends the session too. Without this, thirtyfour would block the
+        // test for minutes trying to delete the session over HTTP.
+        let _ = self.driver.clone().leak();
     }
 }
 
