@@ -2,6 +2,10 @@
 -- writers: a plain `INSERT INTO votes (id, vote)` still works and still
 -- counts, because the tally is kept by triggers.
 
+-- Quiet the "does not exist, skipping" notices of the IF EXISTS clauses
+-- below on a fresh database (this migration runs in one transaction).
+SET LOCAL client_min_messages = warning;
+
 -- The ballot sequence number that stored this row (NULL for writers that
 -- do not send one). The worker only replaces a row with a higher seq.
 ALTER TABLE votes ADD COLUMN IF NOT EXISTS seq BIGINT;

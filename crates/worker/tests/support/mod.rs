@@ -29,26 +29,11 @@ impl Env {
     /// A fresh Redis database and a fresh Postgres database (no schema).
     pub async fn new() -> Env {
         let redis = testkit::redis().await;
-        // testkit keeps one admin connection pool per process, created in
-        // the runtime of whichever test asks first; each #[tokio::test] has
-        // its own runtime, and once that test ends the pool's connections
-        // are dead ("Tokio context is being shutdown"). Ask from a runtime
-        // that lives as long as the process instead, and connect this
-        // test's own pool here.
-        let db_url = harness_runtime()
-            .spawn(async { testkit::postgres().await.url })
-            .await
-            .unwrap();
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(5)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(&db_url)
-            .await
-            .unwrap();
+        let db = testkit::postgres().await;
         Env {
             redis_url: redis.url,
-            db_url,
-            pool,
+            db_url: db.url,
+            pool: db.pool,
         }
     }
 
@@ -224,17 +209,6 @@ impl Env {
     }
 }
 
-/// A runtime for the harness's process-wide state, never shut down.
-fn harness_runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
 
 /// A worker running in this process.
 pub struct Running {
