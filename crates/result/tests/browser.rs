@@ -22,7 +22,7 @@ async fn eval(browser: &Browser, script: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_page_updates_in_place_with_the_servers_figures() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let browser = Browser::start().await.unwrap();
@@ -96,7 +96,7 @@ async fn the_page_updates_in_place_with_the_servers_figures() {
 
 #[tokio::test]
 async fn the_page_shows_it_is_reconnecting_and_recovers_by_itself() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let mut app = TestApp::spawn(&db.url).await;
     let addr = app.addr;

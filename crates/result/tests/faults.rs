@@ -10,7 +10,7 @@ use testkit::{PostgresOptions, PostgresServer};
 
 #[tokio::test]
 async fn a_missing_table_shows_no_votes_until_the_worker_creates_it() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
@@ -26,7 +26,7 @@ async fn a_missing_table_shows_no_votes_until_the_worker_creates_it() {
 
 #[tokio::test]
 async fn a_database_with_only_the_original_table_is_counted_by_polling() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     // What the original worker creates: no tally table, no triggers, no
     // notifications — only the poll can see changes.
     sqlx::query(common::db::VOTES_DDL)

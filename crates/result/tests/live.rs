@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 #[tokio::test]
 async fn a_client_gets_the_tally_as_json_on_connect() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     insert_many(&db.pool, "a", "a", 2).await;
     insert_vote(&db.pool, "b1", "b").await;
@@ -30,7 +30,7 @@ async fn a_client_gets_the_tally_as_json_on_connect() {
 
 #[tokio::test]
 async fn a_row_inserted_by_plain_sql_reaches_every_client() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut clients = Vec::new();
@@ -47,7 +47,7 @@ async fn a_row_inserted_by_plain_sql_reaches_every_client() {
 
 #[tokio::test]
 async fn a_ballot_stored_by_the_worker_reaches_clients() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;
@@ -67,7 +67,7 @@ async fn a_ballot_stored_by_the_worker_reaches_clients() {
 
 #[tokio::test]
 async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     // With an hour between polls, only a notification can deliver this.
     let app = TestApp::spawn_with(result::Settings {
@@ -85,7 +85,7 @@ async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
 
 #[tokio::test]
 async fn the_tally_shown_always_agrees_with_the_group_by_query() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;
@@ -112,7 +112,7 @@ async fn the_tally_shown_always_agrees_with_the_group_by_query() {
 
 #[tokio::test]
 async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn_with(result::Settings {
         max_clients: 2,
         ..settings(&db.url)
@@ -150,7 +150,7 @@ async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
 
 #[tokio::test]
 async fn idle_clients_are_pinged_and_stay_connected() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn_with(result::Settings {
         ping_interval_ms: 100,
@@ -176,7 +176,7 @@ async fn idle_clients_are_pinged_and_stay_connected() {
 
 #[tokio::test]
 async fn a_client_that_never_answers_is_disconnected() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn_with(result::Settings {
         ping_interval_ms: 100,
         ..settings(&db.url)
@@ -207,7 +207,7 @@ async fn a_client_that_never_answers_is_disconnected() {
 
 #[tokio::test]
 async fn shutdown_closes_every_client_with_going_away() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let mut app = TestApp::spawn(&db.url).await;
     let mut clients = vec![app.connect().await, app.connect().await];
     for client in &mut clients {
@@ -238,7 +238,7 @@ async fn shutdown_closes_every_client_with_going_away() {
 
 #[tokio::test]
 async fn the_metrics_count_clients_ticks_queries_and_messages() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;

@@ -20,7 +20,7 @@ fn element_text<'a>(html: &'a str, id: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_page_shows_percentages_bars_and_the_vote_count() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     // (a, b) → (a %, b %, count label)
@@ -65,7 +65,7 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
 
 #[tokio::test]
 async fn custom_option_names_are_shown_and_escaped() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let mut settings = settings(&db.url);
     settings.options.option_a = "Tabs".to_owned();
     settings.options.option_b = "<Spaces & co>".to_owned();
@@ -83,7 +83,7 @@ async fn custom_option_names_are_shown_and_escaped() {
 
 #[tokio::test]
 async fn the_page_is_self_contained_and_not_cached() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
     let res = app.get("/").await;
     assert_eq!(res.headers()[CACHE_CONTROL], "no-store");
@@ -114,7 +114,7 @@ async fn the_page_is_self_contained_and_not_cached() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics_endpoints_answer() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
     app.page().await;
     for path in ["/healthz", "/readyz"] {
@@ -130,7 +130,7 @@ async fn health_readiness_and_metrics_endpoints_answer() {
 
 #[tokio::test]
 async fn a_plain_get_of_the_feed_is_a_client_error() {
-    let db = support::database().await;
+    let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
     let res = app.get("/ws").await;
     assert!(res.status().is_client_error(), "{}", res.status());

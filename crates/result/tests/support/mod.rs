@@ -184,41 +184,6 @@ impl LiveClient {
     }
 }
 
-/// A fresh, empty database of this test's own.
-pub struct Db {
-    pub url: String,
-    pub pool: PgPool,
-}
-
-/// A fresh database from the shared test Postgres.
-///
-/// testkit keeps its admin pool in the runtime of whichever test asked
-/// first, and each `#[tokio::test]` has its own runtime: once that test
-/// ends, the pool is dead for everyone ("Tokio context is being
-/// shutdown"). So ask from a runtime that lives as long as the process,
-/// and connect this test's own pool in the test's runtime.
-pub async fn database() -> Db {
-    static HARNESS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    let harness = HARNESS.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
-    });
-    let url = harness
-        .spawn(async { testkit::postgres().await.url })
-        .await
-        .unwrap();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(5)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(&url)
-        .await
-        .unwrap();
-    Db { url, pool }
-}
-
 pub fn tally(a: u64, b: u64) -> Tally {
     Tally { a, b }
 }
