@@ -26,8 +26,8 @@ pub mod server;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
 pub use server::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
