@@ -27,29 +27,25 @@
 //! limit to the hard limit; `ulimit -Hn` must allow it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod clients;
+mod service;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use common::Tally;
-use futures_util::StreamExt;
 use serde_json::json;
 use sqlx::PgPool;
-use std::sync::Mutex;
 use testkit::{PostgresOptions, PostgresServer};
 
-use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use clients::{Feed, open_clients};
+use service::{Service, cpu_seconds};
 
-/// How long a round may take before it counts as missed.
-const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between rounds: each round is a vote on its own, not part of a
 /// burst (bursts are coalesced into one read per 20 ms by design).
 const ROUND_GAP: Duration = Duration::from_millis(100);
-/// Connection attempts in flight while opening clients.
-const CONNECT_CONCURRENCY: usize = 200;
 
 struct Options {
     clients: Vec<usize>,
@@ -257,215 +253,6 @@ async fn fanout_runs(
         client.abort();
     }
     Ok(runs)
-}
-
-/// What the clients saw, shared with the bench's main loop.
-struct Feed {
-    base: Instant,
-    /// The total of the tally the current round waits for.
-    expected_total: AtomicU64,
-    /// When each client received it, in ns since `base`.
-    received: Mutex<Vec<u64>>,
-    count: AtomicUsize,
-    closed: AtomicUsize,
-}
-
-impl Default for Feed {
-    fn default() -> Self {
-        Feed {
-            base: Instant::now(),
-            expected_total: AtomicU64::new(0),
-            received: Mutex::new(Vec::new()),
-            count: AtomicUsize::new(0),
-            closed: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl Feed {
-    fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-
-    fn expect(&self, tally: Tally) {
-        let mut received = self.received.lock().unwrap();
-        received.clear();
-        self.count.store(0, Ordering::SeqCst);
-        self.expected_total.store(tally.total(), Ordering::SeqCst);
-    }
-
-    fn record(&self, tally: Tally) {
-        let now = self.now_ns();
-        if tally.total() == self.expected_total.load(Ordering::SeqCst) {
-            self.received.lock().unwrap().push(now);
-            self.count.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    /// Waits until `clients` clients have received `tally`; their arrival
-    /// times.
-    async fn wait_all(&self, tally: Tally, clients: usize) -> anyhow::Result<Vec<u64>> {
-        let started = Instant::now();
-        while self.count.load(Ordering::SeqCst) < clients {
-            if started.elapsed() > ROUND_TIMEOUT {
-                bail!(
-                    "only {} of {clients} clients got {tally:?} within {ROUND_TIMEOUT:?}",
-                    self.count.load(Ordering::SeqCst)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        Ok(std::mem::take(&mut *self.received.lock().unwrap()))
-    }
-}
-
-/// Opens clients until there are `target`, each reading on its own task.
-async fn open_clients(
-    clients: &mut Vec<tokio::task::JoinHandle<()>>,
-    target: usize,
-    port: u16,
-    feed: &Arc<Feed>,
-) -> anyhow::Result<()> {
-    // Connected clients get the current tally first: count them anew.
-    feed.expect(Tally {
-        a: feed.expected_total.load(Ordering::SeqCst),
-        b: 0,
-    });
-    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-    let mut connecting = tokio::task::JoinSet::new();
-    for _ in clients.len()..target {
-        let permit = gate.clone().acquire_owned().await?;
-        connecting.spawn(async move {
-            let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
-                .write_buffer_size(0);
-            let connected = tokio_tungstenite::connect_async_with_config(
-                format!("ws://127.0.0.1:{port}/ws"),
-                Some(config),
-                true,
-            )
-            .await;
-            drop(permit);
-            connected.map(|(ws, _)| ws)
-        });
-    }
-    while let Some(connected) = connecting.join_next().await {
-        let mut ws = connected?.context("connecting a client")?;
-        let feed = feed.clone();
-        clients.push(tokio::spawn(async move {
-            while let Some(Ok(message)) = ws.next().await {
-                match message {
-                    Message::Text(text) => {
-                        if let Ok(tally) = serde_json::from_str::<Tally>(text.as_str()) {
-                            feed.record(tally);
-                        }
-                    }
-                    Message::Close(Some(frame)) if u16::from(frame.code) == 1001 => {
-                        feed.closed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-            }
-        }));
-    }
-    Ok(())
-}
-
-/// The release `result` binary, running.
-struct Service {
-    child: tokio::process::Child,
-    pid: u32,
-    port: u16,
-    clock_ticks: f64,
-}
-
-impl Service {
-    async fn start(database_url: &str) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_result"))
-            .env("PORT", port.to_string())
-            .env("BIND_ADDRESS", "127.0.0.1")
-            .env("DATABASE_URL", database_url)
-            .env("MAX_CLIENTS", "20000")
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the result binary")?;
-        let pid = child.id().context("the result binary exited at once")?;
-        let clock_ticks = std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0);
-        let service = Service {
-            child,
-            pid,
-            port,
-            clock_ticks,
-        };
-        let http = reqwest::Client::new();
-        let ready = format!("http://127.0.0.1:{port}/readyz");
-        let started = Instant::now();
-        loop {
-            if let Ok(res) = http.get(&ready).send().await
-                && res.status().is_success()
-            {
-                return Ok(service);
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                bail!("the result binary did not become ready");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// User and system CPU time so far, seconds.
-    fn cpu_seconds(&self) -> anyhow::Result<(f64, f64)> {
-        cpu_seconds(self.pid, self.clock_ticks)
-    }
-
-    /// Current and peak resident memory, KiB.
-    fn rss_kib(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("{name} in /proc/pid/status"))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    async fn stop(mut self) -> anyhow::Result<()> {
-        std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()?;
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
-        anyhow::ensure!(status.success(), "result exited with {status}");
-        Ok(())
-    }
-}
-
-/// User and system CPU time of process `pid` so far, seconds.
-fn cpu_seconds(pid: u32, clock_ticks: f64) -> anyhow::Result<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("/proc/pid/stat format")?
-        .1
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    let utime: f64 = fields.get(11).context("utime")?.parse()?;
-    let stime: f64 = fields.get(12).context("stime")?.parse()?;
-    Ok((utime / clock_ticks, stime / clock_ticks))
 }
 
 /// Tick query cost at each table size.
