@@ -168,7 +168,9 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     wait_for_rows(&pool, &mut conn, stored, Duration::from_secs(300)).await?;
     let drain_secs = drain_started.elapsed().as_secs_f64();
 
-    // End to end: POST a vote, wait for the live feed to count it.
+    // End to end: POST a vote, wait for the live feed to count it. Samples
+    // are spaced like a person clicking, not back to back, so each one is
+    // a vote arriving on its own.
     let http = reqwest::Client::new();
     let mut feed = seed::verify::Feed::connect(&stack.result_url).await?;
     let mut total = {
@@ -189,6 +191,7 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
         feed.wait_until(Duration::from_secs(10), |a, b| a + b >= total)
             .await?;
         e2e_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(feed);
 

@@ -70,7 +70,7 @@ impl Default for PollOptions {
     fn default() -> Self {
         PollOptions {
             interval: Duration::from_secs(1),
-            min_gap: Duration::from_millis(20),
+            min_gap: Duration::from_millis(5),
         }
     }
 }
