@@ -447,7 +447,7 @@ fn markdown(report: &Value) -> String {
     out.push_str(&format!(
         "Measured by `cargo xtask bench` on {} cores ({}), {} GiB RAM, Linux {}, {}. \
          Each figure is the median of {} runs on a fresh native stack (release builds; \
-         Redis with AOF, Postgres with fsync on; loopback only). Numbers are what was \
+         Redis with AOF fsynced every second as in the compose file, Postgres with fsync on; loopback only). Numbers are what was \
          measured, not targets.\n\n",
         machine["cores"],
         machine["cpu"].as_str().unwrap_or("?"),

@@ -90,6 +90,7 @@ impl Stack {
                 let server = RedisServer::start(RedisOptions {
                     tcp_port: Some(port),
                     appendonly: true,
+                    fsync_everysec: true,
                 })
                 .await
                 .context("starting redis-server")?;

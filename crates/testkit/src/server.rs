@@ -30,6 +30,10 @@ pub struct RedisOptions {
     pub tcp_port: Option<u16>,
     /// Keep an append-only file (fsync every write) so data survives a restart.
     pub appendonly: bool,
+    /// With `appendonly`: fsync once a second instead, as the compose file
+    /// runs Redis (a crash may lose the last second; a clean stop loses
+    /// nothing).
+    pub fsync_everysec: bool,
 }
 
 /// A `redis-server` of our own.
@@ -77,7 +81,12 @@ impl RedisServer {
         cmd.arg("--dir").arg(self.dir.path());
         cmd.args(["--databases", "10000", "--save", ""]);
         if self.options.appendonly {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+            let fsync = if self.options.fsync_everysec {
+                "everysec"
+            } else {
+                "always"
+            };
+            cmd.args(["--appendonly", "yes", "--appendfsync", fsync]);
         } else {
             cmd.args(["--appendonly", "no"]);
         }
