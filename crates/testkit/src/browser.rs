@@ -1,11 +1,15 @@
 //! A real browser for page tests: headless Chromium driven by Debian's
 //! `chromedriver` through [`thirtyfour`] (feature `browser`).
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::time::Duration;
+//! # async fn example(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 //! let browser = testkit::browser::Browser::start().await?;
 //! browser.goto(format!("http://{addr}/")).await?;
 //! browser.wait_for_text("#votes", "1 vote", Duration::from_secs(5)).await?;
 //! browser.quit().await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Each [`Browser`] is its own `chromedriver` (on a free port it reports
