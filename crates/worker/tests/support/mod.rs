@@ -209,7 +209,6 @@ impl Env {
     }
 }
 
-
 /// A worker running in this process.
 pub struct Running {
     pub admin: std::net::SocketAddr,
