@@ -35,13 +35,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return match common::health::healthcheck(cli.settings.bind_port, "/healthz").await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("hits is not healthy: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return common::service::healthcheck("hits", cli.settings.bind_port, "/healthz").await;
     }
     common::telemetry::init();
     let s = &cli.settings;
@@ -53,11 +47,5 @@ async fn main() -> ExitCode {
         "starting hits"
     );
     let shutdown = common::shutdown::on_signals();
-    match hits::run(cli.settings, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "hits failed");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::exit_code("hits", hits::run(cli.settings, shutdown)).await
 }

@@ -4,7 +4,27 @@
 //! fits the compose file, so `docker compose up` needs no configuration and
 //! `--help` documents everything. Binaries flatten the groups they need.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use clap::Args;
+
+/// Where a web service listens.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// TCP port to serve on.
+    #[arg(long, env = "PORT", default_value_t = 80)]
+    pub port: u16,
+    /// Address to bind.
+    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind_address: IpAddr,
+}
+
+impl HttpArgs {
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind_address, self.port)
+    }
+}
 
 /// Where Redis is.
 #[derive(Args, Debug, Clone)]

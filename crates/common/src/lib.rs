@@ -19,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod queue;
+pub mod service;
 pub mod shutdown;
 pub mod tally;
 pub mod telemetry;

@@ -21,7 +21,6 @@ pub mod feed;
 pub mod live;
 pub mod page;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +30,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use common::Tally;
-use common::config::{DatabaseArgs, OptionsArgs};
+use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
 use sqlx::PgPool;
@@ -55,12 +54,8 @@ const EXTRA_CONNECTIONS: usize = 1024;
 /// The result service's settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
-    /// TCP port to serve on.
-    #[arg(long, env = "PORT", default_value_t = 80)]
-    pub port: u16,
-    /// Address to bind.
-    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
@@ -192,7 +187,7 @@ pub async fn serve(
 /// Runs the service with `settings` until `shutdown` fires.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::new(&settings)?;
-    let addr = SocketAddr::new(settings.bind_address, settings.port);
+    let addr = settings.http.addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -27,13 +27,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return match common::health::healthcheck(cli.settings.port, "/readyz").await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("result is not ready: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return common::service::healthcheck("result", cli.settings.http.port, "/readyz").await;
     }
     common::telemetry::init();
     // Every live page is an open file: thousands of them need more than
@@ -41,9 +35,9 @@ async fn main() -> ExitCode {
     let open_files = common::limits::raise_open_files_limit();
     let s = &cli.settings;
     tracing::info!(
-        port = s.port,
+        port = s.http.port,
         open_files,
-        bind_address = %s.bind_address,
+        bind_address = %s.http.bind_address,
         database_url = %redact_url(&s.database.database_url),
         option_a = %s.options.option_a,
         option_b = %s.options.option_b,
@@ -53,11 +47,5 @@ async fn main() -> ExitCode {
         "starting result"
     );
     let shutdown = common::shutdown::on_signals();
-    match result::run(cli.settings, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "result failed");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::exit_code("result", result::run(cli.settings, shutdown)).await
 }

@@ -117,11 +117,9 @@ async fn the_page_shows_it_is_reconnecting_and_recovers_by_itself() {
     // A vote while the service is away, then the service is back on the
     // same address: the page reconnects and catches up.
     insert_vote(&db.pool, "v2", "b").await;
-    let _back = TestApp::spawn_with(result::Settings {
-        port: addr.port(),
-        ..settings(&db.url)
-    })
-    .await;
+    let mut back = settings(&db.url);
+    back.http.port = addr.port();
+    let _back = TestApp::spawn_with(back).await;
     browser
         .wait_for_text("#votes", "2 votes", DEADLINE)
         .await

@@ -142,5 +142,5 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     server.stop();
     let out = check().await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("healthcheck failed"));
 }

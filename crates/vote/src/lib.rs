@@ -17,7 +17,6 @@ pub mod form;
 pub mod page;
 pub mod visitor;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::config::{OptionsArgs, RedisArgs};
+use common::config::{HttpArgs, OptionsArgs, RedisArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
 use common::{Ballot, Vote, VoterId};
@@ -49,12 +48,8 @@ pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The vote service's settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
-    /// TCP port to serve on.
-    #[arg(long, env = "PORT", default_value_t = 80)]
-    pub port: u16,
-    /// Address to bind.
-    #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub bind_address: IpAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
@@ -137,7 +132,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &settings.options,
         common::config::hostname(),
     )?;
-    let addr = SocketAddr::new(settings.bind_address, settings.port);
+    let addr = settings.http.addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

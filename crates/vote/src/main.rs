@@ -27,32 +27,20 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return match common::health::healthcheck(cli.settings.port, "/readyz").await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("vote is not ready: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return common::service::healthcheck("vote", cli.settings.http.port, "/readyz").await;
     }
     common::telemetry::init();
     let open_files = common::limits::raise_open_files_limit();
     let s = &cli.settings;
     tracing::info!(
-        port = s.port,
+        port = s.http.port,
         open_files,
-        bind_address = %s.bind_address,
+        bind_address = %s.http.bind_address,
         redis_url = %redact_url(&s.redis.redis_url),
         option_a = %s.options.option_a,
         option_b = %s.options.option_b,
         "starting vote"
     );
     let shutdown = common::shutdown::on_signals();
-    match vote::run(cli.settings, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "vote failed");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::exit_code("vote", vote::run(cli.settings, shutdown)).await
 }

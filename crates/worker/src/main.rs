@@ -29,13 +29,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return match common::health::healthcheck(cli.settings.admin_port, "/readyz").await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("worker is not ready: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return common::service::healthcheck("worker", cli.settings.admin_port, "/readyz").await;
     }
     common::telemetry::init();
     let s = &cli.settings;
@@ -51,11 +45,5 @@ async fn main() -> ExitCode {
         "starting worker"
     );
     let shutdown = common::shutdown::on_signals();
-    match worker::run(cli.settings, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "worker failed");
-            ExitCode::FAILURE
-        }
-    }
+    common::service::exit_code("worker", worker::run(cli.settings, shutdown)).await
 }

@@ -105,7 +105,7 @@ async fn healthcheck_subcommand_passes_only_while_the_app_answers() {
     let before = healthcheck().await;
     assert!(!before.status.success());
     assert!(
-        String::from_utf8_lossy(&before.stderr).contains("hits is not healthy"),
+        String::from_utf8_lossy(&before.stderr).contains("hits healthcheck failed"),
         "{before:?}"
     );
 

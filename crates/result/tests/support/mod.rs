@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::Tally;
-use common::config::{DatabaseArgs, OptionsArgs};
+use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
@@ -22,8 +22,10 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// Settings for a test instance: loopback, port 0, Cats vs Dogs.
 pub fn settings(database_url: &str) -> result::Settings {
     result::Settings {
-        port: 0,
-        bind_address: "127.0.0.1".parse().unwrap(),
+        http: HttpArgs {
+            port: 0,
+            bind_address: "127.0.0.1".parse().unwrap(),
+        },
         database: DatabaseArgs {
             database_url: database_url.to_owned(),
         },
@@ -52,7 +54,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: result::Settings) -> Self {
-        let listener = tokio::net::TcpListener::bind((settings.bind_address, settings.port))
+        let listener = tokio::net::TcpListener::bind(settings.http.addr())
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();

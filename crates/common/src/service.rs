@@ -1,0 +1,34 @@
+//! The shared ends of every service's `main`: the `healthcheck`
+//! subcommand's exit code, and the exit code of a run.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Runs the `healthcheck` subcommand: asks the service on
+/// `127.0.0.1:port` for `path`; exit 0 on a 2xx answer, else 1 with the
+/// reason on stderr.
+pub async fn healthcheck(name: &str, port: u16, path: &str) -> ExitCode {
+    match crate::health::healthcheck(port, path).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} healthcheck failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Awaits a service's run and turns its outcome into the exit code,
+/// logging the error if there is one.
+pub async fn exit_code(name: &str, run: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(
+                service = name,
+                error = format!("{e:#}"),
+                "stopped with an error"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
