@@ -25,6 +25,34 @@ async fn queued(redis: &testkit::TestRedis) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Clicks the button `id` and waits until the page the form submission
+/// loads is in place (a mark set on the old document is gone).
+async fn click_and_wait_for_next_page(browser: &Browser, id: &str) {
+    browser
+        .execute("window.oldPage = true;", vec![])
+        .await
+        .unwrap();
+    browser
+        .find(By::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    testkit::eventually("the next page to load", DEADLINE, || async {
+        // Errors while the navigation is under way just mean "not yet".
+        let loaded = browser
+            .execute(
+                "return window.oldPage === undefined && document.readyState === 'complete';",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (loaded.json() == &serde_json::json!(true)).then_some(())
+    })
+    .await;
+}
+
 async fn class_of(browser: &Browser, id: &str) -> String {
     browser
         .find(By::Id(id))
@@ -52,28 +80,8 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     let browser = Browser::start().await.unwrap();
     browser.goto(&url).await.unwrap();
     assert_eq!(browser.title().await.unwrap(), "Cats vs Dogs!");
-    browser
-        .find(By::Id("a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser
-        .wait_for_text("h1", "Cats vs Dogs!", DEADLINE)
-        .await
-        .unwrap();
-    let chosen = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let class = class_of(&browser, "a").await;
-            if class.contains("chosen") {
-                return class;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the chosen button is marked");
+    click_and_wait_for_next_page(&browser, "a").await;
+    let chosen = class_of(&browser, "a").await;
     assert!(chosen.contains("chosen"));
     assert!(class_of(&browser, "b").await.contains("dimmed"));
     assert!(
@@ -99,20 +107,9 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     assert!(class_of(&browser, "a").await.contains("chosen"));
 
     // Changing the vote: same voter, second ballot.
-    browser
-        .find(By::Id("b"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    tokio::time::timeout(DEADLINE, async {
-        while !class_of(&browser, "b").await.contains("chosen") {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the new choice is marked");
+    click_and_wait_for_next_page(&browser, "b").await;
+    assert!(class_of(&browser, "b").await.contains("chosen"));
+    assert!(class_of(&browser, "a").await.contains("dimmed"));
     let ballots = queued(&redis).await;
     assert_eq!(ballots.len(), 2);
     assert_eq!(ballots[1]["vote"], "b");
