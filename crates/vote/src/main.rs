@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use common::config::redact_url;
 
 /// The voting app's vote page: queues each visitor's choice in Redis.
@@ -11,23 +11,16 @@ use common::config::redact_url;
 #[command(name = "vote", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<common::service::Command>,
     #[command(flatten)]
     settings: vote::Settings,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Exit 0 if the service on PORT is ready (Redis reachable), 1 if not.
-    /// For container health checks: no curl needed.
-    Healthcheck,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return common::service::healthcheck("vote", cli.settings.http.port, "/readyz").await;
+    if let Some(command) = cli.command {
+        return common::service::healthcheck("vote", cli.settings.http.port, command.path()).await;
     }
     common::telemetry::init();
     let open_files = common::limits::raise_open_files_limit();

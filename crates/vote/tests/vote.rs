@@ -429,26 +429,28 @@ async fn health_readiness_and_metrics_endpoints_answer() {
 }
 
 #[tokio::test]
-async fn the_healthcheck_subcommand_reports_readiness() {
+async fn the_healthcheck_subcommand_reports_readiness_or_with_live_liveness() {
     let mut server = testkit::RedisServer::start(Default::default())
         .await
         .unwrap();
     let app = TestApp::spawn(&server.url(0)).await;
     // Run the binary without blocking this thread: the service under test
     // shares it.
-    let check = || async {
+    let check = |args: &'static [&'static str]| async move {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
-            .arg("healthcheck")
+            .args(args)
             .env("PORT", app.addr.port().to_string())
             .output()
             .await
             .unwrap()
     };
-    assert!(check().await.status.success());
+    assert!(check(&["healthcheck"]).await.status.success());
     server.stop();
-    let out = check().await;
+    let out = check(&["healthcheck"]).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("healthcheck failed"));
+    // Alive all the same: an orchestrator need not restart it.
+    assert!(check(&["healthcheck", "--live"]).await.status.success());
 }
 
 #[tokio::test]

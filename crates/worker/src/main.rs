@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use common::config::redact_url;
 
 /// The voting app's worker: stores each voter's latest ballot from the
@@ -13,23 +13,17 @@ use common::config::redact_url;
 #[command(name = "worker", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<common::service::Command>,
     #[command(flatten)]
     settings: worker::Settings,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Exit 0 if the worker on ADMIN_PORT is ready (Redis and Postgres
-    /// reachable), 1 if not. For container health checks: no curl needed.
-    Healthcheck,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Healthcheck) = cli.command {
-        return common::service::healthcheck("worker", cli.settings.admin_port, "/readyz").await;
+    if let Some(command) = cli.command {
+        return common::service::healthcheck("worker", cli.settings.admin_port, command.path())
+            .await;
     }
     common::telemetry::init();
     let s = &cli.settings;
