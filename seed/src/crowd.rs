@@ -123,8 +123,14 @@ impl Crowd {
 
 /// `a + b` from a live-feed message `{"a":N,"b":M}`.
 pub fn tally_total(text: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(v["a"].as_u64()? + v["b"].as_u64()?)
+    /// Only the two counts, without building a JSON tree per message.
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        a: u64,
+        b: u64,
+    }
+    let counts: Counts = serde_json::from_str(text).ok()?;
+    Some(counts.a + counts.b)
 }
 
 #[cfg(test)]
