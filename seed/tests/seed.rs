@@ -43,15 +43,9 @@ async fn the_default_seed_queues_2000_a_and_1000_b_with_no_failures() {
     assert_eq!(report.failed(), 0, "{report}");
     assert_eq!((report.ok_a, report.ok_b), (2000, 1000));
 
-    let mut conn = redis.conn().await;
-    let queued: Vec<String> = redis::cmd("LRANGE")
-        .arg("votes")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
+    let ballots: Vec<serde_json::Value> = redis
+        .list("votes")
         .await
-        .unwrap();
-    let ballots: Vec<serde_json::Value> = queued
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect();

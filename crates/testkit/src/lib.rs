@@ -51,6 +51,17 @@ impl TestRedis {
             .await
             .expect("connecting to the test Redis")
     }
+
+    /// Every item of the list `key`, head first (e.g. the ballots queued).
+    pub async fn list(&self, key: &str) -> Vec<String> {
+        redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("LRANGE on the test Redis")
+    }
 }
 
 /// A test's own Postgres database.

@@ -12,15 +12,10 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn queued(redis: &testkit::TestRedis) -> Vec<serde_json::Value> {
-    let mut conn = redis.conn().await;
-    let raw: Vec<String> = redis::cmd("LRANGE")
-        .arg("votes")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
+    redis
+        .list(common::queue::QUEUE_KEY)
         .await
-        .unwrap();
-    raw.iter()
+        .iter()
         .map(|b| serde_json::from_str(b).unwrap())
         .collect()
 }

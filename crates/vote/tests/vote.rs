@@ -92,14 +92,7 @@ fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 async fn queued(redis: &testkit::TestRedis) -> Vec<String> {
-    let mut conn = redis.conn().await;
-    redis::cmd("LRANGE")
-        .arg(QUEUE_KEY)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    redis.list(QUEUE_KEY).await
 }
 
 /// The ballot JSON without its `seq` stamp, and the stamp.
