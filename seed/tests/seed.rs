@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 struct Cli {
@@ -16,14 +15,11 @@ fn settings(args: &[&str]) -> seed::Settings {
     Cli::try_parse_from(argv).unwrap().settings
 }
 
-/// Starts a vote service in this process; returns its URL.
-async fn vote_service(redis_url: &str, shutdown: &CancellationToken) -> String {
+/// Starts a vote service in this process, until the handle is dropped.
+async fn vote_service(redis_url: &str) -> testkit::Served<std::io::Error> {
     let options = common_options();
     let state = vote::AppState::new(redis_url, &options, "seed-test".into()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    tokio::spawn(vote::serve(listener, state, shutdown.clone()));
-    url
+    testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await
 }
 
 fn common_options() -> common::config::OptionsArgs {
@@ -36,8 +32,8 @@ fn common_options() -> common::config::OptionsArgs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_seed_queues_2000_a_and_1000_b_with_no_failures() {
     let redis = testkit::redis().await;
-    let shutdown = CancellationToken::new();
-    let target = vote_service(&redis.url, &shutdown).await;
+    let vote = vote_service(&redis.url).await;
+    let target = vote.url("/");
 
     let report = seed::run(&settings(&["--target", &target])).await.unwrap();
     assert_eq!(report.failed(), 0, "{report}");
@@ -63,14 +59,13 @@ async fn the_default_seed_queues_2000_a_and_1000_b_with_no_failures() {
     assert!(runs[..1000].iter().all(|v| *v == "a"));
     assert!(runs[1000..2000].iter().all(|v| *v == "b"));
     assert!(runs[2000..].iter().all(|v| *v == "a"));
-    shutdown.cancel();
 }
 
 #[tokio::test]
 async fn custom_counts_and_concurrency_are_honoured() {
     let redis = testkit::redis().await;
-    let shutdown = CancellationToken::new();
-    let target = vote_service(&redis.url, &shutdown).await;
+    let vote = vote_service(&redis.url).await;
+    let target = vote.url("/");
     let report = seed::run(&settings(&[
         "--target", &target, "-a", "7", "-b", "5", "-c", "3", "--rate", "500",
     ]))
@@ -84,7 +79,6 @@ async fn custom_counts_and_concurrency_are_honoured() {
         .await
         .unwrap();
     assert_eq!(len, 12);
-    shutdown.cancel();
 }
 
 #[tokio::test]
@@ -93,15 +87,14 @@ async fn failed_requests_are_counted_by_cause() {
     let mut redis = testkit::RedisServer::start(Default::default())
         .await
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let target = vote_service(&redis.url(0), &shutdown).await;
+    let vote = vote_service(&redis.url(0)).await;
+    let target = vote.url("/");
     redis.stop();
     let report = seed::run(&settings(&["--target", &target, "-a", "3", "-b", "0"]))
         .await
         .unwrap();
     assert_eq!(report.failed(), 3, "{report}");
     assert_eq!(report.failures["HTTP 503 Service Unavailable"], 3);
-    shutdown.cancel();
 }
 
 #[tokio::test]

@@ -99,7 +99,7 @@ async fn the_page_shows_it_is_reconnecting_and_recovers_by_itself() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let mut app = TestApp::spawn(&db.url).await;
-    let addr = app.addr;
+    let addr = app.served.addr;
     let browser = Browser::start().await.unwrap();
     browser.goto(app.url("/")).await.unwrap();
     insert_vote(&db.pool, "v1", "a").await;

@@ -122,7 +122,7 @@ async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
     let _second = app.connect().await;
     first.next_tally().await;
 
-    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.served.addr))
         .await
         .expect_err("a third client is refused");
     let tokio_tungstenite::tungstenite::Error::Http(response) = refused else {
@@ -184,11 +184,13 @@ async fn a_client_that_never_answers_is_disconnected() {
     .await;
     // A bare socket that completes the handshake and then stays silent: no
     // pongs, nothing.
-    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(app.served.addr)
+        .await
+        .unwrap();
     let handshake = format!(
         "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        app.addr
+        app.served.addr
     );
     socket.write_all(handshake.as_bytes()).await.unwrap();
     let mut received = Vec::new();

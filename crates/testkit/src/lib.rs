@@ -16,11 +16,15 @@
 //! A missing `redis-server` or Postgres install fails the test with the
 //! `apt-get install` line that fixes it; nothing is skipped.
 //!
+//! [`Served`] runs a service's `serve` in the test process on a free
+//! loopback port and stops it cleanly.
+//!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod served;
 pub mod server;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,6 +34,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
+pub use served::Served;
 pub use server::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 
 /// A test's own Redis logical database.

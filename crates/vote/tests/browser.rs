@@ -7,7 +7,6 @@ use std::time::Duration;
 use common::config::OptionsArgs;
 use testkit::browser::Browser;
 use testkit::browser::thirtyfour::prelude::*;
-use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -67,10 +66,9 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
         option_b: "Dogs".into(),
     };
     let state = vote::AppState::new(&redis.url, &options, "browser-test".into()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(vote::serve(listener, state, shutdown.clone()));
+    let served =
+        testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
+    let url = served.url("/");
 
     let browser = Browser::start().await.unwrap();
     browser.goto(&url).await.unwrap();
@@ -125,5 +123,4 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
         assert_eq!(origin.as_str().unwrap(), own);
     }
     browser.quit().await.unwrap();
-    shutdown.cancel();
 }

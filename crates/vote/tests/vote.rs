@@ -1,20 +1,17 @@
 //! The vote service against a real Redis, over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::OptionsArgs;
 use common::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use tokio_util::sync::CancellationToken;
 
 /// A vote service running in this process on a free port.
 struct TestApp {
-    addr: SocketAddr,
+    served: testkit::Served<std::io::Error>,
     http: reqwest::Client,
-    shutdown: CancellationToken,
 }
 
 impl TestApp {
@@ -28,23 +25,18 @@ impl TestApp {
             option_b: b.to_owned(),
         };
         let state = vote::AppState::new(redis_url, &options, "test-host".to_owned()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(vote::serve(listener, state, shutdown.clone()));
+        let served =
+            testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown))
+                .await;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        TestApp {
-            addr,
-            http,
-            shutdown,
-        }
+        TestApp { served, http }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.served.url(path)
     }
 
     async fn get(&self, cookie: Option<&str>) -> reqwest::Response {
@@ -65,12 +57,6 @@ impl TestApp {
             req = req.header(COOKIE, c);
         }
         req.send().await.unwrap()
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -432,7 +418,7 @@ async fn the_healthcheck_subcommand_reports_readiness_or_with_live_liveness() {
     let check = |args: &'static [&'static str]| async move {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
             .args(args)
-            .env("PORT", app.addr.port().to_string())
+            .env("PORT", app.served.addr.port().to_string())
             .output()
             .await
             .unwrap()

@@ -42,7 +42,7 @@ async fn restart_while_ballots_flow(env: &Env, seed: u64, restart: impl Future<O
     env.push(first).await;
     let mut settings = env.settings("w1");
     settings.batch_size = 100;
-    let running = env.spawn(settings).await;
+    let mut running = env.spawn(settings).await;
     testkit::eventually("rows to be stored", DEADLINE, || async {
         (env.row_count().await > 0).then_some(())
     })
@@ -101,18 +101,18 @@ async fn the_worker_waits_for_redis_and_postgres_at_start() {
     redis.stop();
     postgres.stop();
     let env = Env::from_urls(redis.url(0), postgres.url("postgres"));
-    let running = env.spawn(env.settings("w1")).await;
+    let mut running = env.spawn(env.settings("w1")).await;
 
     // Alive, but not ready while its stores are down.
-    assert_eq!(http_get(running.admin, "/healthz").await.0, 200);
-    assert_eq!(http_get(running.admin, "/readyz").await.0, 503);
+    assert_eq!(http_get(running.addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(running.addr, "/readyz").await.0, 503);
 
     postgres.start_again().await.unwrap();
     redis.start_again().await.unwrap();
     env.push(&[ballot("late", "b", Some(1))]).await;
     env.wait_until_drained(&["w1"], 1).await;
     testkit::eventually("/readyz to answer 200", DEADLINE, || async {
-        (http_get(running.admin, "/readyz").await.0 == 200).then_some(())
+        (http_get(running.addr, "/readyz").await.0 == 200).then_some(())
     })
     .await;
     running.stop().await;

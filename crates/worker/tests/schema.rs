@@ -20,7 +20,7 @@ async fn columns(env: &Env) -> Vec<(String, String, String)> {
 #[tokio::test]
 async fn the_worker_creates_the_schema_on_an_empty_database() {
     let env = Env::new().await;
-    let running = env.spawn(env.settings("w1")).await;
+    let mut running = env.spawn(env.settings("w1")).await;
     env.push(&[ballot("v1", "a", Some(1))]).await;
     env.wait_until_drained(&["w1"], 1).await;
     running.stop().await;

@@ -15,8 +15,8 @@ async fn two_workers_store_every_voters_last_ballot() {
         s.batch_size = 250;
     }
     let [s1, s2] = settings;
-    let w1 = env.spawn(s1).await;
-    let w2 = env.spawn(s2).await;
+    let mut w1 = env.spawn(s1).await;
+    let mut w2 = env.spawn(s2).await;
 
     // Pushed while both run, in slices, so they also wake from blocking.
     for slice in ballots.chunks(500) {
@@ -32,18 +32,18 @@ async fn two_workers_store_every_voters_last_ballot() {
 #[tokio::test]
 async fn the_admin_listener_serves_health_readiness_and_metrics() {
     let env = Env::new().await;
-    let running = env.spawn(env.settings("w1")).await;
+    let mut running = env.spawn(env.settings("w1")).await;
     env.push(&[support::ballot("m1", "a", Some(1)), "poison".to_owned()])
         .await;
     env.wait_until_drained(&["w1"], 1).await;
 
-    assert_eq!(http_get(running.admin, "/healthz").await.0, 200);
+    assert_eq!(http_get(running.addr, "/healthz").await.0, 200);
     let ready = testkit::eventually("/readyz to answer 200", DEADLINE, || async {
-        let (status, _) = http_get(running.admin, "/readyz").await;
+        let (status, _) = http_get(running.addr, "/readyz").await;
         (status == 200).then_some(())
     });
     ready.await;
-    let (status, metrics) = http_get(running.admin, "/metrics").await;
+    let (status, metrics) = http_get(running.addr, "/metrics").await;
     assert_eq!(status, 200);
     for name in [
         "ballots_stored_total",

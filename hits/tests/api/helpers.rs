@@ -10,9 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// How long a test waits for anything before failing.
@@ -29,29 +27,24 @@ pub struct Answer {
 
 /// The hit counter served in-process, pointed at `redis_url`.
 pub struct TestApp {
-    pub addr: SocketAddr,
+    pub served: testkit::Served<std::io::Error>,
     pub client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
     pub async fn spawn(redis_url: &str) -> TestApp {
         let state = hits::AppState::new(redis_url).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(hits::serve(listener, state, shutdown.clone()));
+        let served =
+            testkit::Served::start(|listener, shutdown| hits::serve(listener, state, shutdown))
+                .await;
         TestApp {
-            addr,
+            served,
             client: reqwest::Client::new(),
-            shutdown,
-            server: Some(server),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.served.url(path)
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -61,20 +54,7 @@ impl TestApp {
 
     /// Stops the server and waits until it has drained.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(DEADLINE, server)
-                .await
-                .expect("the server drains within the deadline")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.served.stop().await;
     }
 }
 

@@ -2,7 +2,6 @@
 //! a free port, a live-feed client, and the SQL other writers run.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::Tally;
@@ -10,11 +9,9 @@ use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for any single event.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -41,11 +38,9 @@ pub fn settings(database_url: &str) -> result::Settings {
 
 /// A result service running in this process.
 pub struct TestApp {
-    pub addr: SocketAddr,
+    pub served: testkit::Served<std::io::Error>,
     pub http: reqwest::Client,
     pub state: result::AppState,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
@@ -54,24 +49,21 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: result::Settings) -> Self {
-        let listener = tokio::net::TcpListener::bind(settings.http.addr())
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
         let state = result::AppState::new(&settings).unwrap();
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(result::serve(listener, state.clone(), shutdown.clone()));
+        let served = testkit::Served::start_on(settings.http.addr(), {
+            let state = state.clone();
+            |listener, shutdown| result::serve(listener, state, shutdown)
+        })
+        .await;
         TestApp {
-            addr,
+            served,
             http: reqwest::Client::new(),
             state,
-            shutdown,
-            server: Some(server),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.served.url(path)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -86,7 +78,7 @@ impl TestApp {
 
     /// A live-feed client, connected.
     pub async fn connect(&self) -> LiveClient {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr))
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.served.addr))
             .await
             .unwrap();
         LiveClient { ws }
@@ -102,20 +94,7 @@ impl TestApp {
 
     /// Shuts the service down and waits for `serve` to return.
     pub async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            tokio::time::timeout(Duration::from_secs(10), server)
-                .await
-                .expect("serve returns after shutdown")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.served.stop().await;
     }
 }
 

@@ -12,8 +12,6 @@ use std::time::Duration;
 use common::config::{DatabaseArgs, RedisArgs};
 use common::queue::{DEAD_LETTER_KEY, DeadLetter, QUEUE_KEY, processing_key};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Long enough for anything these tests wait for on a loaded 2-core box.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -178,15 +176,7 @@ impl Env {
     /// Runs the worker library in this process until the returned handle
     /// is stopped.
     pub async fn spawn(&self, settings: worker::Settings) -> Running {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(worker::serve(listener, settings, shutdown.clone()));
-        Running {
-            admin,
-            shutdown,
-            task: Some(task),
-        }
+        testkit::Served::start(|admin, shutdown| worker::serve(admin, settings, shutdown)).await
     }
 
     /// The real `worker` binary, configured for this environment.
@@ -209,32 +199,8 @@ impl Env {
     }
 }
 
-/// A worker running in this process.
-pub struct Running {
-    pub admin: std::net::SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Running {
-    /// Asks the worker to stop and waits until it has.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("the worker did not stop within 10s")
-                .unwrap()
-                .unwrap();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+/// A worker running in this process; `addr` is its admin listener.
+pub type Running = testkit::Served<anyhow::Error>;
 
 /// `GET path` on `addr`: the status code and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
