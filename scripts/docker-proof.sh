@@ -100,15 +100,6 @@ skipping() { [[ "$SKIP" == *" $1 "* ]]; }
 # ------------------------------------------------------------------- helpers
 # run DESCRIPTION CMD...: CMD's output, indented; on failure its last lines
 # and a loud stop. run_quiet: the output only on failure.
-run() {
-    local what=$1
-    shift
-    if ! "$@" >"$WORK/out.log" 2>&1; then
-        tail -n 80 "$WORK/out.log" | sed 's/^/    | /' >&2
-        die "$what failed: $*"
-    fi
-    sed 's/^/    | /' "$WORK/out.log"
-}
 run_quiet() {
     local what=$1
     shift
@@ -116,6 +107,10 @@ run_quiet() {
         tail -n 80 "$WORK/out.log" | sed 's/^/    | /' >&2
         die "$what failed: $*"
     fi
+}
+run() {
+    run_quiet "$@"
+    sed 's/^/    | /' "$WORK/out.log"
 }
 # wait_until SECONDS DESCRIPTION COMMAND...: retry COMMAND once a second.
 wait_until() {
