@@ -114,7 +114,7 @@ pub async fn wait_for_target(
 
 /// Posts every planned vote and returns what happened.
 pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report {
-    let runs = plan(settings.votes_a, settings.votes_b);
+    let runs = settings.plan();
     let total: u64 = runs.iter().map(|r| r.count).sum();
     let deadline = settings
         .duration
@@ -162,7 +162,9 @@ pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report
                 break 'soak;
             }
         }
-        if deadline.is_none() {
+        // A soak repeats the runs until the deadline; with nothing to post
+        // (0 votes) there is nothing to repeat.
+        if deadline.is_none() || total == 0 {
             break;
         }
     }

@@ -17,7 +17,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Cli::parse().settings;
-    let runs = seed::plan(settings.votes_a, settings.votes_b);
+    let runs = settings.plan();
     let plan: Vec<String> = runs
         .iter()
         .map(|r| {

@@ -120,3 +120,28 @@ async fn a_dead_target_exits_non_zero_with_a_clear_message() {
     assert!(stderr.contains("never answered"), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_soak_with_no_votes_to_post_ends_instead_of_spinning() {
+    let redis = testkit::redis().await;
+    let vote = vote_service(&redis.url).await;
+    let target = vote.url("/");
+    let settings = settings(&[
+        "--target",
+        &target,
+        "-a",
+        "0",
+        "-b",
+        "0",
+        "--duration",
+        "600",
+    ]);
+    let soak = seed::run(&settings);
+    // Without the fix this spins until the 600 s soak is over.
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), soak)
+        .await
+        .expect("the soak returns at once")
+        .unwrap();
+    assert_eq!((report.ok_a, report.ok_b, report.failed()), (0, 0, 0));
+    assert!(redis.list("votes").await.is_empty());
+}

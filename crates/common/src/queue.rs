@@ -80,7 +80,7 @@ pub fn heartbeat_key(worker_id: &str) -> String {
 /// One entry of the dead-letter list [`DEAD_LETTER_KEY`]: a payload the
 /// worker could not store as a ballot, kept with the reason so an operator
 /// can inspect or replay it. Stored as compact JSON, e.g.
-/// `{"reason":"vote must be \"a\" or \"b\", got \"c\"","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
+/// `{"reason":"ballot is not valid JSON of the expected shape: unknown variant `c`, …","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     /// Why the payload is not a ballot ([`crate::BallotError`]'s text).
