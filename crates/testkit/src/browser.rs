@@ -32,6 +32,8 @@ use anyhow::{Context, bail};
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities};
 
+use crate::server::{find_on_path, scratch_dir};
+
 pub use thirtyfour;
 
 /// How long `chromedriver` may take to report its port.
@@ -86,9 +88,8 @@ impl Browser {
         let chromedriver_bin = find_on_path("chromedriver").with_context(|| {
             format!("`chromedriver` is not installed; browser tests need it: {INSTALL_HINT}")
         })?;
-        let profile = tempfile::Builder::new()
-            .prefix("voting-testkit-chromium-")
-            .tempdir()?;
+        // Named after this process, so a later run removes it if we are killed.
+        let profile = scratch_dir("chromium")?;
 
         let mut cmd = Command::new("setpriv");
         cmd.arg("--pdeathsig=KILL")
@@ -205,14 +206,6 @@ fn find_chromium() -> anyhow::Result<PathBuf> {
         .with_context(|| {
             format!("Chromium is not installed; browser tests need it: {INSTALL_HINT}")
         })
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -338,7 +338,7 @@ fn launcher() -> &'static Launcher {
 /// A fresh directory under the system temp dir, readable by the `postgres`
 /// account. Directories left by earlier processes that have exited are
 /// removed first, so killed test runs do not fill the disk.
-fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
+pub(crate) fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
     sweep_stale_dirs();
     let dir = tempfile::Builder::new()
         .prefix(&format!("voting-testkit-{}-{kind}-", std::process::id()))
@@ -350,21 +350,26 @@ fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
 
 fn sweep_stale_dirs() {
     static SWEPT: OnceLock<()> = OnceLock::new();
-    SWEPT.get_or_init(|| {
-        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-            return;
+    SWEPT.get_or_init(|| sweep_stale_dirs_in(&std::env::temp_dir()));
+}
+
+/// Removes the scratch folders in `dir` whose process is gone.
+fn sweep_stale_dirs_in(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("voting-testkit-") else {
+            continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("voting-testkit-") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        // Only names `scratch_dir` made: `<pid>-<kind>-…`.
+        let pid = rest.split('-').next().unwrap_or("");
+        let is_pid = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        if is_pid && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
-    });
+    }
 }
 
 fn is_root() -> bool {
@@ -405,14 +410,18 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
 
 /// Finds `name` on `PATH`, or explains which package provides it.
 fn find_binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+    find_on_path(name).with_context(|| {
+        format!("`{name}` is not installed; the tests need it: apt-get install {package}")
+    })
+}
+
+/// The first `name` on `PATH`.
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
-        .with_context(|| {
-            format!("`{name}` is not installed; the tests need it: apt-get install {package}")
-        })
 }
 
 /// Finds a Postgres server binary: on `PATH`, else in the newest
@@ -435,4 +444,25 @@ fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
     versions.pop().map(|(_, p)| p).with_context(|| {
         format!("Postgres `{name}` is not installed; the tests need it: apt-get install postgresql")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_folders_of_processes_that_are_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let own = format!("voting-testkit-{}-redis-a", std::process::id());
+        // Far above any pid_max, so no such process.
+        let dead = "voting-testkit-4294967295-postgres-b";
+        let not_ours = "voting-testkit-chromium-c";
+        for name in [own.as_str(), dead, not_ours] {
+            std::fs::create_dir(tmp.path().join(name)).unwrap();
+        }
+        sweep_stale_dirs_in(tmp.path());
+        assert!(tmp.path().join(&own).exists());
+        assert!(!tmp.path().join(dead).exists());
+        assert!(tmp.path().join(not_ours).exists());
+    }
 }
