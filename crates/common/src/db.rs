@@ -67,6 +67,39 @@ async fn tally_from(pool: &PgPool, query: &'static str) -> Result<Tally, sqlx::E
     Ok(tally)
 }
 
+/// True when `e` says Postgres is not there to answer yet — down, starting,
+/// restarting, refusing connections or logins — so waiting may cure it.
+/// False when Postgres answered and refused the work itself.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions (08), invalid authorization (28), no such
+        // database yet (3D000), out of resources (53), shutting down or
+        // starting up (57P01–57P03).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("28")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "3D000" | "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// [`is_unavailable`] for a migration run: only its database errors can be
+/// waited out; a changed, missing or failing migration cannot.
+pub fn migration_is_unavailable(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => is_unavailable(e),
+        _ => false,
+    }
+}
+
 /// True when Postgres says a relation does not exist (SQLSTATE 42P01).
 pub fn is_undefined_table(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))

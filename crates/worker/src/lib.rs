@@ -291,15 +291,31 @@ impl Worker {
         Ok(report)
     }
 
-    /// Creates or upgrades the schema, waiting for Postgres. `None` if
-    /// `shutdown` fired first.
-    async fn prepare_schema(&self, shutdown: &CancellationToken) -> Option<()> {
-        wait_until("Postgres (to create the schema)", shutdown, || {
-            common::db::migrate(&self.pool)
+    /// Creates or upgrades the schema, waiting while Postgres is not up.
+    /// `Ok(None)` if `shutdown` fired first; `Err` if Postgres answered and
+    /// the migration itself failed (a permission, a clashing table, a
+    /// changed migration), which no amount of waiting cures.
+    async fn prepare_schema(&self, shutdown: &CancellationToken) -> anyhow::Result<Option<()>> {
+        // The outer `Err` is retried; a migration that failed for good comes
+        // back as `Ok(Err(_))`.
+        let outcome = wait_until("Postgres (to create the schema)", shutdown, || async {
+            match common::db::migrate(&self.pool).await {
+                Err(e) if common::db::migration_is_unavailable(&e) => Err(e),
+                done => Ok(done),
+            }
         })
-        .await?;
-        tracing::info!("schema ready");
-        Some(())
+        .await;
+        match outcome {
+            None => Ok(None),
+            Some(Ok(())) => {
+                tracing::info!("schema ready");
+                Ok(Some(()))
+            }
+            Some(Err(e)) => {
+                Err(anyhow::Error::new(e)
+                    .context("cannot create or upgrade the schema in Postgres"))
+            }
+        }
     }
 
     /// Waits for Redis and registers this worker, so no other worker takes

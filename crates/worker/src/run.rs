@@ -56,7 +56,7 @@ async fn consume(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let ttl = settings.heartbeat_ttl();
-    if worker.prepare_schema(shutdown).await.is_none()
+    if worker.prepare_schema(shutdown).await?.is_none()
         || worker.register(ttl, shutdown).await.is_none()
     {
         tracing::info!("stopped before start-up finished");

@@ -168,3 +168,28 @@ async fn every_change_to_votes_is_notified() {
         .unwrap();
     assert_eq!(note.channel(), common::db::CHANGES_CHANNEL);
 }
+
+#[tokio::test]
+async fn a_migration_that_cannot_succeed_stops_the_worker_with_an_error() {
+    let env = Env::new().await;
+    env.migrate().await;
+    // As if a migration had been edited after it was applied.
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00'::bytea WHERE version = 1")
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let outcome = tokio::time::timeout(
+        support::DEADLINE,
+        worker::serve(admin, env.settings("w1"), shutdown),
+    )
+    .await
+    .expect("the worker gives up instead of waiting forever");
+    let error = format!("{:#}", outcome.unwrap_err());
+    assert!(
+        error.contains("cannot create or upgrade the schema"),
+        "{error}"
+    );
+    assert!(error.contains("modified"), "{error}");
+}
