@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use common::{Ballot, Vote, VoterId};
 use serde_json::{Value, json};
 
-use crate::stack::{Logs, Stack, StackOptions};
+use crate::stack::{Logs, Stack, StackOptions, signal};
 
 /// What to measure.
 #[derive(clap::Args, Debug)]
@@ -120,7 +120,14 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
         .await?;
     let redis = redis::Client::open(stack.redis_url.as_str())?;
     let mut conn = redis.get_multiplexed_async_connection().await?;
-    let pids = ["vote", "worker", "result"].map(|s| (s, stack.pid(s).unwrap_or(0)));
+    // A missing pid must not become `kill -STOP 0`, which would stop us too.
+    let pid = |s: &'static str| {
+        stack
+            .pid(s)
+            .map(|pid| (s, pid))
+            .with_context(|| format!("{s} is not running"))
+    };
+    let pids = [pid("vote")?, pid("worker")?, pid("result")?];
 
     // Idle: ready, settled, nothing happening.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -315,15 +322,6 @@ async fn wait_for_rows(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-async fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill -{sig} {pid} failed");
-    Ok(())
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).

@@ -121,12 +121,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         env: Vec::new(),
     };
     // Ctrl-C during start-up stops it too.
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        trigger.cancel();
-    });
+    let shutdown = common::shutdown::on_signals();
     let mut stack = tokio::select! {
         stack = Stack::start(&options) => stack?,
         _ = shutdown.cancelled() => {
@@ -159,20 +154,5 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             eprintln!("xtask: {p}");
         }
         Ok(ExitCode::FAILURE)
-    }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

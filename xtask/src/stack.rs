@@ -185,10 +185,7 @@ impl Stack {
                 continue;
             };
             if let Some(pid) = service.child.id() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .await;
+                let _ = signal(pid, "TERM").await;
             }
             match tokio::time::timeout(Duration::from_secs(15), service.child.wait()).await {
                 Ok(Ok(status)) if status.success() => {}
@@ -240,6 +237,16 @@ async fn forward_output(name: &'static str, child: &mut Child, logs: &Logs) -> a
             }
         });
     }
+    Ok(())
+}
+
+/// Sends `kill -<sig>` to `pid`.
+pub async fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{sig} {pid} failed");
     Ok(())
 }
 
