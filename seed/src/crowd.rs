@@ -84,10 +84,6 @@ impl Crowd {
         })
     }
 
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// Waits until every client has seen a tally with at least `total`
     /// votes; returns how long after `since` the last one saw it.
     pub async fn all_see(
@@ -123,14 +119,7 @@ impl Crowd {
 
 /// `a + b` from a live-feed message `{"a":N,"b":M}`.
 pub fn tally_total(text: &str) -> Option<u64> {
-    /// Only the two counts, without building a JSON tree per message.
-    #[derive(serde::Deserialize)]
-    struct Counts {
-        a: u64,
-        b: u64,
-    }
-    let counts: Counts = serde_json::from_str(text).ok()?;
-    Some(counts.a + counts.b)
+    crate::verify::parse_tally(text).map(|(a, b)| a + b)
 }
 
 #[cfg(test)]

@@ -56,10 +56,8 @@ impl Feed {
                 .await
                 .context("the result feed closed")??;
             if let Message::Text(text) = message {
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("the result feed sent {text:?}"))?;
-                let count = |k: &str| v[k].as_u64().context("tally without counts");
-                return Ok((count("a")?, count("b")?));
+                return parse_tally(&text)
+                    .with_context(|| format!("the result feed sent {text:?}, not a tally"));
             }
         }
     }
@@ -98,6 +96,18 @@ impl Feed {
         }
         bail!("after {limit:?} the feed showed {last:?}")
     }
+}
+
+/// The counts `(a, b)` of a live-feed message `{"a":N,"b":M}`.
+pub fn parse_tally(text: &str) -> Option<(u64, u64)> {
+    /// Only the two counts, without building a JSON tree per message.
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        a: u64,
+        b: u64,
+    }
+    let counts: Counts = serde_json::from_str(text).ok()?;
+    Some((counts.a, counts.b))
 }
 
 #[cfg(test)]

@@ -168,14 +168,6 @@ impl Worker {
         })
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// What `/readyz` checks: both stores.
     pub fn probe(&self) -> Probe {
         Probe {
