@@ -47,6 +47,37 @@ pub fn pg_pool(
     Ok(pool)
 }
 
+/// Delays between retries: from 100 ms, doubling after each failure, up to
+/// `max`; back to 100 ms after a success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+
+    pub fn up_to(max: Duration) -> Self {
+        Backoff {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    /// The delay before the next retry; the one after will be longer.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (delay * 2).min(self.max);
+        delay
+    }
+
+    /// Starts again from the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST.min(self.max);
+    }
+}
+
 /// Runs `attempt` until it succeeds, logging each failure and backing off
 /// from 100 ms to 5 s. Returns `None` if `cancel` fires first.
 pub async fn wait_until<T, E, F, Fut>(
@@ -59,7 +90,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::up_to(Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
         let outcome = tokio::select! {
@@ -75,14 +106,14 @@ where
             }
             Err(e) => {
                 failures += 1;
+                let delay = backoff.next_delay();
                 tracing::warn!(what, error = %e, retry_in_ms = delay.as_millis() as u64, "waiting");
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return None,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -99,4 +130,31 @@ pub async fn ping_redis(conn: &mut ConnectionManager) -> anyhow::Result<()> {
 pub async fn ping_postgres(pool: &PgPool) -> anyhow::Result<()> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_starts_over_after_a_success() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::up_to(Duration::from_secs(2));
+        let delays: Vec<_> = (0..7).map(|_| backoff.next_delay()).collect();
+        assert_eq!(
+            delays,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(2000),
+                ms(2000)
+            ]
+        );
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), ms(100));
+        assert_eq!(Backoff::up_to(ms(50)).next_delay(), ms(50));
+    }
 }

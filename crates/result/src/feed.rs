@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use common::Tally;
+use common::connect::Backoff;
 use common::db::{CHANGES_CHANNEL, read_tally};
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -192,7 +193,7 @@ async fn listen(database_url: Arc<str>, wake: Arc<Notify>, shutdown: Cancellatio
             return;
         }
     };
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::up_to(Duration::from_secs(2));
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -201,17 +202,17 @@ async fn listen(database_url: Arc<str>, wake: Arc<Notify>, shutdown: Cancellatio
         let mut listener = match connected {
             Ok(listener) => listener,
             Err(e) => {
+                let delay = backoff.next_delay();
                 tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot listen for tally changes yet");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         tracing::info!(channel = CHANGES_CHANNEL, "listening for tally changes");
-        delay = Duration::from_millis(100);
+        backoff.reset();
         wake.notify_one();
         loop {
             let received = tokio::select! {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use common::connect::Backoff;
 use common::http::ServeOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +73,8 @@ async fn consume(
     ));
     tracing::info!(worker = %worker.id, batch_size = worker.batch_size, "consuming ballots");
 
-    let mut backoff = Backoff::default();
+    // Retry delays after a failed step: 100 ms doubling up to 2 s.
+    let mut backoff = Backoff::up_to(Duration::from_secs(2));
     while !shutdown.is_cancelled() {
         match worker.step().await {
             Ok(_) => backoff.reset(),
@@ -154,23 +156,5 @@ async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
             Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
             Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
         }
-    }
-}
-
-/// Retry delays after a failed step: 100 ms doubling up to 2 s.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let delay = Duration::from_millis(100) * 2u32.pow(self.failures.min(5));
-        self.failures += 1;
-        delay.min(Duration::from_secs(2))
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
     }
 }
