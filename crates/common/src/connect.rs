@@ -19,11 +19,17 @@ use crate::config::redact_url;
 /// the caller gets an error (and a web client a 503).
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A Redis client for `url` (no connection yet); a bad URL is an error that
+/// names `REDIS_URL` without its password.
+pub fn redis_client(url: &str) -> anyhow::Result<redis::Client> {
+    redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))
+}
+
 /// A Redis handle that connects on first use and reconnects after errors.
 /// Commands fail fast (within [`REDIS_TIMEOUT`]) while Redis is away.
 pub fn redis_manager(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)
-        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
+    let client = redis_client(url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))

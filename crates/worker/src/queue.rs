@@ -313,14 +313,8 @@ impl Waiter {
     /// A waiter for worker `id` that blocks up to `block` at a time;
     /// connects lazily.
     pub fn new(redis_url: &str, id: &str, block: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(redis_url).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid REDIS_URL {}: {e}",
-                common::config::redact_url(redis_url)
-            )
-        })?;
         Ok(Waiter {
-            client,
+            client: common::connect::redis_client(redis_url)?,
             conn: None,
             processing: processing_key(id),
             block,
