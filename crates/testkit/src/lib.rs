@@ -166,7 +166,7 @@ pub async fn postgres() -> TestDb {
     let _ = admin.close().await;
     let url = match shared {
         SharedPostgres::Local(server) => server.url(&name),
-        SharedPostgres::External(url) => with_pg_database(url, &name),
+        SharedPostgres::External(url) => with_path(url, &name),
     };
     let pool = PgPoolOptions::new()
         .max_connections(5)
@@ -192,24 +192,25 @@ async fn external_redis_databases(url: &str) -> u32 {
     reply.get(1).and_then(|n| n.parse().ok()).unwrap_or(16)
 }
 
-/// Replaces the database number in a `redis://host:port/N` URL.
+/// Selects database `db` in a Redis URL: the path of `redis://host:port/N`,
+/// the `db` parameter of `redis+unix:///path.sock?db=N`.
 fn with_redis_db(url: &str, db: u32) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
+    if url.starts_with("redis+unix:") || url.starts_with("unix:") {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut params: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("db="))
+            .collect();
+        let db = format!("db={db}");
+        params.push(&db);
+        return format!("{base}?{}", params.join("&"));
     }
+    with_path(url, &db.to_string())
 }
 
-/// Replaces the database name in a `postgres://…/name?…` URL.
-fn with_pg_database(url: &str, name: &str) -> String {
+/// Replaces the path of `scheme://authority/path?query` with `/segment`
+/// (e.g. the database name of a Postgres URL).
+fn with_path(url: &str, segment: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
@@ -219,8 +220,8 @@ fn with_pg_database(url: &str, name: &str) -> String {
         None => base,
     };
     match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
+        Some(q) => format!("{base}/{segment}?{q}"),
+        None => format!("{base}/{segment}"),
     }
 }
 
@@ -253,6 +254,14 @@ mod tests {
     #[test]
     fn redis_urls_get_the_database_number() {
         assert_eq!(with_redis_db("redis://h:1", 3), "redis://h:1/3");
+        assert_eq!(
+            with_redis_db("redis+unix:///run/r.sock", 3),
+            "redis+unix:///run/r.sock?db=3"
+        );
+        assert_eq!(
+            with_redis_db("redis+unix:///run/r.sock?db=0&pass=x", 3),
+            "redis+unix:///run/r.sock?pass=x&db=3"
+        );
         assert_eq!(with_redis_db("redis://h:1/0", 3), "redis://h:1/3");
         assert_eq!(
             with_redis_db("redis://h:1/0?protocol=resp3", 3),
@@ -263,11 +272,11 @@ mod tests {
     #[test]
     fn postgres_urls_get_the_database_name() {
         assert_eq!(
-            with_pg_database("postgres://u:p@h/postgres", "x"),
+            with_path("postgres://u:p@h/postgres", "x"),
             "postgres://u:p@h/x"
         );
         assert_eq!(
-            with_pg_database("postgres://u@h/postgres?host=/tmp", "x"),
+            with_path("postgres://u@h/postgres?host=/tmp", "x"),
             "postgres://u@h/x?host=/tmp"
         );
     }
