@@ -44,15 +44,11 @@ impl Visitor {
         let mut identity = Identity::New;
         let mut remembered = None;
         for header in headers.get_all(COOKIE) {
-            let Ok(header) = header.to_str() else {
-                // Bytes outside visible ASCII: whatever it carried, it is
-                // not a usable id.
-                if identity == Identity::New {
-                    identity = Identity::Malformed("not made of visible ASCII characters");
-                }
-                continue;
-            };
-            for cookie in Cookie::split_parse(header).flatten() {
+            // Other cookies on this host may hold any bytes; they must not
+            // spoil ours. Bytes that are not UTF-8 become U+FFFD, which no
+            // `VoterId` accepts, so a bad id is still caught below.
+            let header = String::from_utf8_lossy(header.as_bytes());
+            for cookie in Cookie::split_parse(header.as_ref()).flatten() {
                 match cookie.name() {
                     VOTER_COOKIE if identity == Identity::New => {
                         identity = match VoterId::parse(cookie.value()) {
@@ -148,6 +144,23 @@ mod tests {
         ));
         assert!(matches!(
             visitor(b"voter_id=").identity,
+            Identity::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn other_cookies_with_any_bytes_leave_the_id_alone() {
+        for header in [
+            &b"voter_id=0123456789abcdef; other=caf\xc3\xa9"[..],
+            b"other=\xff\xfe; voter_id=0123456789abcdef",
+        ] {
+            assert_eq!(
+                visitor(header).identity,
+                Identity::Known(VoterId::parse("0123456789abcdef").unwrap())
+            );
+        }
+        assert!(matches!(
+            visitor(b"voter_id=ab\xffcd").identity,
             Identity::Malformed(_)
         ));
     }
