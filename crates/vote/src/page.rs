@@ -113,9 +113,14 @@ impl VoteError {
                 "Your vote was not recorded: votes must be sent from the vote page itself."
                     .to_owned()
             }
-            VoteError::QueueUnavailable(_) | VoteError::NoRandomness(_) => {
+            VoteError::QueueUnavailable(_) => {
                 "Your vote was not recorded because the vote queue cannot be reached right now. \
                  Please try again in a few seconds."
+                    .to_owned()
+            }
+            VoteError::NoRandomness(_) => {
+                "Your vote was not recorded because this server could not make you a voter id \
+                 right now. Please try again in a few seconds."
                     .to_owned()
             }
         }

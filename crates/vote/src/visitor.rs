@@ -73,32 +73,26 @@ impl Visitor {
 
 /// The `Set-Cookie` value carrying `id`.
 pub fn voter_cookie(id: &VoterId) -> String {
-    build(VOTER_COOKIE, id.as_str().to_owned())
+    build(VOTER_COOKIE, id.as_str().to_owned(), MAX_AGE)
 }
 
 /// The `Set-Cookie` value remembering `vote`.
 pub fn choice_cookie(vote: Vote) -> String {
-    build(CHOICE_COOKIE, vote.as_str().to_owned())
+    build(CHOICE_COOKIE, vote.as_str().to_owned(), MAX_AGE)
 }
 
 /// The `Set-Cookie` value that forgets a remembered choice (sent with a
 /// replaced identity: the old choice belonged to the old id).
 pub fn forget_choice_cookie() -> String {
-    Cookie::build((CHOICE_COOKIE, ""))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::ZERO)
-        .build()
-        .to_string()
+    build(CHOICE_COOKIE, String::new(), cookie::time::Duration::ZERO)
 }
 
-fn build(name: &'static str, value: String) -> String {
+fn build(name: &'static str, value: String, max_age: cookie::time::Duration) -> String {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .max_age(MAX_AGE)
+        .max_age(max_age)
         .build()
         .to_string()
 }
