@@ -72,6 +72,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where the hit counter listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind_address, self.bind_port)
+    }
+
     /// The Redis URL that `REDIS_HOST` and `REDIS_PORT` describe.
     pub fn redis_url(&self) -> String {
         redis_url(&self.redis_host, self.redis_port)
@@ -243,7 +248,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             settings.redis_port
         )
     })?;
-    let addr = SocketAddr::new(settings.bind_address, settings.bind_port);
+    let addr = settings.addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -35,7 +35,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return common::service::healthcheck("hits", cli.settings.bind_port, "/healthz").await;
+        return common::service::healthcheck("hits", cli.settings.addr(), "/healthz").await;
     }
     common::telemetry::init();
     let s = &cli.settings;

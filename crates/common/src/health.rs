@@ -110,19 +110,27 @@ async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
     }
 }
 
-/// The `healthcheck` subcommand: asks this service on `127.0.0.1:port` for
-/// `path` and succeeds only on a 2xx answer within five seconds.
-pub async fn healthcheck(port: u16, path: &str) -> anyhow::Result<()> {
+/// The `healthcheck` subcommand: asks this service, listening on `listen`,
+/// for `path` and succeeds only on a 2xx answer within five seconds. A
+/// service bound to every interface (`0.0.0.0`, `::`) is asked on loopback.
+pub async fn healthcheck(listen: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
     use anyhow::Context;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let check = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let stream = tokio::net::TcpStream::connect(addr)
             .await
-            .with_context(|| format!("cannot connect to 127.0.0.1:{port}"))?;
+            .with_context(|| format!("cannot connect to {addr}"))?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let request = axum::http::Request::get(path)
-            .header("host", format!("127.0.0.1:{port}"))
+            .header("host", addr.to_string())
             .body(axum::body::Body::empty())?;
         let response = sender.send_request(request).await?;
         let status = response.status();
@@ -132,4 +140,35 @@ pub async fn healthcheck(port: u16, path: &str) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(5), check)
         .await
         .map_err(|_| anyhow::anyhow!("{path} did not answer within 5s"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `/healthz` on `bind` (port 0); returns the bound address.
+    async fn serve_health(bind: &str) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router: Router = routes(Probe {
+            redis: None,
+            postgres: None,
+        });
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_healthcheck_asks_the_address_the_service_listens_on() {
+        // A service bound to one address only is asked there.
+        let own = serve_health("127.0.0.2:0").await;
+        healthcheck(own, "/healthz").await.unwrap();
+        // A service bound to every interface is asked on loopback.
+        let everywhere = serve_health("127.0.0.1:0").await;
+        let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], everywhere.port()));
+        healthcheck(unspecified, "/healthz").await.unwrap();
+        // Nothing there: a clear failure.
+        let error = healthcheck(own, "/nope").await.unwrap_err().to_string();
+        assert!(error.contains("404"), "{error}");
+    }
 }

@@ -29,11 +29,11 @@ impl Command {
     }
 }
 
-/// Runs the `healthcheck` subcommand: asks the service on
-/// `127.0.0.1:port` for `path`; exit 0 on a 2xx answer, else 1 with the
-/// reason on stderr.
-pub async fn healthcheck(name: &str, port: u16, path: &str) -> ExitCode {
-    match crate::health::healthcheck(port, path).await {
+/// Runs the `healthcheck` subcommand: asks the service listening on
+/// `listen` for `path`; exit 0 on a 2xx answer, else 1 with the reason on
+/// stderr.
+pub async fn healthcheck(name: &str, listen: std::net::SocketAddr, path: &str) -> ExitCode {
+    match crate::health::healthcheck(listen, path).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{name} healthcheck failed: {e:#}");

@@ -20,7 +20,7 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("result", cli.settings.http.port, command.path())
+        return common::service::healthcheck("result", cli.settings.http.addr(), command.path())
             .await;
     }
     common::telemetry::init();

@@ -20,7 +20,8 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("vote", cli.settings.http.port, command.path()).await;
+        return common::service::healthcheck("vote", cli.settings.http.addr(), command.path())
+            .await;
     }
     common::telemetry::init();
     let open_files = common::limits::raise_open_files_limit();

@@ -78,6 +78,11 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where the admin listener (health, readiness, metrics) listens.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.admin_bind_address, self.admin_port)
+    }
+
     /// The configured worker id, or `<hostname>-<pid>`.
     pub fn worker_id(&self) -> String {
         self.worker_id

@@ -22,7 +22,7 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("worker", cli.settings.admin_port, command.path())
+        return common::service::healthcheck("worker", cli.settings.admin_addr(), command.path())
             .await;
     }
     common::telemetry::init();

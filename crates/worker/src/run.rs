@@ -5,7 +5,6 @@
 //! unregistered — unless it still holds a batch, which then waits in its
 //! processing list for a restart or for a live worker to take it back.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,7 +18,7 @@ use crate::{Settings, StepError, Worker};
 
 /// Runs the worker with `settings` until `shutdown` fires.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = SocketAddr::new(settings.admin_bind_address, settings.admin_port);
+    let addr = settings.admin_addr();
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
