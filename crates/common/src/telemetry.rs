@@ -1,4 +1,5 @@
-//! Logging for every binary: one line per event through `tracing`.
+//! Logging for every binary: one line per event through `tracing`; and the
+//! Prometheus recorder, installed before any task can record a metric.
 //!
 //! `RUST_LOG` sets levels (default `info`); `RUST_LOG_FORMAT=json` switches
 //! to one JSON object per line for log collectors. Colours only on a
@@ -8,8 +9,12 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Call once, first thing in `main`.
+/// Installs the global subscriber and the metrics recorder. Call once,
+/// first thing in `main`.
 pub fn init() {
+    // Metrics recorded before the recorder exists are lost for good, and
+    // tasks start before the router that serves `/metrics` is built.
+    crate::health::metrics_handle();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
