@@ -132,9 +132,14 @@ pub async fn ping_redis(conn: &mut ConnectionManager) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `SELECT 1` on Postgres.
+/// How long a readiness ping may wait for Postgres.
+pub const POSTGRES_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `SELECT 1` on Postgres within [`POSTGRES_PING_TIMEOUT`].
 pub async fn ping_postgres(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await?;
+    tokio::time::timeout(POSTGRES_PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {POSTGRES_PING_TIMEOUT:?}"))??;
     Ok(())
 }
 
