@@ -154,6 +154,20 @@ pub fn with_standard_layers(router: Router, request_timeout: Duration) -> Router
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
+/// A file embedded in the binary (stylesheet, script, icon), served with
+/// its type and cached for an hour: a new release shows within the hour.
+pub fn static_asset(content_type: &'static str, body: &'static str) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, content_type),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Counts requests by route and status and records their latency.
 async fn record_request(req: Request, next: Next) -> Response {
     let route = req

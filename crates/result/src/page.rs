@@ -8,7 +8,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use common::Tally;
 
@@ -51,29 +51,19 @@ pub fn result_page(config: &PageConfig, tally: Tally) -> Response {
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
-    asset(
+    common::http::static_asset(
         "text/css; charset=utf-8",
         include_str!("../static/result.css"),
     )
 }
 
 pub async fn script() -> impl IntoResponse {
-    asset(
+    common::http::static_asset(
         "text/javascript; charset=utf-8",
         include_str!("../static/result.js"),
     )
 }
 
 pub async fn favicon() -> impl IntoResponse {
-    asset("image/svg+xml", include_str!("../static/favicon.svg"))
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, content_type),
-            (CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        body,
-    )
+    common::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
 }

@@ -25,9 +25,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use common::config::{HttpArgs, OptionsArgs, RedisArgs};
 use common::health::Probe;
@@ -220,22 +219,13 @@ async fn accept_vote(
     Ok(vote)
 }
 
-async fn stylesheet() -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "text/css; charset=utf-8"),
-            (CACHE_CONTROL, "public, max-age=3600"),
-        ],
+async fn stylesheet() -> Response {
+    common::http::static_asset(
+        "text/css; charset=utf-8",
         include_str!("../static/style.css"),
     )
 }
 
-async fn favicon() -> impl IntoResponse {
-    (
-        [
-            (CONTENT_TYPE, "image/svg+xml"),
-            (CACHE_CONTROL, "public, max-age=86400"),
-        ],
-        include_str!("../static/favicon.svg"),
-    )
+async fn favicon() -> Response {
+    common::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
 }
