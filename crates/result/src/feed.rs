@@ -120,18 +120,28 @@ pub async fn refresh(pool: &PgPool, feed: &FeedSender) -> Refresh {
     }
 }
 
+/// A pool of one long-lived connection, to the same database as `pool`,
+/// that the listener reconnects through.
+fn listener_pool(pool: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// Keeps `feed` up to date until `shutdown` fires: listens for change
 /// notifications on a connection of its own and polls `pool` as the
 /// fallback.
 pub async fn run(
     pool: PgPool,
-    database_url: Arc<str>,
     feed: FeedSender,
     options: PollOptions,
     shutdown: CancellationToken,
 ) {
     let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(database_url, wake.clone(), shutdown.clone()));
+    let listener = tokio::spawn(listen(listener_pool(&pool), wake.clone(), shutdown.clone()));
     let mut ticks = tokio::time::interval(options.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_read: Option<Instant> = None;
@@ -178,21 +188,7 @@ pub async fn run(
 /// after every (re)connection, since notifications sent while we were not
 /// listening are lost. Runs on its own task so a read in progress is never
 /// cancelled halfway (sqlx's listener is not cancel-safe).
-async fn listen(database_url: Arc<str>, wake: Arc<Notify>, shutdown: CancellationToken) {
-    // A pool of one connection that the listener reconnects through.
-    let pool = match PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(2))
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_lazy(&database_url)
-    {
-        Ok(pool) => pool,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for tally changes; polling only");
-            return;
-        }
-    };
+async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut backoff = Backoff::up_to(Duration::from_secs(2));
     loop {
         let connected = tokio::select! {

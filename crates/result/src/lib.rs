@@ -80,7 +80,6 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct AppState {
     pool: PgPool,
-    database_url: Arc<str>,
     feed: FeedSender,
     page: Arc<PageConfig>,
     clients: Arc<Semaphore>,
@@ -97,7 +96,6 @@ impl AppState {
         let url = &settings.database.database_url;
         Ok(AppState {
             pool: common::connect::pg_pool(url, 4, Duration::from_secs(2))?,
-            database_url: Arc::from(url.as_str()),
             feed: watch::Sender::new(None),
             page: Arc::new(PageConfig {
                 option_a: settings.options.option_a.clone(),
@@ -159,7 +157,6 @@ pub async fn serve(
     state.shutdown = stop.clone();
     let poller = tokio::spawn(feed::run(
         state.pool.clone(),
-        state.database_url.clone(),
         state.feed.clone(),
         state.poll,
         stop.clone(),
