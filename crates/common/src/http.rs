@@ -6,8 +6,9 @@
 //! [`ServeOptions::header_timeout`], at most
 //! [`ServeOptions::max_connections`] connections are open at once (further
 //! clients wait in the listen backlog), and on shutdown every connection is
-//! asked to finish its request in flight and close. WebSocket upgrades work;
-//! their handlers watch the same shutdown token and close themselves.
+//! asked to finish its request in flight and close. WebSocket upgrades work:
+//! an upgraded connection leaves the count (its HTTP part is over), and its
+//! handler watches the same shutdown token and closes itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -48,8 +48,6 @@ pub use page::PageConfig;
 const FIRST_TALLY_WAIT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for live clients to take their close frames.
 const CLIENTS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP connections allowed on top of the live clients (page loads, probes).
-const EXTRA_CONNECTIONS: usize = 1024;
 
 /// The result service's settings.
 #[derive(clap::Args, Debug, Clone)]
@@ -161,11 +159,15 @@ pub async fn serve(
         state.poll,
         stop.clone(),
     ));
-    let options = ServeOptions {
-        max_connections: state.clients.available_permits() + EXTRA_CONNECTIONS,
-        ..ServeOptions::default()
-    };
-    let served = common::http::serve(listener, router(state.clone()), stop.clone(), options).await;
+    // An upgraded WebSocket leaves the server's connection count (its HTTP
+    // connection is over); live clients are capped by `MAX_CLIENTS` instead.
+    let served = common::http::serve(
+        listener,
+        router(state.clone()),
+        stop.clone(),
+        ServeOptions::default(),
+    )
+    .await;
     stop.cancel();
     state.tracker.close();
     if tokio::time::timeout(CLIENTS_DRAIN_TIMEOUT, state.tracker.wait())
