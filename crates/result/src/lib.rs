@@ -198,10 +198,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
 async fn show_page(State(state): State<AppState>) -> Response {
     let mut feed = state.feed.subscribe();
-    // Just after start the first read may still be under way.
+    // Just after start the first read may still be under way. If there is
+    // still none (Postgres unreachable), the page says it is waiting.
     let tally = match tokio::time::timeout(FIRST_TALLY_WAIT, feed.wait_for(Option::is_some)).await {
-        Ok(Ok(snapshot)) => snapshot.as_ref().map(|s| s.tally).unwrap_or_default(),
-        _ => Tally::default(),
+        Ok(Ok(snapshot)) => snapshot.as_ref().map(|s| s.tally),
+        _ => None,
     };
     page::result_page(&state.page, tally)
 }

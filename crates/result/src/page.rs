@@ -32,18 +32,36 @@ struct ResultPage<'a> {
     votes: String,
 }
 
-/// The result page showing `tally`.
-pub fn result_page(config: &PageConfig, tally: Tally) -> Response {
-    let (a_width, b_width) = tally.percentages();
-    let (a_percent, b_percent) = tally.percent_labels();
-    let page = ResultPage {
-        option_a: &config.option_a,
-        option_b: &config.option_b,
-        a_width,
-        b_width,
-        a_percent,
-        b_percent,
-        votes: tally.votes_label(),
+/// What the page says while no tally has been read yet (Postgres not
+/// reachable since start): no made-up numbers; the script fills them in as
+/// soon as the live feed has a tally.
+pub const WAITING_LABEL: &str = "Waiting for the vote count…";
+
+/// The result page showing `tally`, or that it is not known yet.
+pub fn result_page(config: &PageConfig, tally: Option<Tally>) -> Response {
+    let page = match tally {
+        Some(tally) => {
+            let (a_width, b_width) = tally.percentages();
+            let (a_percent, b_percent) = tally.percent_labels();
+            ResultPage {
+                option_a: &config.option_a,
+                option_b: &config.option_b,
+                a_width,
+                b_width,
+                a_percent,
+                b_percent,
+                votes: tally.votes_label(),
+            }
+        }
+        None => ResultPage {
+            option_a: &config.option_a,
+            option_b: &config.option_b,
+            a_width: 50,
+            b_width: 50,
+            a_percent: "–".to_owned(),
+            b_percent: "–".to_owned(),
+            votes: WAITING_LABEL.to_owned(),
+        },
     };
     // Live numbers: a cached copy would show an old tally until the
     // script connects.

@@ -99,6 +99,27 @@ async fn updates_resume_for_connected_clients_after_postgres_restarts() {
 }
 
 #[tokio::test]
+async fn with_postgres_down_from_the_start_the_page_says_it_is_waiting() {
+    let (mut server, url) = dedicated_postgres().await;
+    server.stop();
+    let app = TestApp::spawn_with(result::Settings {
+        poll_interval_ms: 100,
+        ..settings(&url)
+    })
+    .await;
+    // No tally has ever been read: no made-up "No votes yet".
+    let page = app.page().await;
+    assert!(page.contains(result::page::WAITING_LABEL), "{page}");
+    assert!(!page.contains("No votes yet"), "{page}");
+
+    server.start_again().await.unwrap();
+    app.wait_for_tally(tally(0, 0)).await;
+    let page = app.page().await;
+    assert!(page.contains("No votes yet"), "{page}");
+    assert!(!page.contains(result::page::WAITING_LABEL), "{page}");
+}
+
+#[tokio::test]
 async fn notifications_resume_after_postgres_crashes_and_restarts() {
     let (mut server, url) = dedicated_postgres().await;
     let pool = connect(&url).await;
