@@ -162,6 +162,9 @@ pub async fn run(
         }
         last_read = Some(Instant::now());
         let outcome = refresh(&pool, &feed).await;
+        // The poll is the fallback: it fires only after `interval` without
+        // a read, so a steady stream of notifications costs no extra reads.
+        ticks.reset();
         tracing::trace!(?outcome, notified, "tally read");
         match outcome {
             Refresh::Failed(error) => {
