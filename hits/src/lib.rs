@@ -25,6 +25,8 @@
 //!   visit after Redis restarts may therefore get a 503; the next counts.
 //! - `/healthz`, `/readyz` and `/metrics` (see [`common::health`]), a
 //!   `healthcheck` subcommand, and a graceful stop on SIGTERM.
+//! - A Redis outage is logged when it starts and when it ends (see
+//!   [`common::outage`]), not once per visit that fails meanwhile.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use clap::builder::NonEmptyStringValueParser;
 use common::config::redact_url;
 use common::health::Probe;
 use common::http::ServeOptions;
+use common::outage::Outage;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::net::TcpListener;
@@ -141,6 +144,8 @@ pub struct AppState {
     redis: ConnectionManager,
     /// Where Redis is, for messages and logs (any password hidden).
     redis_at: Arc<str>,
+    /// Failed visits, logged by state changes rather than one by one.
+    outage: Arc<Outage>,
 }
 
 impl AppState {
@@ -151,6 +156,10 @@ impl AppState {
         Ok(AppState {
             redis: common::connect::redis_manager(redis_url)?,
             redis_at: redact_url(redis_url).into(),
+            outage: Arc::new(Outage::new(
+                "Redis",
+                "visits get an error page and are not counted",
+            )),
         })
     }
 
@@ -172,10 +181,11 @@ impl AppState {
             Ok(count) => {
                 metrics::counter!("hits_counted_total").increment(1);
                 tracing::debug!(count, "visit counted");
+                self.outage.succeeded();
             }
             Err(e) => {
                 metrics::counter!("redis_errors_total").increment(1);
-                tracing::warn!(error = %e, "visit not counted");
+                self.outage.failed(e);
             }
         }
         outcome

@@ -14,6 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::redact_url;
+use crate::outage::Outage;
 
 /// How long any single Redis command or connection attempt may take before
 /// the caller gets an error (and a web client a 503).
@@ -84,10 +85,12 @@ impl Backoff {
     }
 }
 
-/// Runs `attempt` until it succeeds, logging each failure and backing off
-/// from 100 ms to 5 s. Returns `None` if `cancel` fires first.
+/// Runs `attempt` until it succeeds, backing off from 100 ms to 5 s.
+/// Returns `None` if `cancel` fires first. A wait is logged when it starts,
+/// once a minute while it lasts, and when it ends (see [`Outage`]); each
+/// retry at DEBUG.
 pub async fn wait_until<T, E, F, Fut>(
-    what: &str,
+    what: &'static str,
     cancel: &CancellationToken,
     mut attempt: F,
 ) -> Option<T>
@@ -97,7 +100,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let mut backoff = Backoff::up_to(Duration::from_secs(5));
-    let mut failures = 0u32;
+    let outage = Outage::new(what, "waiting for it before starting");
     loop {
         let outcome = tokio::select! {
             _ = cancel.cancelled() => return None,
@@ -105,15 +108,13 @@ where
         };
         match outcome {
             Ok(value) => {
-                if failures > 0 {
-                    tracing::info!(what, failures, "connected");
-                }
+                outage.succeeded();
                 return Some(value);
             }
             Err(e) => {
-                failures += 1;
+                outage.failed(&e);
                 let delay = backoff.next_delay();
-                tracing::warn!(what, error = %e, retry_in_ms = delay.as_millis() as u64, "waiting");
+                tracing::debug!(what, retry_in_ms = delay.as_millis() as u64, "retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     _ = tokio::time::sleep(delay) => {}

@@ -29,6 +29,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use crate::outage::Outage;
+
 /// Limits for [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
@@ -59,6 +61,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let connections = TaskTracker::new();
+    // Failing accepts (out of file descriptors) repeat 20 times a second.
+    let accepting = Outage::new("new connections", "clients wait until one closes");
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout)
@@ -75,10 +79,13 @@ pub async fn serve(
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    accepting.succeeded();
+                    accepted
+                }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    accepting.failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -7,7 +7,7 @@
 //! JSON ([`ballot`]), the Redis keys and enqueue script ([`queue`]), the
 //! Postgres schema and tally queries ([`db`]), the tally and its
 //! presentation ([`tally`]) — and for the plumbing every service needs:
-//! configuration ([`config`]), logging ([`telemetry`]), shutdown
+//! configuration ([`config`]), logging ([`telemetry`], [`outage`]), shutdown
 //! ([`shutdown`]), resilient connections ([`connect`]), the HTTP server
 //! ([`http`]) and health and metrics endpoints ([`health`]).
 
@@ -18,6 +18,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod outage;
 pub mod queue;
 pub mod service;
 pub mod shutdown;

@@ -18,7 +18,8 @@
 //! Bursts of notifications are coalesced: after a read, the next one waits
 //! until [`PollOptions::min_gap`] has passed, so a flood of votes costs at
 //! most one read and one broadcast per gap. While Postgres is unreachable
-//! the last tally stays published and the poller keeps trying.
+//! the last tally stays published and the poller keeps trying; the outage
+//! is logged when it starts and ends (see [`common::outage`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use axum::extract::ws::Utf8Bytes;
 use common::Tally;
 use common::connect::Backoff;
 use common::db::{CHANGES_CHANNEL, read_tally};
+use common::outage::Outage;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
@@ -145,7 +147,10 @@ pub async fn run(
     let mut ticks = tokio::time::interval(options.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_read: Option<Instant> = None;
-    let mut failing = false;
+    let postgres = Outage::new(
+        "Postgres",
+        "pages show the last tally read; the poller keeps trying",
+    );
     loop {
         let notified = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -167,17 +172,9 @@ pub async fn run(
         ticks.reset();
         tracing::trace!(?outcome, notified, "tally read");
         match outcome {
-            Refresh::Failed(error) => {
-                if !failing {
-                    tracing::warn!(%error, "cannot read the tally; showing the last one and retrying");
-                }
-                failing = true;
-            }
+            Refresh::Failed(error) => postgres.failed(&error),
             outcome => {
-                if failing {
-                    tracing::info!("reading the tally again");
-                }
-                failing = false;
+                postgres.succeeded();
                 if let Refresh::Changed(tally) = outcome {
                     tracing::debug!(a = tally.a, b = tally.b, notified, "tally changed");
                 }

@@ -11,7 +11,9 @@
 //!   an earlier one (see [`visitor`]).
 //! - Bad input gets a 4xx page saying what was wrong, and queues nothing.
 //!   If Redis is down or slow, the visitor gets a 503 page within
-//!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself.
+//!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself. The
+//!   outage is logged when it starts and when it ends (see
+//!   [`common::outage`]), not once per refused ballot.
 
 pub mod form;
 pub mod page;
@@ -31,6 +33,7 @@ use axum::routing::get;
 use common::config::{HttpArgs, OptionsArgs, RedisArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
+use common::outage::Outage;
 use common::{Ballot, Vote, VoterId};
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
@@ -60,6 +63,8 @@ pub struct Settings {
 pub struct AppState {
     redis: ConnectionManager,
     page: Arc<PageConfig>,
+    /// Failed pushes, logged by state changes rather than one by one.
+    outage: Arc<Outage>,
 }
 
 impl AppState {
@@ -73,6 +78,7 @@ impl AppState {
                 option_b: options.option_b.clone(),
                 hostname,
             }),
+            outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
         })
     }
 
@@ -88,11 +94,12 @@ impl AppState {
                 metrics::counter!("ballots_queued_total", "vote" => ballot.vote.as_str())
                     .increment(1);
                 tracing::debug!(voter = %ballot.voter_id, vote = %ballot.vote, "ballot queued");
+                self.outage.succeeded();
                 Ok(())
             }
             Err(why) => {
                 metrics::counter!("redis_errors_total").increment(1);
-                tracing::warn!(error = %why, "could not queue a ballot");
+                self.outage.failed(&why);
                 Err(VoteError::QueueUnavailable(why))
             }
         }
