@@ -38,7 +38,7 @@ impl Batch {
         for payload in payloads {
             match Ballot::from_json(payload) {
                 Ok(ballot) => {
-                    tracing::debug!(
+                    tracing::trace!(
                         "Processing vote for '{}' by '{}'",
                         ballot.vote,
                         ballot.voter_id
@@ -46,7 +46,7 @@ impl Batch {
                     batch.ballots.push(ballot);
                 }
                 Err(why) => {
-                    tracing::warn!(reason = %why, bytes = payload.len(), "dead-lettering a payload that is not a ballot");
+                    tracing::debug!(reason = %why, bytes = payload.len(), "dead-lettering a payload that is not a ballot");
                     batch.dead.push(DeadLetter {
                         reason: why.to_string(),
                         payload: String::from_utf8_lossy(payload).into_owned(),

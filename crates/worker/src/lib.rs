@@ -23,11 +23,16 @@
 //! The loop is built from [`Worker::step`], which does exactly one unit of
 //! work and says what happened; [`serve`] adds start-up waits, the
 //! heartbeat, the admin listener and clean shutdown around it.
+//!
+//! At INFO it logs what an operator acts on — start and stop, outages,
+//! takeovers, the first dead letter of an interval — and one [`summary`]
+//! line per `SUMMARY_SECONDS` while it works; each batch is a DEBUG line.
 
 pub mod batch;
 pub mod queue;
 mod run;
 pub mod store;
+pub mod summary;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -42,6 +47,7 @@ use tracing::instrument;
 use batch::Batch;
 use queue::{Claimed, Queue, Waiter};
 pub use run::{run, serve};
+use summary::Summary;
 
 /// The worker's settings.
 #[derive(clap::Args, Debug, Clone)]
@@ -69,6 +75,11 @@ pub struct Settings {
     #[arg(long, env = "HEARTBEAT_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat_seconds: u64,
+    /// Seconds between two summary lines at INFO (ballots, batches, dead
+    /// letters, queue depth, commit time p50/p99). No line for an interval
+    /// without batches; each batch is logged at DEBUG.
+    #[arg(long, env = "SUMMARY_SECONDS", default_value_t = 30.0, value_parser = parse_summary_seconds)]
+    pub summary_seconds: f64,
     /// Port of the admin listener: /healthz, /readyz, /metrics.
     #[arg(long, env = "ADMIN_PORT", default_value_t = 8080)]
     pub admin_port: u16,
@@ -98,6 +109,10 @@ impl Settings {
     fn heartbeat_ttl(&self) -> Duration {
         Duration::from_secs(self.heartbeat_seconds)
     }
+
+    fn summary_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.summary_seconds)
+    }
 }
 
 fn parse_block_seconds(s: &str) -> Result<f64, String> {
@@ -106,6 +121,15 @@ fn parse_block_seconds(s: &str) -> Result<f64, String> {
         Ok(secs)
     } else {
         Err("must be between 0.01 and 60 (0 would block forever)".to_owned())
+    }
+}
+
+fn parse_summary_seconds(s: &str) -> Result<f64, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.1..=86_400.0).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err("must be between 0.1 and 86400".to_owned())
     }
 }
 
@@ -131,6 +155,8 @@ pub struct BatchReport {
     pub dead_lettered: usize,
     /// Ballots still queued after the claim.
     pub queue_depth: u64,
+    /// How long Postgres took to commit the batch.
+    pub commit: Duration,
 }
 
 /// Why a step stopped short. The batch stays in the processing list, and
@@ -153,6 +179,8 @@ pub struct Worker {
     /// The next batch, claimed while the previous one was committing: it
     /// sits in the processing list right behind that batch.
     prefetched: Option<Claimed>,
+    /// What was stored since the last summary line.
+    summary: Summary,
 }
 
 impl Worker {
@@ -169,6 +197,7 @@ impl Worker {
             )?,
             batch_size: settings.batch_size as usize,
             prefetched: None,
+            summary: Summary::new(),
             id,
         })
     }
@@ -257,6 +286,18 @@ impl Worker {
             }
             _ => None,
         };
+        if let Some(first) = batch.dead.first() {
+            if self.summary.first_dead_letter() {
+                tracing::warn!(
+                    count = batch.dead.len(),
+                    reason = %first.reason,
+                    "dead-lettered payloads that are not ballots (each is in votes:dead \
+                     with its reason; the summary counts the rest of this interval's)"
+                );
+            } else {
+                tracing::debug!(count = batch.dead.len(), reason = %first.reason, "dead-lettered payloads");
+            }
+        }
         if !acknowledged {
             tracing::warn!(
                 "the batch was taken over by another worker before it was acknowledged \
@@ -270,13 +311,15 @@ impl Worker {
             changed,
             dead_lettered: batch.dead.len(),
             queue_depth: claimed.queue_depth,
+            commit,
         };
         metrics::counter!("ballots_stored_total").increment(batch.ballots.len() as u64);
         metrics::counter!("ballots_dead_lettered_total").increment(report.dead_lettered as u64);
         metrics::histogram!("batch_size").record(report.ballots as f64);
         metrics::histogram!("commit_seconds").record(commit.as_secs_f64());
         metrics::gauge!("queue_depth").set(report.queue_depth as f64);
-        tracing::info!(
+        self.summary.record(&report);
+        tracing::debug!(
             ballots = report.ballots,
             voters = report.voters,
             changed = report.changed,

@@ -34,6 +34,7 @@ async fn main() -> ExitCode {
         batch_size = s.batch_size,
         block_seconds = s.block_seconds,
         heartbeat_seconds = s.heartbeat_seconds,
+        summary_seconds = s.summary_seconds,
         admin_port = s.admin_port,
         admin_bind_address = %s.admin_bind_address,
         "starting worker"

@@ -4,12 +4,17 @@
 //! batch in flight is finished, the heartbeat stopped and the worker
 //! unregistered — unless it still holds a batch, which then waits in its
 //! processing list for a restart or for a live worker to take it back.
+//!
+//! A store going away is logged when it goes and when it comes back (see
+//! [`common::outage`]), not once per failed retry; the work done is logged
+//! as one summary line per interval (see [`crate::summary`]).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use common::connect::Backoff;
 use common::http::ServeOptions;
+use common::outage::Outage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -72,20 +77,33 @@ async fn consume(
     ));
     tracing::info!(worker = %worker.id, batch_size = worker.batch_size, "consuming ballots");
 
+    const WAITING: &str = "batches wait in Redis (the claimed one in this worker's processing \
+                           list) and are retried";
+    let redis = Outage::new("Redis", WAITING);
+    let postgres = Outage::new("Postgres", WAITING);
+    let every = settings.summary_interval();
     // Retry delays after a failed step: 100 ms doubling up to 2 s.
     let mut backoff = Backoff::up_to(Duration::from_secs(2));
     while !shutdown.is_cancelled() {
         match worker.step().await {
-            Ok(_) => backoff.reset(),
+            Ok(_) => {
+                backoff.reset();
+                redis.succeeded();
+                postgres.succeeded();
+            }
             Err(e) => {
-                match e {
-                    StepError::Redis(_) => metrics::counter!("redis_errors_total").increment(1),
+                match &e {
+                    StepError::Redis(_) => {
+                        metrics::counter!("redis_errors_total").increment(1);
+                        redis.failed(&e);
+                    }
                     StepError::Postgres(_) => {
-                        metrics::counter!("postgres_errors_total").increment(1)
+                        metrics::counter!("postgres_errors_total").increment(1);
+                        postgres.failed(&e);
                     }
                 }
                 let delay = backoff.next_delay();
-                tracing::warn!(
+                tracing::debug!(
                     error = %e,
                     retry_in_ms = delay.as_millis() as u64,
                     "batch not stored yet; it stays in the processing list and is retried"
@@ -95,6 +113,9 @@ async fn consume(
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
+        }
+        if worker.summary.age() >= every {
+            worker.summary.flush();
         }
     }
 
@@ -107,6 +128,7 @@ async fn consume(
             tracing::warn!(error = %e, "could not store the batch claimed ahead; it stays in the processing list")
         }
     }
+    worker.summary.flush();
     heartbeat_stop.cancel();
     let _ = heartbeat.await;
     match worker.queue.deregister().await {
@@ -125,6 +147,12 @@ async fn consume(
 /// Renews the heartbeat every fifth of its lifetime and, each time, puts
 /// the batches of workers whose heartbeat lapsed back on the queue.
 async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
+    // Apart from the step loop's: a heartbeat that works while steps fail
+    // (or the reverse) must not make either look like it flaps.
+    let redis = Outage::new(
+        "Redis (heartbeat)",
+        "once the heartbeat lapses, other workers take this worker's batch back",
+    );
     let mut tick = tokio::time::interval(ttl / 5);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -134,21 +162,23 @@ async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
         }
         if let Err(e) = queue.beat(ttl).await {
             metrics::counter!("redis_errors_total").increment(1);
-            tracing::warn!(error = %e, "could not renew the heartbeat");
+            redis.failed(&e);
             continue;
         }
         match queue.recover_dead_workers().await {
-            Ok(0) => {}
             Ok(moved) => {
-                metrics::counter!("ballots_requeued_total").increment(moved);
-                tracing::info!(
-                    ballots = moved,
-                    "requeued the unfinished batches of workers whose heartbeat lapsed"
-                );
+                redis.succeeded();
+                if moved > 0 {
+                    metrics::counter!("ballots_requeued_total").increment(moved);
+                    tracing::info!(
+                        ballots = moved,
+                        "requeued the unfinished batches of workers whose heartbeat lapsed"
+                    );
+                }
             }
             Err(e) => {
                 metrics::counter!("redis_errors_total").increment(1);
-                tracing::warn!(error = %e, "could not check for workers whose heartbeat lapsed");
+                redis.failed(&e);
             }
         }
         match queue.depth().await {

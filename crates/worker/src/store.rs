@@ -46,7 +46,7 @@ pub async fn store_ballots(pool: &PgPool, rows: &[&Ballot]) -> Result<u64, sqlx:
             Ok(done) => return Ok(done.rows_affected()),
             Err(e) if attempt < CONFLICT_RETRIES && is_transient_conflict(&e) => {
                 attempt += 1;
-                tracing::info!(error = %e, attempt, "batch conflicted with another writer; retrying");
+                tracing::debug!(error = %e, attempt, "batch conflicted with another writer; retrying");
             }
             Err(e) => return Err(e),
         }

@@ -189,6 +189,7 @@ async fn help_documents_every_setting() {
         "BATCH_SIZE",
         "BLOCK_SECONDS",
         "HEARTBEAT_SECONDS",
+        "SUMMARY_SECONDS",
         "ADMIN_PORT",
         "healthcheck",
     ] {

@@ -63,6 +63,7 @@ impl Env {
             batch_size: 1000,
             block_seconds: 0.2,
             heartbeat_seconds: 10,
+            summary_seconds: 30.0,
             admin_port: 0,
             admin_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
