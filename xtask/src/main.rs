@@ -2,8 +2,9 @@
 //!
 //! - `up` — the whole system natively, no Docker: throwaway `redis-server`
 //!   and `postgres` (unless `REDIS_URL` / `DATABASE_URL` are set), then the
-//!   worker, vote on :5000 and result on :5001, logs streamed with a
-//!   prefix. Ctrl-C stops everything and removes the throwaway data.
+//!   worker, vote on :5000 and result on :5001, all on 127.0.0.1 (unless
+//!   `--bind-address` says otherwise), logs streamed with a prefix. Ctrl-C
+//!   stops everything in dependency order and removes the throwaway data.
 //! - `bench` — starts the same stack, measures it, and writes
 //!   `docs/benchmarks.md` and `docs/benchmarks.json`.
 
@@ -59,6 +60,11 @@ struct UpArgs {
     /// `RUST_LOG` for the services.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+    /// Address vote, result and the worker's admin listener bind (e.g.
+    /// 0.0.0.0 to be reachable from other machines). The throwaway Redis
+    /// and Postgres, which have no password, stay on 127.0.0.1.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
 }
 
 #[tokio::main]
@@ -118,7 +124,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         postgres_port: args.postgres_port,
         logs: Logs::Prefixed,
         log_level: args.log_level,
-        env: Vec::new(),
+        env: vec![("BIND_ADDRESS".to_owned(), args.bind_address.to_string())],
     };
     // Ctrl-C during start-up stops it too.
     let shutdown = common::shutdown::on_signals();
@@ -131,11 +137,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     println!();
     println!("The voting app is up:");
-    println!("  vote      {}", stack.vote_url);
-    println!("  result    {}", stack.result_url);
-    println!("  redis     {}", stack.redis_url);
-    println!("  postgres  {}", stack.database_url);
-    println!("  worker    {}metrics", stack.worker_admin_url);
+    for (name, address) in &stack.listening {
+        println!("  {name:<13} {address}");
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -143,7 +147,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         _ = shutdown.cancelled() => None,
         (name, status) = stack.any_exited() => Some(format!("{name} exited unexpectedly: {status:?}")),
     };
-    println!("xtask: stopping");
+    println!("xtask: stopping vote and result, then the worker, then Redis and Postgres");
     let mut problems = stack.stop().await;
     problems.extend(unexpected);
     if problems.is_empty() {

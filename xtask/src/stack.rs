@@ -4,7 +4,20 @@
 //!
 //! Used by `xtask up` (interactive, logs streamed with a prefix per
 //! service) and by `xtask bench` (logs to files).
+//!
+//! Everything listens on 127.0.0.1 unless `BIND_ADDRESS` in
+//! [`StackOptions::env`] says otherwise (then vote, result and the worker's
+//! admin listener bind that; the throwaway stores, which have no password,
+//! stay on loopback).
+//!
+//! Stopping goes in dependency order — vote and result, then the worker
+//! (it finishes its batch and deregisters), then Redis and Postgres — and
+//! nothing else may stop them first. A Ctrl-C in a terminal signals the
+//! whole foreground process group at once, so every child runs in a
+//! process group of its own and only xtask hears it; each child still gets
+//! SIGTERM if xtask dies (`setpriv --pdeathsig`), so nothing outlives it.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -40,8 +53,22 @@ pub struct StackOptions {
     pub logs: Logs,
     /// `RUST_LOG` for the services.
     pub log_level: String,
-    /// Extra environment for every service (e.g. `OPTION_A`).
+    /// Extra environment for every service (e.g. `OPTION_A`); set last, so
+    /// it overrides the stack's own (`BIND_ADDRESS`, `ADMIN_BIND_ADDRESS`).
     pub env: Vec<(String, String)>,
+}
+
+impl StackOptions {
+    /// Where vote, result and the worker's admin listener bind:
+    /// `BIND_ADDRESS` from [`env`](Self::env), else 127.0.0.1.
+    pub fn bind_address(&self) -> anyhow::Result<IpAddr> {
+        match self.env.iter().rev().find(|(k, _)| k == "BIND_ADDRESS") {
+            Some((_, v)) => v
+                .parse()
+                .with_context(|| format!("BIND_ADDRESS {v:?} is not an IP address")),
+            None => Ok(Ipv4Addr::LOCALHOST.into()),
+        }
+    }
 }
 
 /// A running service process.
@@ -57,9 +84,13 @@ pub struct Stack {
     pub services: Vec<Service>,
     pub redis_url: String,
     pub database_url: String,
+    /// Where to reach each service: its address, or loopback when it
+    /// listens on every interface.
     pub vote_url: String,
     pub result_url: String,
     pub worker_admin_url: String,
+    /// Where each listens: (name, address), in the order to print them.
+    pub listening: Vec<(&'static str, String)>,
 }
 
 impl Stack {
@@ -72,15 +103,34 @@ impl Stack {
                 path.display()
             );
         }
+        let bind = options.bind_address()?;
+        let admin_port = free_port_or_any(0)?;
+        let at = |port: u16| SocketAddr::new(bind, port);
+        let reach = |port: u16| {
+            let ip = if bind.is_unspecified() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                bind
+            };
+            format!("http://{}/", SocketAddr::new(ip, port))
+        };
         let mut stack = Stack {
             redis: None,
             postgres: None,
             services: Vec::new(),
             redis_url: String::new(),
             database_url: String::new(),
-            vote_url: format!("http://127.0.0.1:{}/", options.vote_port),
-            result_url: format!("http://127.0.0.1:{}/", options.result_port),
-            worker_admin_url: String::new(),
+            vote_url: reach(options.vote_port),
+            result_url: reach(options.result_port),
+            worker_admin_url: reach(admin_port),
+            listening: vec![
+                ("vote", format!("http://{}/", at(options.vote_port))),
+                ("result", format!("http://{}/", at(options.result_port))),
+                (
+                    "worker admin",
+                    format!("http://{}/ (/healthz, /readyz, /metrics)", at(admin_port)),
+                ),
+            ],
         };
 
         stack.redis_url = match &options.redis_url {
@@ -99,6 +149,9 @@ impl Stack {
                 url
             }
         };
+        stack
+            .listening
+            .push(("redis", listed(&stack.redis_url, &options.redis_url)));
         stack.database_url = match &options.database_url {
             Some(url) => url.clone(),
             None => {
@@ -114,13 +167,17 @@ impl Stack {
                 url
             }
         };
+        stack.listening.push((
+            "postgres",
+            listed(&stack.database_url, &options.database_url),
+        ));
 
-        let admin_port = free_port_or_any(0)?;
-        stack.worker_admin_url = format!("http://127.0.0.1:{admin_port}/");
         let common_env = [
             ("REDIS_URL", stack.redis_url.clone()),
             ("DATABASE_URL", stack.database_url.clone()),
             ("RUST_LOG", options.log_level.clone()),
+            ("BIND_ADDRESS", bind.to_string()),
+            ("ADMIN_BIND_ADDRESS", bind.to_string()),
         ];
         let plan: [(&'static str, Vec<(&str, String)>); 3] = [
             ("worker", vec![("ADMIN_PORT", admin_port.to_string())]),
@@ -128,14 +185,20 @@ impl Stack {
             ("result", vec![("PORT", options.result_port.to_string())]),
         ];
         for (name, env) in plan {
-            let mut cmd = Command::new(options.bin_dir.join(name));
-            cmd.envs(common_env.iter().map(|(k, v)| (*k, v.as_str())))
+            // Its own process group: a Ctrl-C meant for xtask must not stop
+            // it out of order. SIGTERM when the thread that spawns it ends
+            // — this one is `main`'s or a runtime worker's, which live as
+            // long as xtask — so it never outlives xtask.
+            let mut cmd = Command::new("setpriv");
+            cmd.arg("--pdeathsig=TERM")
+                .arg(options.bin_dir.join(name))
+                .envs(common_env.iter().map(|(k, v)| (*k, v.as_str())))
                 .envs(env)
                 .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("BIND_ADDRESS", "127.0.0.1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
+                .process_group(0)
                 .kill_on_drop(true);
             let mut child = cmd
                 .spawn()
@@ -175,32 +238,67 @@ impl Stack {
         (name, status)
     }
 
-    /// Stops every service with SIGTERM (vote and result first, so the
-    /// worker drains what they queued last), then the data stores. Returns
-    /// the services that did not exit cleanly.
+    /// Stops the stack in dependency order: vote and result (together),
+    /// then the worker, which drains what they queued last, finishes its
+    /// batch and deregisters, and only then Redis and Postgres, gracefully.
+    /// Each service gets SIGTERM and 15 s. Returns the services that did
+    /// not exit cleanly.
     pub async fn stop(mut self) -> Vec<String> {
         let mut problems = Vec::new();
-        for name in ["vote", "result", "worker"] {
-            let Some(service) = self.services.iter_mut().find(|s| s.name == name) else {
-                continue;
-            };
-            if let Some(pid) = service.child.id() {
-                let _ = signal(pid, "TERM").await;
-            }
-            match tokio::time::timeout(Duration::from_secs(15), service.child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(Ok(status)) => problems.push(format!("{name} exited with {status}")),
-                Ok(Err(e)) => problems.push(format!("{name}: {e}")),
-                Err(_) => {
-                    let _ = service.child.kill().await;
-                    problems.push(format!("{name} did not stop within 15 s; killed"));
-                }
+        for names in [&["vote", "result"][..], &["worker"]] {
+            let stopping = self
+                .services
+                .iter_mut()
+                .filter(|s| names.contains(&s.name))
+                .map(|s| Box::pin(stop_service(s)));
+            for outcome in futures_util::future::join_all(stopping).await {
+                problems.extend(outcome.err());
             }
         }
-        // Dropping the servers stops them and removes their data.
-        drop(self.redis.take());
-        drop(self.postgres.take());
+        // Off the runtime's threads: stopping a server waits for its exit.
+        let (redis, postgres) = (self.redis.take(), self.postgres.take());
+        let stopped = tokio::task::spawn_blocking(move || {
+            if let Some(mut server) = redis {
+                server.stop();
+            }
+            if let Some(mut server) = postgres {
+                server.stop();
+            }
+            // Dropping them now removes their data.
+        })
+        .await;
+        if let Err(e) = stopped {
+            problems.push(format!("stopping Redis and Postgres: {e}"));
+        }
         problems
+    }
+}
+
+/// SIGTERM, then up to 15 s for a clean exit; killed after that.
+async fn stop_service(service: &mut Service) -> Result<(), String> {
+    let name = service.name;
+    if let Some(pid) = service.child.id() {
+        let _ = signal(pid, "TERM").await;
+    }
+    match tokio::time::timeout(Duration::from_secs(15), service.child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("{name} exited with {status}")),
+        Ok(Err(e)) => Err(format!("{name}: {e}")),
+        Err(_) => {
+            let _ = service.child.kill().await;
+            Err(format!("{name} did not stop within 15 s; killed"))
+        }
+    }
+}
+
+/// How the summary shows a store's URL: without its password, and marked
+/// when the user gave it rather than the stack starting it.
+fn listed(url: &str, given: &Option<String>) -> String {
+    let url = common::config::redact_url(url);
+    if given.is_some() {
+        format!("{url} (yours)")
+    } else {
+        url
     }
 }
 

@@ -8,6 +8,9 @@
 //! Processes are started through `setpriv --pdeathsig=TERM` from one
 //! long-lived launcher thread, so they die with the process that started
 //! them even if it is killed; dropping a handle stops its server at once.
+//! Each runs in a process group of its own, so a Ctrl-C in the terminal
+//! reaches only the process that started it, which stops it in its own
+//! time (`cargo xtask up` stops the services that use it first).
 //! Postgres refuses to run as root: when we are root, `initdb` and
 //! `postgres` run as Debian's `postgres` account.
 
@@ -241,9 +244,11 @@ fn stop_child(child: &mut Option<Child>, signal: &str) {
 /// Starts `cmd` from the launcher thread, then waits until a line of its
 /// output contains `ready_line` (lowercase; matched case-insensitively). All output is also copied to `log`.
 async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> anyhow::Result<Child> {
+    use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .process_group(0);
     let program = format!("{cmd:?}");
     let mut child = launcher()
         .spawn(cmd)
