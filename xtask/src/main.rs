@@ -8,8 +8,12 @@
 //! - `bench` — starts the same stack, measures it, and writes
 //!   `docs/benchmarks.md` and `docs/benchmarks.json`.
 
+//!
+//! The engines live in the library (`src/lib.rs`) so tests run the same code.
+
 mod bench;
-mod stack;
+
+use xtask::stack;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
