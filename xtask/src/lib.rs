@@ -2,8 +2,12 @@
 //! very code the commands run:
 //!
 //! - [`stack`] — the voting app as local processes (`xtask up`, `xtask bench`).
+//! - [`chaos`] — ballots over HTTP while workers are killed and the stores
+//!   crash, then a check of every voter's row (`xtask chaos`, and the
+//!   CI-sized run in `xtask/tests/chaos.rs`).
 //!
 //! The binary (`src/main.rs`) adds argument parsing, release builds and the
 //! reports that write files.
 
+pub mod chaos;
 pub mod stack;

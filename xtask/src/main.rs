@@ -7,13 +7,16 @@
 //!   stops everything in dependency order and removes the throwaway data.
 //! - `bench` — starts the same stack, measures it, and writes
 //!   `docs/benchmarks.md` and `docs/benchmarks.json`.
-
+//! - `chaos` — posts ballots over HTTP from many voters while it SIGKILLs
+//!   workers and crash-restarts Redis and Postgres, then checks every
+//!   voter's row against their last acknowledged ballot (see
+//!   [`xtask::chaos`]).
 //!
 //! The engines live in the library (`src/lib.rs`) so tests run the same code.
 
 mod bench;
 
-use xtask::stack;
+use xtask::{chaos, stack};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +39,19 @@ enum Cmd {
     Up(UpArgs),
     /// Measure the stack; write docs/benchmarks.md and docs/benchmarks.json.
     Bench(bench::BenchArgs),
+    /// Ballots over HTTP while workers are killed and Redis and Postgres
+    /// crash; then check that every voter's row is their last acknowledged
+    /// ballot. Exits non-zero on any lost, stale or extra row.
+    Chaos(ChaosArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ChaosArgs {
+    #[command(flatten)]
+    plan: chaos::Plan,
+    /// Run the binaries in this directory instead of building release ones.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +95,7 @@ async fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(args, &workspace_root())
             .await
             .map(|()| ExitCode::SUCCESS),
+        Cmd::Chaos(args) => chaos_run(args).await,
     };
     match outcome {
         Ok(code) => code,
@@ -163,4 +180,18 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+async fn chaos_run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => build_release(&["vote", "worker"]).await?,
+    };
+    let report = chaos::run_single_node(&args.plan, &bin_dir).await?;
+    println!("{report}");
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
