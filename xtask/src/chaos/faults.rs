@@ -3,10 +3,11 @@
 //!
 //! [`schedule`] spreads each kind of fault over the run by progress — the
 //! *i*-th of *n* falls at a random point of the *i*-th *n*-th of the
-//! ballots, between 3 % and 97 % of them — so every fault lands while
-//! ballots flow, whatever the machine's speed. [`drive`] waits for each
-//! point and injects the fault, one at a time: a killed worker or a
-//! crashed store is started again before the next fault strikes.
+//! ballots, between 3 % and 97 % of them. [`drive`] waits for each point
+//! and injects the fault, one at a time: a killed worker or a crashed store
+//! is started again before the next fault strikes. It also paces the
+//! voters, who may not run past a fault that has not struck yet, so every
+//! fault lands while ballots flow, whatever the machine's speed.
 //!
 //! The stores sit behind [`Stores`], the seam for other fault drivers.
 //! [`SingleNode`] is one Redis and one Postgres, crashed with SIGKILL and
@@ -232,23 +233,37 @@ pub struct Driver<S: Stores> {
     pub counters: Arc<Counters>,
 }
 
+/// The first pace limit for the voters: the first fault's point.
+pub fn first_limit(events: &[Event]) -> u64 {
+    events.first().map_or(u64::MAX, |e| e.at)
+}
+
 /// Injects each event once `settled` reaches its point; returns the
 /// driver (its processes and stores still running) and what each fault
 /// did.
+///
+/// `limit` paces the voters: they start no ballot once `settled` has
+/// reached it. It starts at the first fault's point and moves to the next
+/// one as each fault strikes, so the voters post on *during* a fault but
+/// never run past a fault that has not struck yet: every fault lands while
+/// ballots flow, however slow the faults (a Postgres crash recovery) are
+/// next to the posting.
 pub async fn drive<S: Stores>(
     mut driver: Driver<S>,
     events: Vec<Event>,
     mut settled: watch::Receiver<u64>,
+    limit: watch::Sender<u64>,
 ) -> anyhow::Result<(Driver<S>, Vec<Record>)> {
     let redis = redis::Client::open(driver.stores.redis_url()).context("the Redis URL")?;
     let mut records = Vec::with_capacity(events.len());
-    for event in events {
+    for (i, &event) in events.iter().enumerate() {
         // The voters hold the sender until they are done, and they settle
         // every ballot: every point is reached.
         let at_ballot = *settled
             .wait_for(|&n| n >= event.at)
             .await
             .context("the voters stopped before the faults were done")?;
+        limit.send_replace(events.get(i + 1).map_or(u64::MAX, |e| e.at));
         let at = driver.started.elapsed();
         let struck = Instant::now();
         let downtime = driver.max_downtime.mul_f64(driver.rng.f64());

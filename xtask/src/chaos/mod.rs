@@ -438,6 +438,7 @@ async fn run_in<S: Stores>(
 
     let counters = Arc::new(Counters::default());
     let (settled_tx, settled_rx) = watch::channel(0_u64);
+    let (limit_tx, limit_rx) = watch::channel(faults::first_limit(&events));
     let mut driver = tokio::spawn(faults::drive(
         faults::Driver {
             workers,
@@ -451,6 +452,7 @@ async fn run_in<S: Stores>(
         },
         events,
         settled_rx.clone(),
+        limit_tx,
     ));
     let progress = (plan.progress_every_s > 0).then(|| {
         tokio::spawn(report_progress(
@@ -472,7 +474,10 @@ async fn run_in<S: Stores>(
             give_up_after: Duration::from_secs(plan.give_up_after_s),
         },
         started,
-        settled_tx,
+        voters::Pace {
+            settled: settled_tx,
+            limit: limit_rx,
+        },
         counters,
         rng,
     );

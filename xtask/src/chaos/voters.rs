@@ -206,15 +206,22 @@ struct Shared {
     counters: Arc<Counters>,
 }
 
-/// Casts every voter's ballots and returns the ledger. `settled` counts
-/// ballots acknowledged or abandoned; the fault driver paces itself by it.
-/// Times in the result are measured from `started`.
+/// How far the voters may go: the ballots settled so far, and the count at
+/// which they must wait for the fault driver (see [`super::faults::drive`]).
+pub struct Pace {
+    pub settled: watch::Sender<u64>,
+    pub limit: watch::Receiver<u64>,
+}
+
+/// Casts every voter's ballots and returns the ledger. `pace.settled`
+/// counts ballots acknowledged or abandoned; no ballot starts while it has
+/// reached `pace.limit`. Times in the result are measured from `started`.
 pub async fn post_all(
     voters: Vec<Voter>,
     endpoints: Vec<Endpoint>,
     manner: Manner,
     started: Instant,
-    settled: watch::Sender<u64>,
+    pace: Pace,
     counters: Arc<Counters>,
     rng: &mut Rng,
 ) -> anyhow::Result<Posting> {
@@ -231,7 +238,7 @@ pub async fn post_all(
         endpoints,
         manner,
         started,
-        settled,
+        settled: pace.settled,
         counters,
     });
     // Voter i goes to lane i % lanes; the ledger is put back in plan order.
@@ -242,7 +249,12 @@ pub async fn post_all(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for share in shares {
-        tasks.spawn(run_lane(share, shared.clone(), rng.fork()));
+        tasks.spawn(run_lane(
+            share,
+            shared.clone(),
+            pace.limit.clone(),
+            rng.fork(),
+        ));
     }
     let mut posting = Posting::default();
     let mut order = Vec::with_capacity(count);
@@ -262,6 +274,7 @@ pub async fn post_all(
 async fn run_lane(
     share: Vec<(usize, Voter)>,
     shared: Arc<Shared>,
+    mut limit: watch::Receiver<u64>,
     mut rng: Rng,
 ) -> (Vec<usize>, Posting) {
     let indices: Vec<usize> = share.iter().map(|(i, _)| *i).collect();
@@ -281,6 +294,11 @@ async fn run_lane(
         .filter(|&v| !voters[v].choices.is_empty())
         .collect();
     while !open.is_empty() {
+        // Wait while the fault driver is behind. If it is gone (it failed
+        // and the run is ending), there is nothing to wait for.
+        let _ = limit
+            .wait_for(|&limit| *shared.settled.borrow() < limit)
+            .await;
         let k = rng.usize(..open.len());
         let v = open[k];
         let voter = &voters[v];
