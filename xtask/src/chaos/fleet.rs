@@ -110,7 +110,7 @@ impl Workers {
             slot.id = format!("chaos-w{n}-{}", self.starts);
         }
         let s = &self.settings;
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = command(&self.binary);
         cmd.env("REDIS_URL", &s.redis_url)
             .env("DATABASE_URL", &s.database_url)
             .env("WORKER_ID", &slot.id)
@@ -213,7 +213,7 @@ impl Votes {
 
     fn launch(&mut self, n: usize) -> anyhow::Result<()> {
         let slot = &mut self.slots[n];
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = command(&self.binary);
         cmd.env("REDIS_URL", &self.redis_url)
             .env("PORT", slot.port.to_string())
             .env("BIND_ADDRESS", "127.0.0.1");
@@ -248,6 +248,17 @@ fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// A command that runs `binary` in a process group of its own (a Ctrl-C
+/// meant for xtask does not reach it) and SIGTERMs it when the thread that
+/// spawned it ends — a runtime worker, which lives as long as the run — so
+/// it never outlives the run, even a SIGKILLed one. `setpriv` execs the
+/// binary: the child's pid is the service's, for SIGKILL.
+fn command(binary: &Path) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg("--pdeathsig=TERM").arg(binary).process_group(0);
+    cmd
 }
 
 /// Starts `cmd` with its output appended to `log`, after a line that says
