@@ -17,13 +17,16 @@
 //! `apt-get install` line that fixes it; nothing is skipped.
 //!
 //! [`Served`] runs a service's `serve` in the test process on a free
-//! loopback port and stops it cleanly.
+//! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
+//! it (hostile requests), and [`metrics`] reads its `/metrics` page.
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
 
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod metrics;
+pub mod raw;
 pub mod served;
 pub mod server;
 

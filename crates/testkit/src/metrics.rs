@@ -1,0 +1,174 @@
+//! Reading a service's `/metrics` page (Prometheus text format) in tests:
+//! which series exist and with which labels, so a test can check that no
+//! client input creates new ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use crate::raw::{RawConn, request};
+
+/// The `method` label values a service may use: the standard methods, and
+/// `OTHER` for anything else a client makes up.
+pub const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER",
+];
+/// The `route` label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// One series: its labels and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Every series of metric `name` in `text` (exact name: `x_total` does
+/// not match `x_total_bucket`). Label values are unescaped.
+pub fn series(text: &str, name: &str) -> Vec<Series> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => {
+                    let end = closing_brace(rest)?;
+                    (parse_labels(&rest[..end]), &rest[end + 1..])
+                }
+                None if rest.starts_with(' ') => (BTreeMap::new(), rest),
+                None => return None,
+            };
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some(Series { labels, value })
+        })
+        .collect()
+}
+
+/// Sends `count` requests with made-up methods and `count` with made-up
+/// paths to the service at `addr` (on one keep-alive connection), then
+/// checks its `/metrics`: every `http_requests_total` and
+/// `http_request_duration_seconds` series is labelled from a closed set —
+/// a method of [`METHOD_LABELS`], a route of `routes` or
+/// [`UNMATCHED_ROUTE`] — and there are at most `max_series` of the former.
+/// The recorder is shared by every service in a test process, so the check
+/// holds whatever other tests run alongside; it fails on the first label
+/// value a client chose.
+pub async fn assert_request_labels_are_bounded(
+    addr: SocketAddr,
+    routes: &[&str],
+    count: usize,
+    max_series: usize,
+) {
+    let mut conn = RawConn::connect(addr).await.expect("connecting");
+    for i in 0..count {
+        let method = format!("M{i:05}X");
+        conn.send(&request(&method, "/", &[], b""))
+            .await
+            .expect("sending");
+        let path = format!("/made-up/{i}?q={i}");
+        conn.send(&request("GET", &path, &[], b""))
+            .await
+            .expect("sending");
+        // Read as we go, so neither side's buffers fill up.
+        for _ in 0..2 {
+            let answer = conn
+                .response(crate::raw::READ_DEADLINE)
+                .await
+                .expect("an answer to each request");
+            assert!(answer.status >= 400, "{}", answer.status_line);
+        }
+    }
+    let text = crate::raw::send(addr, &request("GET", "/metrics", &[], b""))
+        .await
+        .expect("reading /metrics")
+        .text();
+    let allowed_routes: BTreeSet<&str> = routes.iter().copied().chain([UNMATCHED_ROUTE]).collect();
+    let requests = series(&text, "http_requests_total");
+    assert!(!requests.is_empty(), "no http_requests_total in:\n{text}");
+    let durations = series(&text, "http_request_duration_seconds_count");
+    for s in requests.iter().chain(&durations) {
+        if let Some(method) = s.labels.get("method") {
+            assert!(
+                METHOD_LABELS.contains(&method.as_str()),
+                "a client-chosen method became a label: {:?} ({} series of http_requests_total)",
+                s.labels,
+                requests.len()
+            );
+        }
+        let route = s.labels.get("route").map(String::as_str).unwrap_or("");
+        assert!(
+            allowed_routes.contains(route),
+            "a client-chosen path became a label: {:?}",
+            s.labels
+        );
+    }
+    assert!(
+        requests.len() <= max_series,
+        "{} series of http_requests_total (at most {max_series} expected)",
+        requests.len()
+    );
+}
+
+/// The index of the `}` that ends a label set (quotes respected).
+fn closing_brace(s: &str) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '}' if !in_quotes => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_owned(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_read_with_their_labels() {
+        let text = "# TYPE a_total counter\n\
+                    a_total{route=\"/\",method=\"GET\",status=\"200\"} 3\n\
+                    a_total{route=\"/x\\\"y}\",method=\"OTHER\",status=\"405\"} 1\n\
+                    a_total_bucket{le=\"1\"} 2\n\
+                    b 7\n";
+        let found = series(text, "a_total");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].labels["method"], "GET");
+        assert_eq!(found[0].value, 3.0);
+        assert_eq!(found[1].labels["route"], "/x\"y}");
+        assert_eq!(found[1].labels["status"], "405");
+        assert_eq!(series(text, "b")[0].value, 7.0);
+        assert!(series(text, "a").is_empty());
+    }
+}
