@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -146,20 +146,49 @@ pub fn with_standard_layers(router: Router, request_timeout: Duration) -> Router
             TraceLayer::new_for_http()
                 .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
                 .make_span_with(|req: &Request| {
-                    let route = req
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map_or(req.uri().path(), |p| p.as_str());
                     let id = req
                         .headers()
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                    tracing::info_span!(
+                        "request",
+                        method = method_label(req.method()),
+                        route = route_label(req),
+                        request_id = id
+                    )
                 }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unusable_request_id))
+}
+
+/// Longest request id kept from a client; a longer one is replaced.
+const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `x-request-id` is kept (it ties our logs to theirs) only if
+/// it is short and plain, so no client writes what it likes into every log
+/// line about its request; otherwise a fresh id replaces it.
+async fn drop_unusable_request_id(mut req: Request) -> Request {
+    let usable = |v: &axum::http::HeaderValue| {
+        let bytes = v.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let headers = req.headers_mut();
+    let all_usable = {
+        let mut values = headers.get_all("x-request-id").iter();
+        // Exactly one value, and a usable one.
+        matches!((values.next(), values.next()), (Some(v), None) if usable(v))
+    };
+    if !all_usable {
+        headers.remove("x-request-id");
+    }
+    req
 }
 
 /// A file embedded in the binary (stylesheet, script, icon), served with
@@ -176,13 +205,41 @@ pub fn static_asset(content_type: &'static str, body: &'static str) -> Response 
         .into_response()
 }
 
-/// Counts requests by route and status and records their latency.
-async fn record_request(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
+/// The `method` label of a request: one of the standard methods, or
+/// `OTHER` for whatever else a client sends (a label per made-up method
+/// would let any client grow the metrics without bound).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// The `route` label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `route` label of a request: the template of the route that matched
+/// (`/static/style.css`, never the path as sent), or [`UNMATCHED_ROUTE`].
+fn route_label(req: &Request) -> String {
+    req.extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
+        .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned())
+}
+
+/// Counts requests by route, method and status and records their latency.
+/// Every label comes from a closed set: the routes the service declares,
+/// [`method_label`], and the status codes the service answers with.
+async fn record_request(req: Request, next: Next) -> Response {
+    let route = route_label(&req);
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
@@ -191,4 +248,57 @@ async fn record_request(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn request_id_seen(sent: &[&str]) -> String {
+        let app = with_standard_layers(
+            Router::new().route("/", get(|| async { "ok" })),
+            Duration::from_secs(5),
+        );
+        let mut request = axum::http::Request::get("/");
+        for value in sent {
+            request = request.header("x-request-id", *value);
+        }
+        let response = app
+            .oneshot(request.body(Body::empty()).expect("a valid request"))
+            .await
+            .expect("infallible");
+        let ids: Vec<_> = response.headers().get_all("x-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].to_str().expect("ascii").to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_plain_client_request_id_is_kept_and_anything_else_replaced() {
+        assert_eq!(request_id_seen(&["abc-123_x.y:z"]).await, "abc-123_x.y:z");
+        let long = "a".repeat(MAX_REQUEST_ID + 1);
+        for sent in [
+            vec![long.as_str()],
+            vec!["has space"],
+            vec!["quote\""],
+            vec![""],
+            vec!["one", "two"],
+        ] {
+            let seen = request_id_seen(&sent).await;
+            assert!(!sent.contains(&seen.as_str()), "{sent:?} kept as {seen}");
+            assert_eq!(seen.len(), 36, "a fresh UUID instead of {sent:?}: {seen}");
+        }
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["BREW", "get", "M00001X"] {
+            let method = Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&method), "OTHER");
+        }
+    }
 }

@@ -160,3 +160,20 @@ async fn every_setting_is_listed_by_help() {
         );
     }
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let db = testkit::postgres().await;
+    let app = TestApp::spawn(&db.url).await;
+    let routes = [
+        "/",
+        "/ws",
+        "/static/result.css",
+        "/static/result.js",
+        "/static/favicon.svg",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
+}

@@ -536,3 +536,18 @@ async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_ballot() {
     assert_eq!(back["level"], "INFO");
     assert!(back["failures"].as_u64().unwrap() >= ballots, "{back}");
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let routes = [
+        "/",
+        "/static/style.css",
+        "/static/favicon.svg",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
+}

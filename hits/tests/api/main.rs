@@ -4,6 +4,7 @@
 //!
 //! - [`counting`]: what a visitor sees, alone and 50 at a time.
 //! - [`outage`]: Redis down, at start and later, and the recovery.
+//! - [`hostile`]: clients sending what they should not.
 //! - [`process`]: the binary itself: environment, `--help`, the
 //!   `healthcheck` subcommand, SIGTERM.
 
@@ -11,5 +12,6 @@
 
 mod counting;
 mod helpers;
+mod hostile;
 mod outage;
 mod process;
