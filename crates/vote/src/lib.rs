@@ -25,8 +25,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
@@ -177,17 +177,13 @@ async fn show_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn cast_vote(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let visitor = Visitor::from_headers(&headers);
+async fn cast_vote(State(state): State<AppState>, request: Request) -> Response {
+    let visitor = Visitor::from_headers(request.headers());
     let (voter_id, mut cookies) = match identify(&visitor) {
         Ok(identity) => identity,
         Err(e) => return e.into_page(&state.page, Vec::new()),
     };
-    match accept_vote(&state, &visitor, voter_id, &headers, body).await {
+    match accept_vote(&state, &visitor, voter_id, request).await {
         Ok(vote) => {
             cookies.push(visitor::choice_cookie(vote));
             page::vote_page(&state.page, Some(vote), cookies)
@@ -199,14 +195,17 @@ async fn cast_vote(
     }
 }
 
-/// Checks the submission and queues the ballot.
+/// Checks the submission and queues the ballot. Everything that can be
+/// judged from the head is judged before the body is read: a refused
+/// request never gets `100 Continue`, and a client announcing a body over
+/// [`MAX_FORM_BYTES`] is answered at once instead of being waited for.
 async fn accept_vote(
     state: &AppState,
     visitor: &Visitor,
     voter_id: VoterId,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Vote, VoteError> {
+    let headers = request.headers();
     // Browsers mark form posts from other sites; refuse them (CSRF).
     if headers
         .get("sec-fetch-site")
@@ -217,13 +216,28 @@ async fn accept_vote(
     if let Identity::Malformed(why) = visitor.identity {
         return Err(VoteError::BadCookie(why));
     }
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => VoteError::TooLarge(MAX_FORM_BYTES),
-        _ => VoteError::UnreadableBody,
-    })?;
-    let vote = form::parse_vote(headers, &body)?;
+    if declared_length(headers).is_some_and(|length| length > MAX_FORM_BYTES as u64) {
+        return Err(VoteError::TooLarge(MAX_FORM_BYTES));
+    }
+    let headers = headers.clone();
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => VoteError::TooLarge(MAX_FORM_BYTES),
+            _ => VoteError::UnreadableBody,
+        })?;
+    let vote = form::parse_vote(&headers, &body)?;
     state.queue(&Ballot::new(voter_id, vote)).await?;
     Ok(vote)
+}
+
+/// The body length the client announced, if it did (hyper has already
+/// refused a request whose `Content-Length` is not one number).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 async fn stylesheet() -> Response {

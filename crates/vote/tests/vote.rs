@@ -551,3 +551,33 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
     ];
     testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
 }
+
+#[tokio::test]
+async fn a_body_announced_larger_than_the_limit_is_refused_at_once_without_being_read() {
+    use testkit::raw::{RawConn, request};
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let cookie = ("Cookie", "voter_id=00000000000000ff");
+    for expect in [true, false] {
+        let mut headers = vec![form, cookie, ("Content-Length", "100000000")];
+        if expect {
+            headers.push(("Expect", "100-continue"));
+        }
+        let mut conn = RawConn::connect(app.served.addr).await.unwrap();
+        // Only the head: a client that asked to continue waits for leave.
+        conn.send(&request("POST", "/", &headers, b""))
+            .await
+            .unwrap();
+        let first = conn.response(Duration::from_secs(2)).await.unwrap();
+        assert_eq!(
+            first.status, 413,
+            "expect: {expect}: the first answer was {:?}",
+            first.status_line
+        );
+        assert!(first.text().contains("larger than 1024 bytes"), "{first:?}");
+        // The body was never read, so the connection cannot be reused.
+        assert!(conn.closed_within(Duration::from_secs(2)).await);
+    }
+    assert!(queued(&redis).await.is_empty(), "nothing queued");
+}
