@@ -1,10 +1,14 @@
 //! What the visitor sees: the result page, rendered on the server with the
 //! current tally (so it is right without JavaScript), and the embedded
-//! stylesheet, script and icon. Nothing is loaded from another host.
+//! stylesheet, script and icon. Nothing is loaded from another host, and
+//! nothing is inline (no `style=` or `<script>` in the markup), so the
+//! page works under a Content-Security-Policy of `default-src 'self'`.
 //!
 //! The script (`static/result.js`) mirrors [`common::Tally`]'s percentage
 //! and label rules so that live updates read exactly like the server's
 //! rendering (`67.0%`, `No votes yet`, `1 vote`, `N votes`).
+
+use std::sync::OnceLock;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -69,10 +73,23 @@ pub fn result_page(config: &PageConfig, tally: Option<Tally>) -> Response {
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
-    common::http::static_asset(
-        "text/css; charset=utf-8",
-        include_str!("../static/result.css"),
-    )
+    common::http::static_asset("text/css; charset=utf-8", stylesheet_text())
+}
+
+/// `static/result.css` plus a class per bar width, `.w0` to `.w100`: the
+/// page's Content-Security-Policy forbids inline styles, so the server
+/// sizes the bars with these classes (the script then sets widths through
+/// the DOM, which the policy allows).
+fn stylesheet_text() -> &'static str {
+    static CSS: OnceLock<String> = OnceLock::new();
+    CSS.get_or_init(|| {
+        let mut css = include_str!("../static/result.css").to_owned();
+        css.push_str("/* Bar widths, one class per whole percent. */\n");
+        for width in 0..=100 {
+            css.push_str(&format!(".w{width} {{ width: {width}%; }}\n"));
+        }
+        css
+    })
 }
 
 pub async fn script() -> impl IntoResponse {

@@ -91,6 +91,9 @@ async fn the_page_updates_in_place_with_the_servers_figures() {
         let (a_label, b_label) = tally.percent_labels();
         assert_eq!(script, (a_label, b_label, tally.votes_label()), "{a}/{b}");
     }
+    // All of it, the live feed included, within the page's security policy.
+    let violations = browser.csp_violations().await.unwrap();
+    assert!(violations.is_empty(), "{violations:#?}");
     browser.quit().await.unwrap();
 }
 
@@ -129,5 +132,7 @@ async fn the_page_shows_it_is_reconnecting_and_recovers_by_itself() {
         eval(&browser, "return document.getElementById('status').hidden;").await,
         json!(true)
     );
+    let violations = browser.csp_violations().await.unwrap();
+    assert!(violations.is_empty(), "{violations:#?}");
     browser.quit().await.unwrap();
 }

@@ -49,15 +49,11 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
         assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
         let (a_width, b_width) = tally(a as u64, b as u64).percentages();
         assert!(
-            html.contains(&format!(
-                r#"id="bar-a" class="bar a" style="width: {a_width}%""#
-            )),
+            html.contains(&format!(r#"id="bar-a" class="bar a w{a_width}""#)),
             "{html}"
         );
         assert!(
-            html.contains(&format!(
-                r#"id="bar-b" class="bar b" style="width: {b_width}%""#
-            )),
+            html.contains(&format!(r#"id="bar-b" class="bar b w{b_width}""#)),
             "{html}"
         );
     }
@@ -106,6 +102,12 @@ async fn the_page_is_self_contained_and_not_cached() {
         }
     }
     assert!(!html.contains("http://") && !html.contains("https://"));
+    // Nothing inline: the security policy would block it.
+    assert!(!html.contains("style="), "{html}");
+    let css = app.get("/static/result.css").await.text().await.unwrap();
+    for width in [0, 1, 50, 67, 100] {
+        assert!(css.contains(&format!(".w{width} {{ width: {width}%; }}")));
+    }
     // No framework: the one script is ours and small.
     assert_eq!(html.matches("<script").count(), 1);
     let script = app.get("/static/result.js").await.text().await.unwrap();
@@ -176,4 +178,58 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         "/metrics",
     ];
     testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    use testkit::raw::{request, send, websocket_upgrade_headers};
+    let db = testkit::postgres().await;
+    migrate(&db.pool).await;
+    let app = TestApp::spawn(&db.url).await;
+    let mut full = settings(&db.url);
+    full.max_clients = 1;
+    let full = TestApp::spawn_with(full).await;
+    let _only_client = full.connect().await;
+    let cases = [
+        ("the page", app.served.addr, request("GET", "/", &[], b"")),
+        (
+            "the stylesheet",
+            app.served.addr,
+            request("GET", "/static/result.css", &[], b""),
+        ),
+        (
+            "the script",
+            app.served.addr,
+            request("GET", "/static/result.js", &[], b""),
+        ),
+        (
+            "the icon",
+            app.served.addr,
+            request("GET", "/static/favicon.svg", &[], b""),
+        ),
+        (
+            "a plain GET of the feed",
+            app.served.addr,
+            request("GET", "/ws", &[], b""),
+        ),
+        (
+            "the feed when full",
+            full.served.addr,
+            request("GET", "/ws", &websocket_upgrade_headers(), b""),
+        ),
+        (
+            "an unknown path",
+            app.served.addr,
+            request("GET", "/nope", &[], b""),
+        ),
+        (
+            "readiness",
+            app.served.addr,
+            request("GET", "/readyz", &[], b""),
+        ),
+    ];
+    for (what, addr, bytes) in cases {
+        let answer = send(addr, &bytes).await.unwrap();
+        answer.assert_security_headers(what);
+    }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use thirtyfour::prelude::*;
-use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities};
+use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, LoggingPrefsLogLevel};
 
 use crate::server::{find_on_path, scratch_dir};
 
@@ -130,6 +130,8 @@ impl Browser {
             caps.add_arg(arg)?;
         }
         caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))?;
+        // Console messages (CSP violations among them) for `csp_violations`.
+        caps.set_browser_log_level(LoggingPrefsLogLevel::All)?;
         let driver = WebDriver::new(format!("http://127.0.0.1:{port}"), caps)
             .await
             .with_context(|| format!("starting {} through chromedriver", chromium.display()))?;
@@ -164,6 +166,20 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The Content Security Policy violations Chromium reported since the
+    /// last call (it logs each to the console: "Refused to … because it
+    /// violates the following Content Security Policy directive …"). Reading
+    /// drains the console log.
+    pub async fn csp_violations(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .browser_log()
+            .await?
+            .into_iter()
+            .map(|entry| entry.message)
+            .filter(|message| message.contains("Content Security Policy"))
+            .collect())
     }
 
     /// Ends the session (closing Chromium), then stops `chromedriver`.

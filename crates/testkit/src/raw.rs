@@ -32,7 +32,7 @@ pub const READ_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_RESPONSE: usize = 4 << 20;
 
 /// One response as it came off the wire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RawResponse {
     /// `HTTP/1.1 413 Payload Too Large`, without the line end.
     pub status_line: String,
@@ -40,6 +40,19 @@ pub struct RawResponse {
     /// Header names lowercased, values as sent, in order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RawResponse {
+    /// The body as text, cut at 500 bytes: readable in a failure message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.text();
+        let cut = text.char_indices().nth(500).map_or(text.len(), |(i, _)| i);
+        f.debug_struct("RawResponse")
+            .field("status_line", &self.status_line)
+            .field("headers", &self.headers)
+            .field("body", &&text[..cut])
+            .finish()
+    }
 }
 
 impl RawResponse {
@@ -54,6 +67,47 @@ impl RawResponse {
     /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Panics unless this response carries the security headers every
+    /// page of ours sends (a policy allowing only the service's own origin,
+    /// no framing, no sniffing, referrers kept on the site), and
+    /// `Cache-Control: no-store` if it sets a cookie. `what` names the
+    /// request in the failure message.
+    pub fn assert_security_headers(&self, what: &str) {
+        let csp = self
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy in {self:?}"));
+        for directive in [
+            "default-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "object-src 'none'",
+        ] {
+            assert!(
+                csp.contains(directive),
+                "{what}: {directive} missing from {csp}"
+            );
+        }
+        assert_eq!(
+            self.header("x-content-type-options"),
+            Some("nosniff"),
+            "{what}: {self:?}"
+        );
+        assert_eq!(
+            self.header("referrer-policy"),
+            Some("same-origin"),
+            "{what}: {self:?}"
+        );
+        if self.header("set-cookie").is_some() {
+            assert_eq!(
+                self.header("cache-control"),
+                Some("no-store"),
+                "{what} sets a cookie: {self:?}"
+            );
+        }
     }
 
     /// A 1xx answer (`100 Continue`, `101 Switching Protocols`): no body

@@ -122,5 +122,8 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     for origin in origins.as_array().unwrap() {
         assert_eq!(origin.as_str().unwrap(), own);
     }
+    // All of it within the page's security policy.
+    let violations = browser.csp_violations().await.unwrap();
+    assert!(violations.is_empty(), "{violations:#?}");
     browser.quit().await.unwrap();
 }

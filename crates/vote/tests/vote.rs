@@ -581,3 +581,47 @@ async fn a_body_announced_larger_than_the_limit_is_refused_at_once_without_being
     }
     assert!(queued(&redis).await.is_empty(), "nothing queued");
 }
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_cookie_answers_are_not_stored() {
+    use testkit::raw::{request, send};
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let cookie = ("Cookie", "voter_id=0000000000000100");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("the page", request("GET", "/", &[], b"")),
+        ("a vote", request("POST", "/", &[form, cookie], b"vote=a")),
+        (
+            "a bad vote",
+            request("POST", "/", &[form, cookie], b"vote=c"),
+        ),
+        (
+            "a cross-site vote",
+            request(
+                "POST",
+                "/",
+                &[form, cookie, ("Sec-Fetch-Site", "cross-site")],
+                b"vote=a",
+            ),
+        ),
+        (
+            "the stylesheet",
+            request("GET", "/static/style.css", &[], b""),
+        ),
+        ("the icon", request("GET", "/static/favicon.svg", &[], b"")),
+        ("an unknown path", request("GET", "/nope", &[], b"")),
+        ("an unknown method", request("BREW", "/", &[], b"")),
+        ("readiness", request("GET", "/readyz", &[], b"")),
+    ];
+    for (what, bytes) in cases {
+        let answer = send(app.served.addr, &bytes).await.unwrap();
+        answer.assert_security_headers(what);
+    }
+    // Every answer of the page sets the voter cookie.
+    let page = send(app.served.addr, &request("GET", "/", &[], b""))
+        .await
+        .unwrap();
+    assert!(page.header("set-cookie").is_some());
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+}
