@@ -101,36 +101,47 @@ pub fn greeting(count: i64) -> String {
     format!("Hello from Redis! I have been seen {count} times.")
 }
 
-/// Why a visit could not be counted.
+/// Why a visit could not be counted. The text is for the log; what the
+/// visitor reads ([`IntoResponse`]) says what happened without naming where
+/// Redis is or quoting its reply.
 #[derive(Debug, thiserror::Error)]
 pub enum HitError {
     /// Redis did not answer: down, unreachable, or too slow. Temporary.
-    #[error("Redis at {redis_at} did not answer: {cause}")]
-    Unavailable { redis_at: Arc<str>, cause: String },
-    /// Redis answered with an error, e.g. `hits` holds something that is
-    /// not a whole number. Needs someone to look at Redis.
-    #[error("Redis at {redis_at} refused to count: {reply}")]
-    Refused { redis_at: Arc<str>, reply: String },
+    #[error("Redis did not answer: {cause}")]
+    Unavailable { cause: String },
+    /// `hits` holds something that is not a whole number (text, a list…),
+    /// so Redis refused to increment it. Needs someone to look at Redis.
+    #[error("Redis refused to count: {reply}")]
+    NotANumber { reply: String },
+    /// Redis answered with another error (out of memory, no permission…).
+    #[error("Redis refused to count: {reply}")]
+    Refused { reply: String },
 }
 
 impl IntoResponse for HitError {
     fn into_response(self) -> Response {
         match self {
-            HitError::Unavailable { redis_at, .. } => (
+            HitError::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(CONTENT_TYPE, TEXT), (RETRY_AFTER, "1")],
-                format!(
-                    "Sorry, this visit was not counted: Redis ({redis_at}) is not answering. \
-                     Try again in a moment."
-                ),
+                "Sorry, this visit was not counted: Redis is not answering. Try again in a moment.",
             )
                 .into_response(),
-            HitError::Refused { redis_at, reply } => (
+            HitError::NotANumber { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [(CONTENT_TYPE, TEXT)],
                 format!(
-                    "Sorry, this visit was not counted: Redis ({redis_at}) refused to increment \
-                     the key `{HITS_KEY}`: {reply}"
+                    "Sorry, this visit was not counted: Redis refused to increment the key \
+                     `{HITS_KEY}`, which does not hold a whole number."
+                ),
+            )
+                .into_response(),
+            HitError::Refused { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(CONTENT_TYPE, TEXT)],
+                format!(
+                    "Sorry, this visit was not counted: Redis refused to increment the key \
+                     `{HITS_KEY}`. The app's log says why."
                 ),
             )
                 .into_response(),
@@ -142,7 +153,8 @@ impl IntoResponse for HitError {
 #[derive(Clone)]
 pub struct AppState {
     redis: ConnectionManager,
-    /// Where Redis is, for messages and logs (any password hidden).
+    /// Where Redis is, for the log (any password hidden); never shown to
+    /// visitors.
     redis_at: Arc<str>,
     /// Failed visits, logged by state changes rather than one by one.
     outage: Arc<Outage>,
@@ -171,9 +183,8 @@ impl AppState {
         let incr = incr.query_async::<i64>(&mut conn);
         let outcome = match tokio::time::timeout(HIT_TIMEOUT, incr).await {
             Ok(Ok(count)) => Ok(count),
-            Ok(Err(e)) => Err(self.classify(&e)),
+            Ok(Err(e)) => Err(Self::classify(&e)),
             Err(_) => Err(HitError::Unavailable {
-                redis_at: self.redis_at.clone(),
                 cause: format!("no answer within {HIT_TIMEOUT:?}"),
             }),
         };
@@ -185,7 +196,9 @@ impl AppState {
             }
             Err(e) => {
                 metrics::counter!("redis_errors_total").increment(1);
-                self.outage.failed(e);
+                // The address goes to the log only, never to the page.
+                self.outage
+                    .failed(&format_args!("{e} (Redis at {})", self.redis_at));
             }
         }
         outcome
@@ -194,20 +207,17 @@ impl AppState {
     /// An error *reply* from Redis is a refusal; anything else (no
     /// connection, a dropped one, Redis still loading its data) means Redis
     /// is not available right now.
-    fn classify(&self, e: &RedisError) -> HitError {
-        let refused = e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
-            || e.code() == Some("WRONGTYPE");
-        let redis_at = self.redis_at.clone();
-        if refused {
-            HitError::Refused {
-                redis_at,
-                reply: e.to_string(),
-            }
+    fn classify(e: &RedisError) -> HitError {
+        let reply = e.to_string();
+        if e.code() == Some("WRONGTYPE")
+            || (e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+                && reply.contains("not an integer"))
+        {
+            HitError::NotANumber { reply }
+        } else if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) {
+            HitError::Refused { reply }
         } else {
-            HitError::Unavailable {
-                redis_at,
-                cause: e.to_string(),
-            }
+            HitError::Unavailable { cause: reply }
         }
     }
 }

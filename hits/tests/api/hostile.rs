@@ -35,3 +35,62 @@ async fn every_response_carries_the_security_headers() {
     assert_eq!(refused.status, 500);
     refused.assert_security_headers("a visit Redis refused to count");
 }
+
+/// Whether `text` names where Redis is: a URL, the loopback address, or
+/// the socket path or port of the test's Redis.
+fn names_an_address(text: &str, redis_url: &str) -> bool {
+    let place = redis_url
+        .rsplit_once("://")
+        .map_or(redis_url, |(_, rest)| rest)
+        .split(['?', '/'])
+        .find(|s| !s.is_empty())
+        .unwrap_or(redis_url);
+    text.contains("redis://")
+        || text.contains("redis+unix")
+        || text.contains("127.0.0.1")
+        || text.contains(place)
+}
+
+#[tokio::test]
+async fn error_pages_say_what_happened_without_naming_where_redis_is() {
+    let mut server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let url = server.url(0);
+    let app = TestApp::spawn(&url).await;
+    let _: () = redis::cmd("SET")
+        .arg("hits")
+        .arg("abc")
+        .query_async(
+            &mut redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let refused = app.get("/").await;
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused
+            .body
+            .starts_with("Sorry, this visit was not counted: Redis refused"),
+        "{refused:?}"
+    );
+    assert!(!names_an_address(&refused.body, &url), "{refused:?}");
+
+    server.stop();
+    let unavailable = app.get("/").await;
+    assert_eq!(unavailable.status, 503);
+    assert!(
+        unavailable
+            .body
+            .starts_with("Sorry, this visit was not counted"),
+        "{unavailable:?}"
+    );
+    assert!(
+        !names_an_address(&unavailable.body, &url),
+        "{unavailable:?}"
+    );
+}

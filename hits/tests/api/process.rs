@@ -176,3 +176,27 @@ async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_visit() {
     assert_eq!(back["level"], "INFO");
     assert!(back["failures"].as_u64().unwrap() >= visits, "{back}");
 }
+
+#[tokio::test]
+async fn the_log_says_where_redis_is_when_a_visit_fails() {
+    let redis_port = free_port(); // nothing listens there
+    let app = AppProcess::start(&[
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", &redis_port.to_string()),
+        ("BIND_PORT", "0"),
+        ("BIND_ADDRESS", "127.0.0.1"),
+    ])
+    .await;
+    let answer = reqwest::get(format!("http://{}/", app.addr)).await.unwrap();
+    assert_eq!(answer.status(), 503);
+    let where_redis_is = format!("redis://127.0.0.1:{redis_port}");
+    assert!(!answer.text().await.unwrap().contains(&where_redis_is));
+    let logged = testkit::eventually("the failed visit in the log", DEADLINE, || async {
+        let log = app.log.lock().unwrap();
+        log.iter().find(|e| e["message"] == "unavailable").cloned()
+    })
+    .await;
+    let error = logged["error"].as_str().unwrap();
+    assert!(error.contains(&where_redis_is), "{logged}");
+    assert!(app.terminate().await.success());
+}
