@@ -20,9 +20,12 @@
 //! - While Redis is down or unreachable, a visit gets a one-line 503
 //!   instead of a stack trace, within [`HIT_TIMEOUT`]; the app keeps
 //!   running and counts again as soon as Redis is back.
-//! - A visit is counted at most once: a failed `INCR` is not retried,
-//!   because a lost reply cannot tell whether Redis counted it. The first
-//!   visit after Redis restarts may therefore get a 503; the next counts.
+//! - A visit is counted at most once: a failed `INCR` is retried only when
+//!   it cannot have reached Redis (no connection could be made), never
+//!   after a timeout or a connection lost mid-command, because a lost reply
+//!   cannot tell whether Redis counted it. The connection to Redis is
+//!   remade as soon as Redis drops it, so the first visit after a restart
+//!   is counted.
 //! - `/healthz`, `/readyz` and `/metrics` (see [`common::health`]), a
 //!   `healthcheck` subcommand, and a graceful stop on SIGTERM.
 //! - A Redis outage is logged when it starts and when it ends (see
@@ -166,7 +169,7 @@ impl AppState {
     /// app starts (and answers 503) before Redis is up.
     pub fn new(redis_url: &str) -> anyhow::Result<Self> {
         Ok(AppState {
-            redis: common::connect::redis_manager(redis_url)?,
+            redis: common::connect::redis_manager_reconnecting_on_drop(redis_url)?,
             redis_at: redact_url(redis_url).into(),
             outage: Arc::new(Outage::new(
                 "Redis",
@@ -177,11 +180,7 @@ impl AppState {
 
     /// Counts one visit: `INCR hits`, whose reply is the new count.
     pub async fn count_visit(&self) -> Result<i64, HitError> {
-        let mut conn = self.redis.clone();
-        let mut incr = redis::cmd("INCR");
-        incr.arg(HITS_KEY);
-        let incr = incr.query_async::<i64>(&mut conn);
-        let outcome = match tokio::time::timeout(HIT_TIMEOUT, incr).await {
+        let outcome = match tokio::time::timeout(HIT_TIMEOUT, self.incr_at_most_once()).await {
             Ok(Ok(count)) => Ok(count),
             Ok(Err(e)) => Err(Self::classify(&e)),
             Err(_) => Err(HitError::Unavailable {
@@ -202,6 +201,25 @@ impl AppState {
             }
         }
         outcome
+    }
+
+    /// `INCR hits`, tried a second time only if the first could not have
+    /// reached Redis (no connection could be made: after a restart the
+    /// manager reconnects, see
+    /// [`common::connect::redis_manager_reconnecting_on_drop`]). A command
+    /// that may have reached Redis is never repeated, so no visit counts
+    /// twice.
+    async fn incr_at_most_once(&self) -> redis::RedisResult<i64> {
+        let mut conn = self.redis.clone();
+        let mut incr = redis::cmd("INCR");
+        incr.arg(HITS_KEY);
+        match incr.query_async(&mut conn).await {
+            Err(e) if common::connect::was_never_sent(&e) => {
+                tracing::debug!(error = %e, "no connection to Redis; trying once more");
+                incr.query_async(&mut conn).await
+            }
+            counted => counted,
+        }
     }
 
     /// An error *reply* from Redis is a refusal; anything else (no

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
@@ -30,13 +31,49 @@ pub fn redis_client(url: &str) -> anyhow::Result<redis::Client> {
 /// A Redis handle that connects on first use and reconnects after errors.
 /// Commands fail fast (within [`REDIS_TIMEOUT`]) while Redis is away.
 pub fn redis_manager(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis_client(url)?;
-    let config = ConnectionManagerConfig::new()
+    Ok(ConnectionManager::new_lazy_with_config(
+        redis_client(url)?,
+        manager_config(),
+    )?)
+}
+
+/// Like [`redis_manager`], but it also reconnects as soon as Redis drops
+/// the connection (a restart, a crash), not when the next command fails on
+/// the dead one: the connection speaks RESP3, over which redis-rs learns of
+/// the disconnect and reconnects in the background (Redis ≥ 6). After a
+/// restart, the first command finds a fresh connection, or — if Redis was
+/// still down when the manager tried — an error from connecting, so it was
+/// never sent ([`was_never_sent`]) and can be retried safely.
+pub fn redis_manager_reconnecting_on_drop(url: &str) -> anyhow::Result<ConnectionManager> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(resp3))
+        .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
+    Ok(ConnectionManager::new_lazy_with_config(
+        client,
+        manager_config(),
+    )?)
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))
         .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+        .set_max_delay(Duration::from_millis(200))
+}
+
+/// Whether a failed command certainly never reached Redis: no connection
+/// could be made (refused, or no socket file), so nothing was sent. Any
+/// other failure — a timeout, a connection lost with the command in flight
+/// — leaves open whether Redis ran it.
+pub fn was_never_sent(e: &redis::RedisError) -> bool {
+    e.is_connection_refusal()
 }
 
 /// A Postgres pool that connects on first use; a query waits at most

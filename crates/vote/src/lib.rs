@@ -13,7 +13,9 @@
 //!   If Redis is down or slow, the visitor gets a 503 page within
 //!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself. The
 //!   outage is logged when it starts and when it ends (see
-//!   [`common::outage`]), not once per refused ballot.
+//!   [`common::outage`]), not once per refused ballot. The connection is
+//!   remade as soon as Redis drops it, and a push that finds it dropped is
+//!   sent once more, so the first vote after a Redis restart is accepted.
 
 pub mod form;
 pub mod page;
@@ -72,7 +74,7 @@ impl AppState {
     /// first use and remade after failures.
     pub fn new(redis_url: &str, options: &OptionsArgs, hostname: String) -> anyhow::Result<Self> {
         Ok(AppState {
-            redis: common::connect::redis_manager(redis_url)?,
+            redis: common::connect::redis_manager_reconnecting_on_drop(redis_url)?,
             page: Arc::new(PageConfig {
                 option_a: options.option_a.clone(),
                 option_b: options.option_b.clone(),
@@ -84,8 +86,7 @@ impl AppState {
 
     /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`].
     async fn queue(&self, ballot: &Ballot) -> Result<(), VoteError> {
-        let mut conn = self.redis.clone();
-        let pushed = tokio::time::timeout(QUEUE_TIMEOUT, common::queue::enqueue(&mut conn, ballot))
+        let pushed = tokio::time::timeout(QUEUE_TIMEOUT, self.push_retrying_once(ballot))
             .await
             .map_err(|_| format!("no answer from Redis within {QUEUE_TIMEOUT:?}"))
             .and_then(|r| r.map_err(|e| e.to_string()));
@@ -102,6 +103,23 @@ impl AppState {
                 self.outage.failed(&why);
                 Err(VoteError::QueueUnavailable(why))
             }
+        }
+    }
+}
+
+impl AppState {
+    /// Pushes one ballot, once more if the connection turns out dropped
+    /// (Redis restarted or crashed; the manager is reconnecting). Pushing a
+    /// ballot twice is harmless: both carry the same choice, and the later
+    /// `seq` wins.
+    async fn push_retrying_once(&self, ballot: &Ballot) -> redis::RedisResult<u64> {
+        let mut conn = self.redis.clone();
+        match common::queue::enqueue(&mut conn, ballot).await {
+            Err(e) if e.is_connection_dropped() => {
+                tracing::debug!(error = %e, "Redis connection dropped; pushing again");
+                common::queue::enqueue(&mut conn, ballot).await
+            }
+            pushed => pushed,
         }
     }
 }

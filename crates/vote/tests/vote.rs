@@ -628,3 +628,40 @@ async fn every_response_carries_the_security_headers_and_cookie_answers_are_not_
     assert!(page.header("set-cookie").is_some());
     assert_eq!(page.header("cache-control"), Some("no-store"));
 }
+
+#[tokio::test]
+async fn the_first_vote_after_a_redis_restart_is_accepted() {
+    let mut server = testkit::RedisServer::start(testkit::RedisOptions {
+        appendonly: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = TestApp::spawn(&server.url(0)).await;
+    let cookie = Some("voter_id=0000000000000200");
+    assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
+    for round in 0..4 {
+        // Clean stops and crashes; Redis back at once, or after staying down
+        // longer than the client's own reconnection attempts last (the
+        // pause is the scenario, not a wait for an event).
+        if round % 2 == 1 {
+            server.kill();
+        } else {
+            server.stop();
+        }
+        if round >= 2 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        server.start_again().await.unwrap();
+        let res = app.post(cookie, "vote=b").await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "round {round}: {}",
+            res.text().await.unwrap()
+        );
+    }
+    let redis = testkit::TestRedis { url: server.url(0) };
+    let queue = queued(&redis).await;
+    assert!(queue.len() >= 5, "{queue:?}");
+}

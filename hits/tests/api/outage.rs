@@ -3,6 +3,8 @@
 //! left after the app started or was never there (compose starts both at
 //! once).
 
+use std::time::Duration;
+
 use testkit::{RedisOptions, RedisServer};
 
 use crate::helpers::{Answer, DEADLINE, TestApp};
@@ -77,5 +79,35 @@ async fn app_started_before_redis_answers_503_then_counts_from_one() {
 
     assert_eq!(visit_until_counted(&app).await, hits::greeting(1));
     assert_eq!(app.get("/").await.body, hits::greeting(2));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_first_visit_after_a_redis_restart_is_counted_once() {
+    let mut redis = RedisServer::start(RedisOptions {
+        appendonly: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = TestApp::spawn(&redis.url(0)).await;
+    assert_eq!(app.get("/").await.body, hits::greeting(1));
+    for round in 0..4 {
+        // Clean stops and crashes; Redis back at once, or after staying down
+        // longer than the client's own reconnection attempts last (the
+        // pause is the scenario, not a wait for an event).
+        if round % 2 == 1 {
+            redis.kill();
+        } else {
+            redis.stop();
+        }
+        if round >= 2 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        redis.start_again().await.unwrap();
+        let answer = app.get("/").await;
+        assert_eq!(answer.status, 200, "round {round}: {answer:?}");
+        assert_eq!(answer.body, hits::greeting(round + 2), "counted once");
+    }
     app.stop().await;
 }
