@@ -84,44 +84,78 @@ impl AppState {
         })
     }
 
-    /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`].
+    /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`]. A failure is
+    /// either certain — Redis refused the push, or could not be reached at
+    /// all, so nothing was queued — or not: after a timeout, or with the
+    /// connection lost while the push was in flight, the ballot may still
+    /// arrive, and the visitor is told exactly that
+    /// ([`VoteError::Unconfirmed`]).
     async fn queue(&self, ballot: &Ballot) -> Result<(), VoteError> {
-        let pushed = tokio::time::timeout(QUEUE_TIMEOUT, self.push_retrying_once(ballot))
-            .await
-            .map_err(|_| format!("no answer from Redis within {QUEUE_TIMEOUT:?}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match pushed {
-            Ok(_) => {
-                metrics::counter!("ballots_queued_total", "vote" => ballot.vote.as_str())
-                    .increment(1);
-                tracing::debug!(voter = %ballot.voter_id, vote = %ballot.vote, "ballot queued");
-                self.outage.succeeded();
-                Ok(())
-            }
-            Err(why) => {
-                metrics::counter!("redis_errors_total").increment(1);
-                self.outage.failed(&why);
-                Err(VoteError::QueueUnavailable(why))
-            }
+        let failure =
+            match tokio::time::timeout(QUEUE_TIMEOUT, self.push_retrying_once(ballot)).await {
+                Ok(Ok(_)) => {
+                    metrics::counter!("ballots_queued_total", "vote" => ballot.vote.as_str())
+                        .increment(1);
+                    tracing::debug!(voter = %ballot.voter_id, vote = %ballot.vote, "ballot queued");
+                    self.outage.succeeded();
+                    return Ok(());
+                }
+                Ok(Err(failure)) => failure,
+                Err(_) => PushFailure {
+                    cause: format!("no answer from Redis within {QUEUE_TIMEOUT:?}"),
+                    maybe_queued: true,
+                },
+            };
+        metrics::counter!("redis_errors_total").increment(1);
+        self.outage.failed(&failure.cause);
+        if failure.maybe_queued {
+            metrics::counter!("ballots_unconfirmed_total", "vote" => ballot.vote.as_str())
+                .increment(1);
+            tracing::debug!(error = %failure.cause, "Redis did not confirm a ballot; it may be queued");
+            Err(VoteError::Unconfirmed(failure.cause))
+        } else {
+            Err(VoteError::QueueUnavailable(failure.cause))
         }
     }
-}
 
-impl AppState {
     /// Pushes one ballot, once more if the connection turns out dropped
     /// (Redis restarted or crashed; the manager is reconnecting). Pushing a
     /// ballot twice is harmless: both carry the same choice, and the later
     /// `seq` wins.
-    async fn push_retrying_once(&self, ballot: &Ballot) -> redis::RedisResult<u64> {
+    async fn push_retrying_once(&self, ballot: &Ballot) -> Result<u64, PushFailure> {
         let mut conn = self.redis.clone();
         match common::queue::enqueue(&mut conn, ballot).await {
-            Err(e) if e.is_connection_dropped() => {
-                tracing::debug!(error = %e, "Redis connection dropped; pushing again");
-                common::queue::enqueue(&mut conn, ballot).await
+            Err(first) if first.is_connection_dropped() => {
+                tracing::debug!(error = %first, "Redis connection dropped; pushing again");
+                common::queue::enqueue(&mut conn, ballot)
+                    .await
+                    .map_err(|again| PushFailure {
+                        maybe_queued: maybe_queued(&first) || maybe_queued(&again),
+                        cause: again.to_string(),
+                    })
             }
-            pushed => pushed,
+            pushed => pushed.map_err(|e| PushFailure {
+                maybe_queued: maybe_queued(&e),
+                cause: e.to_string(),
+            }),
         }
     }
+}
+
+/// A push that failed, and whether the ballot may be queued all the same.
+struct PushFailure {
+    cause: String,
+    maybe_queued: bool,
+}
+
+/// Whether a push that failed with `e` may still have queued its ballot.
+/// Not if it never reached Redis, nor if Redis answered with an error: the
+/// enqueue script pushes as its last step, so a script that failed pushed
+/// nothing. Anything else (a timeout, a connection lost mid-command) leaves
+/// it open.
+fn maybe_queued(e: &redis::RedisError) -> bool {
+    let answered = matches!(e.kind(), redis::ErrorKind::Server(_));
+    !(answered || common::connect::was_never_sent(e))
 }
 
 /// The whole HTTP surface of the vote service.

@@ -69,6 +69,10 @@ pub enum VoteError {
     CrossSite,
     #[error("the vote queue is unavailable: {0}")]
     QueueUnavailable(String),
+    /// Redis did not confirm the push (a timeout, a connection lost in
+    /// flight): the ballot may or may not be queued.
+    #[error("the vote queue did not confirm the ballot: {0}")]
+    Unconfirmed(String),
     #[error("no random voter id available: {0}")]
     NoRandomness(String),
 }
@@ -82,13 +86,19 @@ impl VoteError {
             }
             VoteError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             VoteError::CrossSite => StatusCode::FORBIDDEN,
-            VoteError::QueueUnavailable(_) | VoteError::NoRandomness(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            // 503 with Retry-After for an unknown outcome too: the service
+            // could not do its job right now, and trying again is safe
+            // (another ballot for the same choice changes nothing).
+            VoteError::QueueUnavailable(_)
+            | VoteError::Unconfirmed(_)
+            | VoteError::NoRandomness(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn heading(&self) -> &'static str {
+        if let VoteError::Unconfirmed(_) = self {
+            return "We could not confirm your vote";
+        }
         match self.status() {
             StatusCode::SERVICE_UNAVAILABLE => "Voting is paused for a moment",
             StatusCode::FORBIDDEN => "Vote refused",
@@ -116,6 +126,12 @@ impl VoteError {
             VoteError::QueueUnavailable(_) => {
                 "Your vote was not recorded because the vote queue cannot be reached right now. \
                  Please try again in a few seconds."
+                    .to_owned()
+            }
+            VoteError::Unconfirmed(_) => {
+                "We could not confirm your vote: the vote queue did not confirm it in time, so \
+                 it may or may not have been recorded. Voting again is harmless: only your \
+                 latest choice counts."
                     .to_owned()
             }
             VoteError::NoRandomness(_) => {

@@ -348,6 +348,18 @@ async fn redis_down_gives_a_503_page_and_voting_recovers_when_it_returns() {
     assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
 
     server.stop();
+    // Once the service has seen Redis go (a push at that very moment could
+    // not tell whether it arrived, and says so), a vote is certainly not
+    // recorded.
+    testkit::eventually(
+        "vote to see Redis gone",
+        Duration::from_secs(10),
+        || async {
+            let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+            (ready.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+        },
+    )
+    .await;
     let started = std::time::Instant::now();
     let res = app.post(cookie, "vote=b").await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -664,4 +676,71 @@ async fn the_first_vote_after_a_redis_restart_is_accepted() {
     let redis = testkit::TestRedis { url: server.url(0) };
     let queue = queued(&redis).await;
     assert!(queue.len() >= 5, "{queue:?}");
+}
+
+#[tokio::test]
+async fn a_vote_redis_did_not_confirm_is_reported_as_unconfirmed_not_as_lost() {
+    let server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let redis = testkit::TestRedis { url: server.url(0) };
+    let app = TestApp::spawn(&redis.url).await;
+    let cookie = Some("voter_id=0000000000000300");
+    assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
+
+    // Redis holds every client's commands for 2.5 s: longer than the vote
+    // service waits, so it cannot know whether the push will happen.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2500)
+        .arg("ALL")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let res = app.post(cookie, "vote=b").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "5");
+    let page = res.text().await.unwrap();
+    assert!(!page.contains("not recorded"), "{page}");
+    assert!(page.contains("could not confirm"), "{page}");
+    assert!(page.contains("Voting again is harmless"), "{page}");
+
+    // And indeed the ballot arrives once Redis resumes (until then, reads
+    // time out too).
+    let client = redis.client();
+    testkit::eventually(
+        "the unconfirmed ballot",
+        Duration::from_secs(10),
+        || async {
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let queue: Vec<String> = redis::cmd("LRANGE")
+                .arg(QUEUE_KEY)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            queue
+                .iter()
+                .any(|b| b.contains(r#""vote":"b""#))
+                .then_some(())
+        },
+    )
+    .await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unconfirmed = testkit::metrics::series(&metrics, "ballots_unconfirmed_total");
+    assert!(
+        unconfirmed
+            .iter()
+            .any(|s| s.labels.get("vote").map(String::as_str) == Some("b") && s.value >= 1.0),
+        "{unconfirmed:?}"
+    );
 }
