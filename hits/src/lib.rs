@@ -19,7 +19,9 @@
 //!   then `GET`, so two visitors could see the same number).
 //! - While Redis is down or unreachable, a visit gets a one-line 503
 //!   instead of a stack trace, within [`HIT_TIMEOUT`]; the app keeps
-//!   running and counts again as soon as Redis is back.
+//!   running and counts again as soon as Redis is back. A visit Redis did
+//!   not confirm (a timeout) is said to be possibly counted, never "not
+//!   counted".
 //! - A visit is counted at most once: a failed `INCR` is retried only when
 //!   it cannot have reached Redis (no connection could be made), never
 //!   after a timeout or a connection lost mid-command, because a lost reply
@@ -109,9 +111,14 @@ pub fn greeting(count: i64) -> String {
 /// Redis is or quoting its reply.
 #[derive(Debug, thiserror::Error)]
 pub enum HitError {
-    /// Redis did not answer: down, unreachable, or too slow. Temporary.
+    /// No connection to Redis could be made: the visit was certainly not
+    /// counted. Temporary.
     #[error("Redis did not answer: {cause}")]
     Unavailable { cause: String },
+    /// Redis did not confirm the `INCR` (too slow, or the connection was
+    /// lost with it in flight): the visit may or may not have been counted.
+    #[error("Redis did not confirm the visit: {cause}")]
+    Unconfirmed { cause: String },
     /// `hits` holds something that is not a whole number (text, a list…),
     /// so Redis refused to increment it. Needs someone to look at Redis.
     #[error("Redis refused to count: {reply}")]
@@ -128,6 +135,13 @@ impl IntoResponse for HitError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(CONTENT_TYPE, TEXT), (RETRY_AFTER, "1")],
                 "Sorry, this visit was not counted: Redis is not answering. Try again in a moment.",
+            )
+                .into_response(),
+            HitError::Unconfirmed { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(CONTENT_TYPE, TEXT), (RETRY_AFTER, "1")],
+                "Sorry, Redis did not confirm this visit, so it may or may not have been \
+                 counted. Try again in a moment.",
             )
                 .into_response(),
             HitError::NotANumber { .. } => (
@@ -183,7 +197,7 @@ impl AppState {
         let outcome = match tokio::time::timeout(HIT_TIMEOUT, self.incr_at_most_once()).await {
             Ok(Ok(count)) => Ok(count),
             Ok(Err(e)) => Err(Self::classify(&e)),
-            Err(_) => Err(HitError::Unavailable {
+            Err(_) => Err(HitError::Unconfirmed {
                 cause: format!("no answer within {HIT_TIMEOUT:?}"),
             }),
         };
@@ -192,6 +206,11 @@ impl AppState {
                 metrics::counter!("hits_counted_total").increment(1);
                 tracing::debug!(count, "visit counted");
                 self.outage.succeeded();
+            }
+            Err(e @ HitError::Unconfirmed { .. }) => {
+                metrics::counter!("redis_errors_total").increment(1);
+                metrics::counter!("hits_unconfirmed_total").increment(1);
+                tracing::warn!(redis = %self.redis_at, error = %e, "visit not confirmed; it may be counted");
             }
             Err(e) => {
                 metrics::counter!("redis_errors_total").increment(1);
@@ -222,9 +241,11 @@ impl AppState {
         }
     }
 
-    /// An error *reply* from Redis is a refusal; anything else (no
-    /// connection, a dropped one, Redis still loading its data) means Redis
-    /// is not available right now.
+    /// An error *reply* from Redis is a refusal; another answer from Redis
+    /// (still loading its data, read-only) or no connection at all means
+    /// Redis is not available right now and nothing was counted; anything
+    /// else (a timeout, a connection lost mid-command) leaves the count
+    /// unknown.
     fn classify(e: &RedisError) -> HitError {
         let reply = e.to_string();
         if e.code() == Some("WRONGTYPE")
@@ -234,8 +255,10 @@ impl AppState {
             HitError::NotANumber { reply }
         } else if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) {
             HitError::Refused { reply }
-        } else {
+        } else if matches!(e.kind(), ErrorKind::Server(_)) || common::connect::was_never_sent(e) {
             HitError::Unavailable { cause: reply }
+        } else {
+            HitError::Unconfirmed { cause: reply }
         }
     }
 }

@@ -129,9 +129,9 @@ impl VoteError {
                     .to_owned()
             }
             VoteError::Unconfirmed(_) => {
-                "We could not confirm your vote: the vote queue did not confirm it in time, so \
-                 it may or may not have been recorded. Voting again is harmless: only your \
-                 latest choice counts."
+                "We could not confirm your vote: the vote queue did not confirm it, so it may \
+                 or may not have been recorded. Voting again is harmless: only your latest \
+                 choice counts."
                     .to_owned()
             }
             VoteError::NoRandomness(_) => {

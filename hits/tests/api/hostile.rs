@@ -81,16 +81,14 @@ async fn error_pages_say_what_happened_without_naming_where_redis_is() {
     assert!(!names_an_address(&refused.body, &url), "{refused:?}");
 
     server.stop();
-    let unavailable = app.get("/").await;
-    assert_eq!(unavailable.status, 503);
-    assert!(
-        unavailable
-            .body
-            .starts_with("Sorry, this visit was not counted"),
-        "{unavailable:?}"
-    );
-    assert!(
-        !names_an_address(&unavailable.body, &url),
-        "{unavailable:?}"
-    );
+    // The visit at the moment Redis goes, and those after.
+    for _ in 0..3 {
+        let unavailable = app.get("/").await;
+        assert_eq!(unavailable.status, 503);
+        assert!(unavailable.body.starts_with("Sorry, "), "{unavailable:?}");
+        assert!(
+            !names_an_address(&unavailable.body, &url),
+            "{unavailable:?}"
+        );
+    }
 }

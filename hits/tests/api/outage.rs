@@ -19,6 +19,15 @@ fn assert_not_counted(answer: &Answer) {
     assert_eq!(answer.body, NOT_COUNTED);
 }
 
+/// Waits until `/readyz` says Redis is not answering.
+async fn wait_until_not_ready(app: &TestApp) -> Answer {
+    testkit::eventually("the app to see Redis gone", DEADLINE, || async {
+        let ready = app.get("/readyz").await;
+        (ready.status == 503).then_some(ready)
+    })
+    .await
+}
+
 /// Visits until one is counted; every failed one must be a clean 503.
 async fn visit_until_counted(app: &TestApp) -> String {
     testkit::eventually("a visit to be counted again", DEADLINE, || async {
@@ -47,15 +56,17 @@ async fn redis_down_gets_a_clear_503_and_counting_resumes_where_it_stopped() {
 
     redis.stop();
 
+    // Once the app has seen Redis go (a visit at that very moment could not
+    // tell whether it was counted, and says so), a visit is certainly not
+    // counted.
+    let ready = wait_until_not_ready(&app).await;
+    assert!(ready.body.contains("redis"), "{}", ready.body);
     assert_not_counted(&app.get("/").await);
     assert_eq!(
         app.get("/healthz").await.status,
         200,
         "the app itself is alive"
     );
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status, 503);
-    assert!(ready.body.contains("redis"), "{}", ready.body);
 
     redis.start_again().await.unwrap();
 
@@ -110,4 +121,44 @@ async fn the_first_visit_after_a_redis_restart_is_counted_once() {
         assert_eq!(answer.body, hits::greeting(round + 2), "counted once");
     }
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_visit_redis_did_not_confirm_is_not_reported_as_uncounted() {
+    let redis = RedisServer::start(RedisOptions::default()).await.unwrap();
+    let url = redis.url(0);
+    let app = TestApp::spawn(&url).await;
+    assert_eq!(app.get("/").await.body, hits::greeting(1));
+
+    // Redis holds every client's commands for 2.5 s: longer than a visit
+    // waits, so the app cannot know whether its INCR will run.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(2500)
+        .arg("ALL")
+        .query_async(&mut client.get_multiplexed_async_connection().await.unwrap())
+        .await
+        .unwrap();
+    let answer = app.get("/").await;
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(
+        answer.body,
+        "Sorry, Redis did not confirm this visit, so it may or may not have been counted. \
+         Try again in a moment."
+    );
+
+    // It was counted, once Redis resumed.
+    testkit::eventually("the unconfirmed visit to count", DEADLINE, || async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        let count: Option<String> = redis::cmd("GET")
+            .arg("hits")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        (count.as_deref() == Some("2")).then_some(())
+    })
+    .await;
+    assert_eq!(app.get("/").await.body, hits::greeting(3));
 }
