@@ -8,6 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
 
+use crate::origin::AllowedOrigins;
+
 /// Where a web service listens.
 #[derive(Args, Debug, Clone)]
 pub struct HttpArgs {
@@ -61,6 +63,17 @@ pub struct OptionsArgs {
     /// Name of option `b`.
     #[arg(long, env = "OPTION_B", default_value = "Dogs")]
     pub option_b: String,
+}
+
+/// Which sites' pages may post votes or open the live feed, besides the
+/// request's own host (see [`crate::origin`]).
+#[derive(Args, Debug, Clone, Default)]
+pub struct OriginArgs {
+    /// Origins accepted besides the request's own host, comma-separated
+    /// (e.g. `https://vote.example.com`): the public addresses of a proxy
+    /// that rewrites `Host`.
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
+    pub allowed_origins: AllowedOrigins,
 }
 
 /// Hides the password in a URL for logs: `postgres://user:***@host/db`,

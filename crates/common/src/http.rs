@@ -8,13 +8,14 @@
 //! clients wait in the listen backlog), and on shutdown every connection is
 //! asked to finish its request in flight and close. WebSocket upgrades work:
 //! an upgraded connection leaves the count (its HTTP part is over), and its
-//! handler watches the same shutdown token and closes itself.
+//! handler watches the same shutdown token and closes itself. Every request
+//! carries the client's address as [`ConnectInfo`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -76,7 +78,7 @@ pub async fn serve(
                 Err(_) => break, // the semaphore is never closed
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => {
@@ -92,7 +94,13 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers that need the client's address take `ConnectInfo`.
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
         let conn = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

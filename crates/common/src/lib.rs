@@ -9,7 +9,8 @@
 //! presentation ([`tally`]) — and for the plumbing every service needs:
 //! configuration ([`config`]), logging ([`telemetry`], [`outage`]), shutdown
 //! ([`shutdown`]), resilient connections ([`connect`]), the HTTP server
-//! ([`http`]) and health and metrics endpoints ([`health`]).
+//! ([`http`]), health and metrics endpoints ([`health`]) and the rule for
+//! which requests come from the site's own pages ([`origin`]).
 
 pub mod ballot;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod limits;
+pub mod origin;
 pub mod outage;
 pub mod queue;
 pub mod service;

@@ -8,7 +8,9 @@
 //!
 //! - `GET /` renders the page with the current tally ([`page`]).
 //! - `GET /ws` streams `{"a":N,"b":M}` to the page: on connect and on every
-//!   change ([`live`]).
+//!   change ([`live`]). Upgrades from other sites' pages are refused (see
+//!   [`common::origin`]); live clients are capped in all
+//!   (`MAX_CLIENTS`) and, optionally, per address ([`addresses`]).
 //! - One poller per process reads the tally — on every change notification
 //!   from Postgres and at least once per poll interval — and publishes it
 //!   to all clients at once ([`feed`]). Page views and clients never query
@@ -17,6 +19,7 @@
 //! Replicas share nothing but Postgres, so any number of them can run
 //! behind a plain load balancer.
 
+pub mod addresses;
 pub mod feed;
 pub mod live;
 pub mod page;
@@ -30,15 +33,17 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use common::Tally;
-use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
+use common::config::{DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
+use common::origin::AllowedOrigins;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use addresses::AddressCap;
 use feed::{FeedSender, PollOptions};
 use live::LiveOptions;
 pub use page::PageConfig;
@@ -58,10 +63,17 @@ pub struct Settings {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub options: OptionsArgs,
+    #[command(flatten)]
+    pub origins: OriginArgs,
     /// Most live pages (WebSocket clients) at once; more are refused with 503.
     #[arg(long, env = "MAX_CLIENTS", default_value_t = 20_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_clients: u32,
+    /// Most live pages from one remote address; more are refused with 503.
+    /// 0 (the default) is no limit: behind a proxy every client has the
+    /// proxy's address.
+    #[arg(long, env = "MAX_CLIENTS_PER_ADDRESS", default_value_t = 0)]
+    pub max_clients_per_address: u32,
     /// Longest time between two reads of the tally, in milliseconds.
     /// Changes normally arrive sooner, by notification from Postgres.
     #[arg(long, env = "POLL_INTERVAL_MS", default_value_t = 1000,
@@ -81,6 +93,10 @@ pub struct AppState {
     feed: FeedSender,
     page: Arc<PageConfig>,
     clients: Arc<Semaphore>,
+    /// The per-address cap, if one is set.
+    per_address: Option<Arc<AddressCap>>,
+    /// Sites besides the request's own host whose pages may open the feed.
+    allowed_origins: Arc<AllowedOrigins>,
     tracker: TaskTracker,
     poll: PollOptions,
     live: LiveOptions,
@@ -100,6 +116,9 @@ impl AppState {
                 option_b: settings.options.option_b.clone(),
             }),
             clients: Arc::new(Semaphore::new(settings.max_clients as usize)),
+            per_address: (settings.max_clients_per_address > 0)
+                .then(|| AddressCap::new(settings.max_clients_per_address)),
+            allowed_origins: Arc::new(settings.origins.allowed_origins.clone()),
             tracker: TaskTracker::new(),
             poll: PollOptions {
                 interval: Duration::from_millis(settings.poll_interval_ms),

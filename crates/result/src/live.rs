@@ -9,25 +9,33 @@
 //! client stopped reading and the socket buffers are full) drops the
 //! client; a client silent for two ping intervals is dropped too.
 //!
-//! The number of clients is capped by a semaphore: beyond the cap the
+//! An upgrade from another site's page is refused with 403 (see
+//! [`common::origin`]; browsers always send `Origin` on a WebSocket
+//! handshake). The number of clients is capped by a semaphore, and
+//! optionally per remote address ([`crate::addresses`]): beyond a cap the
 //! upgrade is refused with 503 before any WebSocket exists. On shutdown
 //! every client gets a close frame (1001, going away) — axum's graceful
 //! shutdown does not wait for upgraded connections, so the loops watch the
 //! token themselves and [`crate::serve`] waits for them.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use common::origin::check_same_origin;
+
 use crate::AppState;
+use crate::addresses::AddressSlot;
 use crate::feed::FeedReceiver;
 
 /// Clients only ever send control frames; anything bigger is refused.
@@ -66,17 +74,49 @@ enum Ending {
     Broken,
 }
 
-/// The `GET /ws` handler: upgrades when there is room, 503 when not.
-pub async fn live_feed(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    let Ok(permit) = state.clients.clone().try_acquire_owned() else {
-        metrics::counter!("result_clients_refused_total").increment(1);
-        tracing::debug!("live feed full; refusing a client");
+/// The `GET /ws` handler: refuses other sites' pages (403), upgrades when
+/// there is room, 503 when not.
+pub async fn live_feed(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(why) = check_same_origin(&headers, &state.allowed_origins) {
+        metrics::counter!("result_clients_refused_total", "reason" => "cross_site").increment(1);
+        tracing::debug!(%why, "refusing a live client from another site");
         return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(RETRY_AFTER, "5")],
-            "Too many live result pages are open on this server; try again shortly.\n",
+            StatusCode::FORBIDDEN,
+            "The live feed serves the result page of this site only.\n",
         )
             .into_response();
+    }
+    // Taken before the global slot, so a refused address holds none.
+    let address_slot = match (&state.per_address, peer) {
+        (Some(cap), Some(Extension(ConnectInfo(peer)))) => match cap.try_take(peer.ip()) {
+            Some(slot) => Some(slot),
+            None => {
+                metrics::counter!("result_clients_refused_total", "reason" => "per_address")
+                    .increment(1);
+                tracing::debug!("too many live clients from one address; refusing one");
+                return too_many(
+                    "Too many live result pages are open from your address; \
+                     close some or try again shortly.\n",
+                );
+            }
+        },
+        _ => None,
+    };
+    let Ok(permit) = state.clients.clone().try_acquire_owned() else {
+        metrics::counter!("result_clients_refused_total", "reason" => "full").increment(1);
+        tracing::debug!("live feed full; refusing a client");
+        return too_many(
+            "Too many live result pages are open on this server; try again shortly.\n",
+        );
+    };
+    let slots = Slots {
+        _global: permit,
+        _address: address_slot,
     };
     let feed = state.feed.subscribe();
     let shutdown = state.shutdown.clone();
@@ -89,8 +129,25 @@ pub async fn live_feed(State(state): State<AppState>, upgrade: WebSocketUpgrade)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| {
-            tracker.track_future(serve_client(socket, feed, shutdown, options, permit))
+            tracker.track_future(serve_client(socket, feed, shutdown, options, slots))
         })
+}
+
+/// A 503 saying the feed has no room for this client.
+fn too_many(message: &'static str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(RETRY_AFTER, "5")],
+        message,
+    )
+        .into_response()
+}
+
+/// The places a live client holds while it lives: one of `MAX_CLIENTS`,
+/// and one of its address's if that is capped.
+struct Slots {
+    _global: OwnedSemaphorePermit,
+    _address: Option<AddressSlot>,
 }
 
 /// Counts a client in `result_clients_connected` for as long as it lives.
@@ -115,7 +172,7 @@ async fn serve_client(
     mut feed: FeedReceiver,
     shutdown: CancellationToken,
     options: LiveOptions,
-    _permit: OwnedSemaphorePermit,
+    _slots: Slots,
 ) {
     let _connected = Connected::new();
     // Handles made once: this loop runs for every client on every change.

@@ -35,7 +35,9 @@ async fn main() -> ExitCode {
         database_url = %redact_url(&s.database.database_url),
         option_a = %s.options.option_a,
         option_b = %s.options.option_b,
+        allowed_origins = %s.origins.allowed_origins,
         max_clients = s.max_clients,
+        max_clients_per_address = s.max_clients_per_address,
         poll_interval_ms = s.poll_interval_ms,
         ping_interval_ms = s.ping_interval_ms,
         "starting result"

@@ -258,3 +258,88 @@ async fn the_metrics_count_clients_ticks_queries_and_messages() {
     }
     assert_eq!(app.state.free_client_slots(), 99);
 }
+
+/// A browser-like WebSocket handshake for `/ws` from `local`, with
+/// `extra` headers; the connection stays open for as long as it is kept.
+async fn handshake(
+    app: &TestApp,
+    local: &str,
+    extra: &[(&str, &str)],
+) -> (u16, testkit::raw::RawConn) {
+    use testkit::raw::{RawConn, request, websocket_upgrade_headers};
+    let host = app.served.addr.to_string();
+    let mut headers = websocket_upgrade_headers();
+    headers.push(("Host", &host));
+    headers.extend_from_slice(extra);
+    let mut conn = RawConn::connect_from(local.parse().unwrap(), app.served.addr)
+        .await
+        .unwrap();
+    conn.send(&request("GET", "/ws", &headers, b""))
+        .await
+        .unwrap();
+    let answer = conn.response(DEADLINE).await.unwrap();
+    (answer.status, conn)
+}
+
+#[tokio::test]
+async fn the_live_feed_refuses_upgrades_from_other_sites_pages() {
+    let db = testkit::postgres().await;
+    let app = TestApp::spawn(&db.url).await;
+    let own = format!("http://{}", app.served.addr);
+    let own_page = format!("{own}/");
+    for extra in [
+        vec![("Origin", "http://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Referer", "http://evil.example/")],
+        vec![("Sec-Fetch-Site", "cross-site"), ("Origin", own.as_str())],
+    ] {
+        let (status, _) = handshake(&app, "127.0.0.1", &extra).await;
+        assert_eq!(status, 403, "{extra:?}");
+    }
+    for extra in [
+        vec![("Origin", own.as_str())],
+        vec![("Referer", own_page.as_str())],
+        vec![], // not a browser
+    ] {
+        let (status, _) = handshake(&app, "127.0.0.1", &extra).await;
+        assert_eq!(status, 101, "{extra:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_live_feed_slot_when_capped() {
+    let db = testkit::postgres().await;
+    let app = TestApp::spawn_with(result::Settings {
+        max_clients: 10,
+        max_clients_per_address: 2,
+        ..settings(&db.url)
+    })
+    .await;
+    let (first, first_conn) = handshake(&app, "127.0.0.2", &[]).await;
+    let (second, _second_conn) = handshake(&app, "127.0.0.2", &[]).await;
+    assert_eq!((first, second), (101, 101));
+    let (third, _) = handshake(&app, "127.0.0.2", &[]).await;
+    assert_eq!(third, 503, "a third client from one address");
+    let (other, _other_conn) = handshake(&app, "127.0.0.3", &[]).await;
+    assert_eq!(other, 101, "another address still gets in");
+
+    // The address gets its slot back when a client leaves.
+    drop(first_conn);
+    testkit::eventually("the slot to free up", DEADLINE, || async {
+        let (status, conn) = handshake(&app, "127.0.0.2", &[]).await;
+        (status == 101).then_some(conn)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_per_address_cap_one_address_may_open_many_feeds() {
+    let db = testkit::postgres().await;
+    let app = TestApp::spawn(&db.url).await;
+    let mut open = Vec::new();
+    for n in 0..5 {
+        let (status, conn) = handshake(&app, "127.0.0.4", &[]).await;
+        assert_eq!(status, 101, "client {n}");
+        open.push(conn);
+    }
+}

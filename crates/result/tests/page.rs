@@ -152,6 +152,8 @@ async fn every_setting_is_listed_by_help() {
         "OPTION_A",
         "OPTION_B",
         "MAX_CLIENTS",
+        "MAX_CLIENTS_PER_ADDRESS",
+        "ALLOWED_ORIGINS",
         "POLL_INTERVAL_MS",
         "PING_INTERVAL_MS",
         "healthcheck",

@@ -170,6 +170,24 @@ impl RawConn {
         })
     }
 
+    /// Connects from the loopback address `local` (any of `127.0.0.0/8`
+    /// on Linux), so one test can be several clients with their own
+    /// addresses.
+    pub async fn connect_from(
+        local: std::net::IpAddr,
+        addr: SocketAddr,
+    ) -> std::io::Result<RawConn> {
+        let socket = match local {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        Ok(RawConn {
+            stream: socket.connect(addr).await?,
+            pending: Vec::new(),
+        })
+    }
+
     /// Writes `bytes` as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await?;

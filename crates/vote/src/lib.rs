@@ -9,6 +9,8 @@
 //!   queues a ballot and renders the page with the choice marked.
 //! - A `voter_id` cookie identifies the browser, so a later vote replaces
 //!   an earlier one (see [`visitor`]).
+//! - A vote posted from another site's page is refused with 403 (see
+//!   [`common::origin`]); clients that are not browsers may post.
 //! - Bad input gets a 4xx page saying what was wrong, and queues nothing.
 //!   If Redis is down or slow, the visitor gets a 503 page within
 //!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself. The
@@ -32,9 +34,10 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use common::config::{HttpArgs, OptionsArgs, RedisArgs};
+use common::config::{HttpArgs, OptionsArgs, OriginArgs, RedisArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
+use common::origin::{AllowedOrigins, check_same_origin};
 use common::outage::Outage;
 use common::{Ballot, Vote, VoterId};
 use redis::aio::ConnectionManager;
@@ -58,6 +61,8 @@ pub struct Settings {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub options: OptionsArgs,
+    #[command(flatten)]
+    pub origins: OriginArgs,
 }
 
 /// Shared by every request: cheap to clone.
@@ -67,6 +72,8 @@ pub struct AppState {
     page: Arc<PageConfig>,
     /// Failed pushes, logged by state changes rather than one by one.
     outage: Arc<Outage>,
+    /// Sites besides the request's own host whose pages may post votes.
+    allowed_origins: Arc<AllowedOrigins>,
 }
 
 impl AppState {
@@ -81,7 +88,15 @@ impl AppState {
                 hostname,
             }),
             outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
+            allowed_origins: Arc::default(),
         })
+    }
+
+    /// Accepts votes from these sites' pages too (`ALLOWED_ORIGINS`), not
+    /// only from the host a request is sent to.
+    pub fn with_allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.allowed_origins = Arc::new(origins);
+        self
     }
 
     /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`]. A failure is
@@ -189,7 +204,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &settings.redis.redis_url,
         &settings.options,
         common::config::hostname(),
-    )?;
+    )?
+    .with_allowed_origins(settings.origins.allowed_origins.clone());
     let addr = settings.http.addr();
     let listener = TcpListener::bind(addr)
         .await
@@ -258,13 +274,8 @@ async fn accept_vote(
     request: Request,
 ) -> Result<Vote, VoteError> {
     let headers = request.headers();
-    // Browsers mark form posts from other sites; refuse them (CSRF).
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
-    {
-        return Err(VoteError::CrossSite);
-    }
+    // A form on another site must not vote with this visitor's cookie (CSRF).
+    check_same_origin(headers, &state.allowed_origins).map_err(VoteError::CrossSite)?;
     if let Identity::Malformed(why) = visitor.identity {
         return Err(VoteError::BadCookie(why));
     }

@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
         redis_url = %redact_url(&s.redis.redis_url),
         option_a = %s.options.option_a,
         option_b = %s.options.option_b,
+        allowed_origins = %s.origins.allowed_origins,
         "starting vote"
     );
     let shutdown = common::shutdown::on_signals();

@@ -65,8 +65,8 @@ pub enum VoteError {
     UnreadableBody,
     #[error("voter cookie rejected: {0}")]
     BadCookie(&'static str),
-    #[error("cross-site form submission refused")]
-    CrossSite,
+    #[error("cross-site form submission refused: {0}")]
+    CrossSite(common::origin::CrossSite),
     #[error("the vote queue is unavailable: {0}")]
     QueueUnavailable(String),
     /// Redis did not confirm the push (a timeout, a connection lost in
@@ -85,7 +85,7 @@ impl VoteError {
                 StatusCode::BAD_REQUEST
             }
             VoteError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            VoteError::CrossSite => StatusCode::FORBIDDEN,
+            VoteError::CrossSite(_) => StatusCode::FORBIDDEN,
             // 503 with Retry-After for an unknown outcome too: the service
             // could not do its job right now, and trying again is safe
             // (another ballot for the same choice changes nothing).
@@ -119,7 +119,7 @@ impl VoteError {
                 "Your vote was not recorded: your voter cookie was {why}. \
                  It has been replaced; please vote again."
             ),
-            VoteError::CrossSite => {
+            VoteError::CrossSite(_) => {
                 "Your vote was not recorded: votes must be sent from the vote page itself."
                     .to_owned()
             }

@@ -454,7 +454,14 @@ async fn every_setting_is_listed_by_help() {
         .output()
         .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for setting in ["PORT", "REDIS_URL", "OPTION_A", "OPTION_B", "healthcheck"] {
+    for setting in [
+        "PORT",
+        "REDIS_URL",
+        "OPTION_A",
+        "OPTION_B",
+        "ALLOWED_ORIGINS",
+        "healthcheck",
+    ] {
         assert!(
             help.contains(setting),
             "{setting} missing from --help:\n{help}"
@@ -743,4 +750,91 @@ async fn a_vote_redis_did_not_confirm_is_reported_as_unconfirmed_not_as_lost() {
             .any(|s| s.labels.get("vote").map(String::as_str) == Some("b") && s.value >= 1.0),
         "{unconfirmed:?}"
     );
+}
+
+#[tokio::test]
+async fn votes_posted_from_another_sites_page_are_refused_and_queue_nothing() {
+    use testkit::raw::{request, send};
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let own = format!("http://{}", app.served.addr);
+    let own_page = format!("{own}/");
+    let vote = |extra: Vec<(&'static str, String)>| {
+        let mut headers = vec![
+            ("Host", app.served.addr.to_string()),
+            (
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("Cookie", "voter_id=0000000000000400".to_owned()),
+        ];
+        headers.extend(extra);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        request("POST", "/", &headers, b"vote=a")
+    };
+    // No Sec-Fetch-Site: an older browser, or a page that is not one.
+    let refused = [
+        vec![("Origin", "http://evil.example".to_owned())],
+        vec![("Origin", "null".to_owned())],
+        vec![(
+            "Referer",
+            "http://evil.example/vote-for-cats.html".to_owned(),
+        )],
+        vec![("Origin", format!("http://{}", app.served.addr.ip()))],
+    ];
+    for extra in refused {
+        let answer = send(app.served.addr, &vote(extra.clone())).await.unwrap();
+        assert_eq!(answer.status, 403, "{extra:?}: {answer:?}");
+        assert!(answer.text().contains("not recorded"), "{answer:?}");
+    }
+    assert!(queued(&redis).await.is_empty(), "nothing queued");
+
+    let accepted = [
+        vec![("Origin", own.clone())],
+        vec![("Referer", own_page.clone())],
+        vec![("Sec-Fetch-Site", "same-origin".to_owned())],
+        vec![], // curl, the seed: no browser, no one else's cookie
+    ];
+    for extra in accepted {
+        let answer = send(app.served.addr, &vote(extra.clone())).await.unwrap();
+        assert_eq!(answer.status, 200, "{extra:?}: {answer:?}");
+    }
+    assert_eq!(queued(&redis).await.len(), 4);
+}
+
+#[tokio::test]
+async fn allowed_origins_admit_votes_from_a_proxys_public_address() {
+    use testkit::raw::{request, send};
+    let redis = testkit::redis().await;
+    let options = OptionsArgs {
+        option_a: "Cats".to_owned(),
+        option_b: "Dogs".to_owned(),
+    };
+    let state = vote::AppState::new(&redis.url, &options, "test-host".to_owned())
+        .unwrap()
+        .with_allowed_origins("https://vote.example.com".parse().unwrap());
+    let served =
+        testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
+    // The proxy forwards to `vote:80`; the browser was on the public name.
+    let from = |origin: &str| {
+        request(
+            "POST",
+            "/",
+            &[
+                ("Host", "vote"),
+                ("Origin", origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            b"vote=b",
+        )
+    };
+    let answer = send(served.addr, &from("https://vote.example.com"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let answer = send(served.addr, &from("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 403, "{answer:?}");
+    assert_eq!(queued(&redis).await.len(), 1);
 }

@@ -30,7 +30,9 @@ pub fn settings(database_url: &str) -> result::Settings {
             option_a: "Cats".to_owned(),
             option_b: "Dogs".to_owned(),
         },
+        origins: Default::default(),
         max_clients: 100,
+        max_clients_per_address: 0,
         poll_interval_ms: 1000,
         ping_interval_ms: 20_000,
     }
