@@ -49,7 +49,10 @@ use visitor::{Identity, Visitor};
 
 /// Largest accepted form body. `vote=a` is 6 bytes.
 pub const MAX_FORM_BYTES: usize = 1024;
-/// Longest a visitor waits for Redis before getting a 503 page.
+/// Longest a visitor waits for Redis before getting a 503 page: a push and
+/// its one retry together. A single Redis command gives up sooner, after
+/// [`common::connect::REDIS_TIMEOUT`] (redis-rs would wait only 500 ms by
+/// default), so a stalled Redis is reported after about a second.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The vote service's settings.
