@@ -207,13 +207,11 @@ impl AppState {
                 tracing::debug!(count, "visit counted");
                 self.outage.succeeded();
             }
-            Err(e @ HitError::Unconfirmed { .. }) => {
-                metrics::counter!("redis_errors_total").increment(1);
-                metrics::counter!("hits_unconfirmed_total").increment(1);
-                tracing::warn!(redis = %self.redis_at, error = %e, "visit not confirmed; it may be counted");
-            }
             Err(e) => {
                 metrics::counter!("redis_errors_total").increment(1);
+                if let HitError::Unconfirmed { .. } = e {
+                    metrics::counter!("hits_unconfirmed_total").increment(1);
+                }
                 // The address goes to the log only, never to the page.
                 self.outage
                     .failed(&format_args!("{e} (Redis at {})", self.redis_at));
