@@ -9,10 +9,20 @@
 //! Every value here is parsed once, at the edge ([`Vote::parse`],
 //! [`VoterId::parse`], [`Ballot::from_json`]); code further in takes the
 //! types and cannot be handed bad data.
+//!
+//! The queue is a trust boundary: any client of Redis can push onto it. So
+//! a payload is a ballot only if it is a JSON *object* (serde's derives
+//! would also take an array of the fields in order) and its `seq`, if any,
+//! lies in the [`SeqWindow`]: a `seq` far in the future would otherwise
+//! outrank every later ballot of that voter, and, once the worker raised
+//! `votes:seq` to it, every later ballot of everyone.
 
 use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::json::ObjectOnly;
 
 /// The largest ballot payload the worker accepts, in bytes. A real ballot is
 /// well under 400 bytes (255-byte voter id plus framing); anything far larger
@@ -20,7 +30,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_BALLOT_BYTES: usize = 4096;
 
 /// One of the two options on the ballot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Vote {
     #[serde(rename = "a")]
     A,
@@ -50,6 +60,24 @@ impl Vote {
 impl fmt::Display for Vote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Only the strings `"a"` and `"b"`: serde's derive would also take the
+/// map form of an enum (`{"a":null}`), which is not the contract.
+impl<'de> Deserialize<'de> for Vote {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct VoteVisitor;
+        impl serde::de::Visitor<'_> for VoteVisitor {
+            type Value = Vote;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the string \"a\" or \"b\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vote, E> {
+                Vote::parse(s).map_err(|_| E::unknown_variant(s, &["a", "b"]))
+            }
+        }
+        d.deserialize_str(VoteVisitor)
     }
 }
 
@@ -107,17 +135,91 @@ impl<'de> Deserialize<'de> for VoterId {
     }
 }
 
+/// The `seq` values a ballot may carry, as seen from one clock.
+///
+/// Our vote service stamps `seq = max(last + 1, Redis time in µs)`, so a
+/// real `seq` is about now in microseconds since the Unix epoch. The window
+/// runs from 1 to [`SeqWindow::AHEAD`] past the reader's clock, which leaves
+/// room for clocks that disagree, and never past [`SeqWindow::LIMIT`], so
+/// the `seq` arithmetic in Redis's Lua (whose numbers are doubles) stays
+/// exact. A `seq` outside it is a bad ballot, never a reason to move the
+/// counter.
+///
+/// The clock is an argument ([`SeqWindow::at`]), so the window is testable
+/// and every ballot of one batch is judged against the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqWindow {
+    newest: i64,
+}
+
+impl SeqWindow {
+    /// How far past the reader's clock a `seq` may be.
+    pub const AHEAD: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The lowest accepted `seq`.
+    pub const OLDEST: i64 = 1;
+    /// The highest `seq` whatever the clock says: 2^53 − 1, the largest
+    /// integer a double (a Lua number in Redis) holds exactly. Microseconds
+    /// since 1970 reach it in the year 2255.
+    pub const LIMIT: i64 = (1 << 53) - 1;
+
+    /// The window as seen at `now`.
+    pub fn at(now: SystemTime) -> Self {
+        let now_us = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        SeqWindow {
+            newest: now_us.saturating_add(Self::ahead_us()).min(Self::LIMIT),
+        }
+    }
+
+    /// The window as seen now, by this machine's clock.
+    pub fn now() -> Self {
+        Self::at(SystemTime::now())
+    }
+
+    /// [`SeqWindow::AHEAD`] in microseconds.
+    pub const fn ahead_us() -> i64 {
+        Self::AHEAD.as_secs() as i64 * 1_000_000
+    }
+
+    /// The highest accepted `seq`.
+    pub fn newest(self) -> i64 {
+        self.newest
+    }
+
+    pub fn contains(self, seq: i64) -> bool {
+        (Self::OLDEST..=self.newest).contains(&seq)
+    }
+}
+
 /// A voter's choice as it travels through the queue.
 ///
 /// `seq` orders one voter's ballots when several workers store them
 /// concurrently: the higher `seq` wins. Ballots without it (from the original
-/// vote service) are ordered by their position in the queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// vote service) are ordered by their position in the queue. A ballot read
+/// from the queue ([`Ballot::from_json`]) has a `seq` inside the
+/// [`SeqWindow`] it was read with, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ballot {
     pub voter_id: VoterId,
     pub vote: Vote,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+}
+
+/// The wire shape, before the checks that need more than one field or a
+/// clock. Unknown fields are ignored (contract).
+#[derive(Deserialize)]
+struct WireBallot {
+    voter_id: VoterId,
+    vote: Vote,
+    /// Absent means no `seq`; `null` is not an integer and is refused.
+    #[serde(default, deserialize_with = "present")]
+    seq: Option<i64>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    i64::deserialize(d).map(Some)
 }
 
 impl Ballot {
@@ -130,13 +232,28 @@ impl Ballot {
     }
 
     /// Parses a queued payload. Any JSON spacing and unknown fields are fine;
-    /// a missing or malformed field, or an oversized payload, is an error
-    /// whose text says which.
-    pub fn from_json(payload: &[u8]) -> Result<Self, BallotError> {
+    /// anything but a JSON object, a missing or malformed field, a `seq`
+    /// outside `window`, or an oversized payload is an error whose text says
+    /// which.
+    pub fn from_json(payload: &[u8], window: SeqWindow) -> Result<Self, BallotError> {
         if payload.len() > MAX_BALLOT_BYTES {
             return Err(BallotError::Oversized(payload.len()));
         }
-        serde_json::from_slice(payload).map_err(|e| BallotError::Malformed(e.to_string()))
+        let ObjectOnly(wire) = serde_json::from_slice::<ObjectOnly<WireBallot>>(payload)
+            .map_err(|e| BallotError::Malformed(e.to_string()))?;
+        if let Some(seq) = wire.seq
+            && !window.contains(seq)
+        {
+            return Err(BallotError::SeqOutOfWindow {
+                seq,
+                newest: window.newest(),
+            });
+        }
+        Ok(Ballot {
+            voter_id: wire.voter_id,
+            vote: wire.vote,
+            seq: wire.seq,
+        })
     }
 
     /// The compact JSON form, fields in contract order:
@@ -158,6 +275,11 @@ pub enum BallotError {
     Oversized(usize),
     #[error("ballot is not valid JSON of the expected shape: {0}")]
     Malformed(String),
+    #[error(
+        "seq {seq} is outside the accepted window: 1 to {newest} \
+         (microseconds since 1970, at most a day ahead of this worker's clock)"
+    )]
+    SeqOutOfWindow { seq: i64, newest: i64 },
 }
 
 /// Keeps error messages short when echoing untrusted input.
@@ -182,8 +304,11 @@ mod tests {
 
     #[test]
     fn python_spaced_json_with_extra_fields_parses() {
-        let b = Ballot::from_json(br#"{"voter_id": "5a1f2c3d4e5f6a7", "vote": "b", "x": [1]}"#)
-            .unwrap();
+        let b = Ballot::from_json(
+            br#"{"voter_id": "5a1f2c3d4e5f6a7", "vote": "b", "x": [1]}"#,
+            SeqWindow::now(),
+        )
+        .unwrap();
         assert_eq!(b.voter_id.as_str(), "5a1f2c3d4e5f6a7");
         assert_eq!(b.vote, Vote::B);
         assert_eq!(b.seq, None);
@@ -191,23 +316,88 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_why() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 13] = [
             (b"not json", "not valid JSON"),
             (br#"{"vote":"a"}"#, "missing field `voter_id`"),
             (br#"{"voter_id":"x"}"#, "missing field `vote`"),
             (br#"{"voter_id":"x","vote":"c"}"#, "unknown variant"),
+            (br#"{"voter_id":"x","vote":{"a":null}}"#, "\"a\" or \"b\""),
             (br#"{"voter_id":"","vote":"a"}"#, "empty"),
             (br#"{"voter_id":"a b","vote":"a"}"#, "visible ASCII"),
+            (br#"["x","a"]"#, "expected a JSON object"),
+            (br#""x""#, "expected a JSON object"),
+            (b"null", "expected a JSON object"),
+            (br#"{"voter_id":"x","vote":"a","seq":null}"#, "expected i64"),
+            (br#"{"voter_id":"x","vote":"a","seq":"5"}"#, "expected i64"),
+            (
+                br#"{"voter_id":"x","vote":"a","vote":"b"}"#,
+                "duplicate field",
+            ),
         ];
         for (payload, why) in cases {
-            let err = Ballot::from_json(payload).unwrap_err().to_string();
+            let err = Ballot::from_json(payload, SeqWindow::now())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why), "{payload:?}: {err}");
         }
         let big = vec![b' '; MAX_BALLOT_BYTES + 1];
         assert!(matches!(
-            Ballot::from_json(&big),
+            Ballot::from_json(&big, SeqWindow::now()),
             Err(BallotError::Oversized(_))
         ));
+    }
+
+    /// 2026-01-01T00:00:00Z.
+    fn new_year() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600)
+    }
+
+    fn with_seq(seq: i64) -> String {
+        format!(r#"{{"voter_id":"v","vote":"a","seq":{seq}}}"#)
+    }
+
+    #[test]
+    fn seq_is_accepted_from_1_to_a_day_ahead_of_the_clock() {
+        let window = SeqWindow::at(new_year());
+        let now_us = 1_767_225_600_000_000;
+        assert_eq!(window.newest(), now_us + 86_400_000_000);
+        for seq in [1, 1000, now_us, window.newest()] {
+            let ballot = Ballot::from_json(with_seq(seq).as_bytes(), window).unwrap();
+            assert_eq!(ballot.seq, Some(seq));
+        }
+        for seq in [i64::MIN, -1, 0, window.newest() + 1, 1 << 60, i64::MAX] {
+            assert_eq!(
+                Ballot::from_json(with_seq(seq).as_bytes(), window),
+                Err(BallotError::SeqOutOfWindow {
+                    seq,
+                    newest: window.newest()
+                }),
+                "{seq}"
+            );
+        }
+        let why = Ballot::from_json(with_seq(1 << 60).as_bytes(), window)
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("outside the accepted window"), "{why}");
+    }
+
+    #[test]
+    fn the_window_never_reaches_past_exact_lua_integers() {
+        let far = UNIX_EPOCH + Duration::from_secs(10_000_000_000);
+        assert_eq!(SeqWindow::at(far).newest(), SeqWindow::LIMIT);
+        // A clock before 1970 leaves only the day ahead.
+        let before = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(SeqWindow::at(before).newest(), SeqWindow::ahead_us());
+    }
+
+    #[test]
+    fn a_ballot_read_back_from_its_json_is_the_same_ballot() {
+        let window = SeqWindow::at(new_year());
+        let b = Ballot {
+            seq: Some(1_767_225_600_000_000),
+            ..Ballot::new(VoterId::parse(r#"q"u\o\te"#).unwrap(), Vote::B)
+        };
+        assert_eq!(Ballot::from_json(b.to_json().as_bytes(), window), Ok(b));
     }
 
     #[test]

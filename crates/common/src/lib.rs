@@ -18,6 +18,7 @@ pub mod connect;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod json;
 pub mod limits;
 pub mod origin;
 pub mod outage;
@@ -27,5 +28,5 @@ pub mod shutdown;
 pub mod tally;
 pub mod telemetry;
 
-pub use ballot::{Ballot, BallotError, Vote, VoterId};
+pub use ballot::{Ballot, BallotError, SeqWindow, Vote, VoterId};
 pub use tally::Tally;

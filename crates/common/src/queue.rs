@@ -14,10 +14,18 @@
 //! keeps `seq` growing even if Redis loses the counter (no persistence, a
 //! fresh container), and the counter keeps it strictly growing within one
 //! microsecond. The worker keeps the row with the highest `seq`.
+//!
+//! Any client of Redis can also write [`SEQ_KEY`]. The script refuses to
+//! stamp from a counter that is not a decimal integer, or whose next `seq`
+//! would fall outside the [`SeqWindow`] (a day past Redis's clock, and
+//! never past 2^53 − 1, so the Lua arithmetic on it is exact): it queues
+//! nothing and fails with an error that [`is_bad_counter`] recognises. The
+//! vote service answers 503 then, and the log says why; deleting the key
+//! is the fix (the clock takes over).
 
 use redis::aio::ConnectionLike;
 
-use crate::ballot::Ballot;
+use crate::ballot::{Ballot, SeqWindow};
 
 /// The Redis list ballots travel through (contract with the original app).
 pub const QUEUE_KEY: &str = "votes";
@@ -33,16 +41,41 @@ pub const HEARTBEAT_PREFIX: &str = "votes:worker:";
 pub const WORKERS_KEY: &str = "votes:workers";
 
 /// KEYS[1] queue, KEYS[2] seq counter; ARGV[1] the ballot's compact JSON
-/// without `seq` (it ends in `}`). Returns the queue length after the push.
+/// without `seq` (it ends in `}`), ARGV[2] how far past Redis's clock a
+/// `seq` may be, in µs, ARGV[3] the highest `seq` at all. Returns the queue
+/// length after the push, or a `BADSEQ` error before writing anything.
+///
+/// Every number it adds or compares is an integer below 2^53 (or, for a
+/// counter beyond the window, a double that is still above the limit), so
+/// Lua's doubles do it exactly.
 const ENQUEUE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local newest = math.min(now + tonumber(ARGV[2]), tonumber(ARGV[3]))
+local held = redis.call('GET', KEYS[2])
+local last = 0
+if held then
+  if not string.match(held, '^%-?%d+$') then
+    return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds "' .. string.sub(held, 1, 32) ..
+      '", not an integer; no ballot can be stamped until it is fixed (DEL ' .. KEYS[2] ..
+      ' is safe: seq continues from the clock)')
+  end
+  last = tonumber(held)
+end
 local seq = math.max(last + 1, now)
+if seq > newest then
+  return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds ' .. string.sub(held or 'nothing', 1, 32) ..
+    ', beyond the accepted seq window (a day past the clock); no ballot can be stamped ' ..
+    'until it is fixed (DEL ' .. KEYS[2] .. ' is safe: seq continues from the clock)')
+end
 local s = string.format('%.0f', seq)
 redis.call('SET', KEYS[2], s)
 return redis.call('RPUSH', KEYS[1], string.sub(ARGV[1], 1, -2) .. ',"seq":' .. s .. '}')
 "#;
+
+/// The error code of the enqueue script's refusal to stamp from a corrupt
+/// [`SEQ_KEY`].
+pub const BAD_COUNTER_CODE: &str = "BADSEQ";
 
 /// The enqueue script, built once per process.
 pub fn enqueue_script() -> &'static redis::Script {
@@ -51,6 +84,8 @@ pub fn enqueue_script() -> &'static redis::Script {
 }
 
 /// Queues one ballot, stamped with the next `seq`. Returns the queue length.
+/// Fails without queueing anything if Redis does, or if [`SEQ_KEY`] is
+/// corrupt ([`is_bad_counter`]).
 pub async fn enqueue<C: ConnectionLike + Send>(
     conn: &mut C,
     ballot: &Ballot,
@@ -63,8 +98,17 @@ pub async fn enqueue<C: ConnectionLike + Send>(
         .key(QUEUE_KEY)
         .key(SEQ_KEY)
         .arg(unstamped.to_json())
+        .arg(SeqWindow::ahead_us())
+        .arg(SeqWindow::LIMIT)
         .invoke_async(conn)
         .await
+}
+
+/// True when [`enqueue`] failed because [`SEQ_KEY`] holds something no
+/// ballot can be stamped from: not an integer, or beyond the window. Only
+/// an operator (or a worker) can fix that; retrying cannot.
+pub fn is_bad_counter(e: &redis::RedisError) -> bool {
+    e.code() == Some(BAD_COUNTER_CODE)
 }
 
 /// The processing list owned by one worker.

@@ -170,6 +170,95 @@ async fn changing_the_vote_queues_a_second_ballot_for_the_same_voter_with_a_high
     assert!(seq2 > seq1, "{seq1} then {seq2}");
 }
 
+fn now_us() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_micros()).unwrap()
+}
+
+/// A day in microseconds: how far ahead of now a `seq` may be.
+const DAY_US: i64 = 86_400_000_000;
+
+async fn set_counter(redis: &testkit::TestRedis, value: &str) {
+    let _: () = redis::cmd("SET")
+        .arg(common::queue::SEQ_KEY)
+        .arg(value)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+}
+
+async fn counter(redis: &testkit::TestRedis) -> Option<String> {
+    redis::cmd("GET")
+        .arg(common::queue::SEQ_KEY)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_corrupt_seq_counter_gets_a_503_and_queues_nothing() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let cookie = Some("voter_id=00000000000000cc");
+    let tomorrow = (now_us() + 2 * DAY_US).to_string();
+    for corrupt in [
+        "not a number",
+        "1e5",
+        " 12",
+        "1152921504606846976",
+        "9223372036854775807",
+        "99999999999999999999999",
+        &tomorrow,
+    ] {
+        set_counter(&redis, corrupt).await;
+        let res = app.post(cookie, "vote=a").await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a vote with votes:seq = {corrupt:?}"
+        );
+        assert_eq!(queued(&redis).await, Vec::<String>::new(), "{corrupt:?}");
+        assert_eq!(counter(&redis).await.as_deref(), Some(corrupt));
+        // The refusal is recognisable, so callers never retry it.
+        let ballot = common::Ballot::new(
+            common::VoterId::parse("00000000000000cc").unwrap(),
+            common::Vote::A,
+        );
+        let refused = common::queue::enqueue(&mut redis.conn().await, &ballot)
+            .await
+            .unwrap_err();
+        assert!(common::queue::is_bad_counter(&refused), "{refused}");
+    }
+    // Deleting the counter is the fix: the clock takes over.
+    let _: () = redis::cmd("DEL")
+        .arg(common::queue::SEQ_KEY)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
+    assert_eq!(queued(&redis).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_seq_counts_on_exactly_from_a_counter_ahead_of_the_clock() {
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    let cookie = Some("voter_id=00000000000000ce");
+    let last = now_us() + DAY_US - 10_000_000;
+    set_counter(&redis, &last.to_string()).await;
+    app.post(cookie, "vote=a").await;
+    app.post(cookie, "vote=b").await;
+    let seqs: Vec<i64> = queued(&redis)
+        .await
+        .iter()
+        .map(|ballot| split_seq(ballot).1)
+        .collect();
+    assert_eq!(seqs, [last + 1, last + 2]);
+    assert_eq!(counter(&redis).await, Some((last + 2).to_string()));
+}
+
 #[tokio::test]
 async fn the_chosen_option_is_marked_after_a_vote_and_after_a_reload() {
     let redis = testkit::redis().await;

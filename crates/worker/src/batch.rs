@@ -1,7 +1,11 @@
 //! Turning claimed payloads into something to store.
 //!
 //! A claimed batch is raw bytes in queue order. [`Batch::parse`] splits it
-//! once, at the edge, into valid ballots and dead letters; [`Batch::latest`]
+//! once, at the edge, into valid ballots and dead letters — anything but a
+//! JSON object with the ballot's fields, and any `seq` outside the
+//! [`SeqWindow`] at this worker's clock, is a dead letter with its reason
+//! (the queue is a trust boundary: any Redis client can push onto it);
+//! [`Batch::latest`]
 //! then reduces the ballots to one per voter — the voter's latest — sorted by
 //! voter id, which is the shape the upsert wants:
 //!
@@ -15,8 +19,8 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::Ballot;
 use common::queue::DeadLetter;
+use common::{Ballot, SeqWindow};
 
 /// One claimed batch, parsed.
 #[derive(Debug, Default)]
@@ -31,12 +35,20 @@ impl Batch {
     /// Parses every payload; none is dropped: each becomes a ballot or a
     /// dead letter stamped with `worker` and the current time.
     pub fn parse(payloads: &[Vec<u8>], worker: &str) -> Self {
+        Self::parse_at(payloads, worker, SystemTime::now())
+    }
+
+    /// [`Batch::parse`] with the clock read at `now`: it sets the `seq`
+    /// window and the dead letters' time.
+    pub fn parse_at(payloads: &[Vec<u8>], worker: &str, now: SystemTime) -> Self {
+        let window = SeqWindow::at(now);
+        let at_ms = unix_ms(now);
         let mut batch = Batch {
             ballots: Vec::with_capacity(payloads.len()),
             dead: Vec::new(),
         };
         for payload in payloads {
-            match Ballot::from_json(payload) {
+            match Ballot::from_json(payload, window) {
                 Ok(ballot) => {
                     tracing::trace!(
                         "Processing vote for '{}' by '{}'",
@@ -51,7 +63,7 @@ impl Batch {
                         reason: why.to_string(),
                         payload: String::from_utf8_lossy(payload).into_owned(),
                         worker: worker.to_owned(),
-                        at_ms: now_ms(),
+                        at_ms,
                     });
                 }
             }
@@ -87,9 +99,8 @@ pub fn supersedes(later: &Ballot, earlier: &Ballot) -> bool {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+fn unix_ms(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -175,5 +186,27 @@ mod tests {
         assert_eq!(batch.dead[0].payload, "not json");
         assert_eq!(batch.dead[1].payload, "\u{fffd}\u{fffd}");
         assert!(batch.dead.iter().all(|d| d.worker == "w-1" && d.at_ms > 0));
+    }
+
+    #[test]
+    fn seqs_are_judged_by_the_clock_the_batch_is_parsed_at() {
+        // 2026-01-01T00:00:00Z, and the last accepted seq then.
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+        let newest = SeqWindow::at(now).newest();
+        let batch = Batch::parse_at(
+            &[
+                payload("v", "a", Some(newest)),
+                payload("w", "a", Some(newest + 1)),
+                payload("x", "a", Some(0)),
+            ],
+            "w",
+            now,
+        );
+        assert_eq!(summary(&batch), [("v".to_owned(), "a")]);
+        assert_eq!(batch.dead.len(), 2);
+        assert!(
+            batch.dead.iter().all(|d| d.at_ms == 1_767_225_600_000
+                && d.reason.contains("outside the accepted window"))
+        );
     }
 }

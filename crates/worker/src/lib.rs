@@ -45,7 +45,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use batch::Batch;
-use queue::{Claimed, Queue, Waiter};
+use common::SeqWindow;
+use queue::{Claimed, Queue, SeqCounter, Waiter};
 pub use run::{run, serve};
 use summary::Summary;
 
@@ -368,15 +369,41 @@ impl Worker {
 
     /// Raises the vote service's `seq` counter above the highest stored, in
     /// case Redis lost it while the clock went back. Best effort.
+    ///
+    /// Only a `seq` inside the window counts. Rows stored with one outside
+    /// it (by a worker that did not check, before this one) lose it first,
+    /// so their voters' next ballots can replace them. A corrupt counter is
+    /// reported and left alone: the vote service refuses to stamp from it
+    /// (503) until an operator deletes it.
     async fn raise_seq_floor(&self) {
-        let raised = match store::highest_seq(&self.pool).await {
-            Ok(Some(highest)) => self.queue.raise_seq(highest).await.map_err(StepError::from),
-            Ok(None) => Ok(false),
+        let window = SeqWindow::now();
+        match store::clear_seqs_outside(&self.pool, window).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::warn!(
+                rows,
+                "cleared the seq of rows stored with a seq outside the accepted window; \
+                 each such voter's next ballot replaces their row"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not check the stored seqs"),
+        }
+        let counter = match store::highest_seq(&self.pool, window).await {
+            Ok(highest) => self
+                .queue
+                .raise_seq(highest.unwrap_or(0), window)
+                .await
+                .map_err(StepError::from),
             Err(e) => Err(StepError::from(e)),
         };
-        match raised {
-            Ok(true) => tracing::warn!("votes:seq was behind the stored ballots; raised it"),
-            Ok(false) => {}
+        match counter {
+            Ok(SeqCounter::Raised) => {
+                tracing::warn!("votes:seq was behind the stored ballots; raised it")
+            }
+            Ok(SeqCounter::Unchanged) => {}
+            Ok(SeqCounter::Corrupt) => tracing::error!(
+                "votes:seq is not an integer inside the accepted seq window; the vote service \
+                 refuses ballots until it is deleted (DEL votes:seq is safe: seq continues \
+                 from the clock)"
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "could not check votes:seq against the stored ballots")
             }

@@ -30,6 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::SeqWindow;
 use common::queue::{
     DEAD_LETTER_KEY, DeadLetter, HEARTBEAT_PREFIX, PROCESSING_PREFIX, QUEUE_KEY, SEQ_KEY,
     WORKERS_KEY, heartbeat_key, processing_key,
@@ -111,12 +112,36 @@ redis.call('SREM', KEYS[3], ARGV[1])
 return 1
 "#;
 
-/// KEYS[1] seq counter; ARGV[1] a floor. Raises the counter to the floor.
+/// KEYS[1] seq counter; ARGV[1] a floor (an accepted seq), ARGV[2] the
+/// highest accepted seq. Raises the counter to the floor. Returns 1 if it
+/// did, 0 if the counter was at or above the floor, -1 if the counter is
+/// not an integer inside the window (left alone). Both arguments are below
+/// 2^53, so comparing them as Lua doubles is exact; a counter beyond that
+/// becomes a double that is still above the window.
 const RAISE_SEQ_LUA: &str = r#"
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if last < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) return 1 end
+local held = redis.call('GET', KEYS[1])
+if held and (not string.match(held, '^%-?%d+$') or tonumber(held) > tonumber(ARGV[2])) then
+  return -1
+end
+if tonumber(held or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
 return 0
 "#;
+
+/// What [`Queue::raise_seq`] found in `votes:seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCounter {
+    /// It was below the floor (or missing) and now holds the floor.
+    Raised,
+    /// It was at or above the floor: left as it was.
+    Unchanged,
+    /// It holds something no ballot can be stamped from (not an integer,
+    /// or beyond the window): left alone for an operator to delete, since
+    /// lowering a counter could reorder ballots already queued.
+    Corrupt,
+}
 
 /// What a claim found.
 #[derive(Debug, Default)]
@@ -275,17 +300,24 @@ impl Queue {
     }
 
     /// Makes sure the vote service's next `seq` is above `floor` (the
-    /// highest stored), in case Redis lost the counter and the clock went
-    /// back. True if the counter was raised.
-    pub async fn raise_seq(&self, floor: i64) -> redis::RedisResult<bool> {
-        let raised: i64 = self
+    /// highest stored, inside `window`), in case Redis lost the counter and
+    /// the clock went back. A floor outside `window` is ignored: a `seq`
+    /// outside the window never moves the counter.
+    pub async fn raise_seq(&self, floor: i64, window: SeqWindow) -> redis::RedisResult<SeqCounter> {
+        let floor = if window.contains(floor) { floor } else { 0 };
+        let found: i64 = self
             .scripts
             .raise_seq
             .key(SEQ_KEY)
             .arg(floor)
+            .arg(window.newest())
             .invoke_async(&mut self.redis.clone())
             .await?;
-        Ok(raised == 1)
+        Ok(match found {
+            1 => SeqCounter::Raised,
+            -1 => SeqCounter::Corrupt,
+            _ => SeqCounter::Unchanged,
+        })
     }
 
     /// Ballots waiting in the queue.

@@ -11,7 +11,7 @@
 //! The tally table and the `votes_changed` notification are maintained by
 //! the schema's triggers, not here.
 
-use common::Ballot;
+use common::{Ballot, SeqWindow};
 use sqlx::PgPool;
 
 const UPSERT: &str = "\
@@ -53,11 +53,26 @@ pub async fn store_ballots(pool: &PgPool, rows: &[&Ballot]) -> Result<u64, sqlx:
     }
 }
 
-/// The highest `seq` stored, if any.
-pub async fn highest_seq(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT max(seq) FROM votes")
+/// The highest `seq` stored inside `window`, if any.
+pub async fn highest_seq(pool: &PgPool, window: SeqWindow) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT max(seq) FROM votes WHERE seq BETWEEN $1 AND $2")
+        .bind(SeqWindow::OLDEST)
+        .bind(window.newest())
         .fetch_one(pool)
         .await
+}
+
+/// Clears the `seq` of rows stored with one outside `window` (by a worker
+/// that did not check `seq`, before this one). Such a row outranks every
+/// later ballot of its voter; without a `seq`, the voter's next ballot
+/// replaces it, and ordering resumes from there. Returns how many rows.
+pub async fn clear_seqs_outside(pool: &PgPool, window: SeqWindow) -> Result<u64, sqlx::Error> {
+    let cleared = sqlx::query("UPDATE votes SET seq = NULL WHERE seq < $1 OR seq > $2")
+        .bind(SeqWindow::OLDEST)
+        .bind(window.newest())
+        .execute(pool)
+        .await?;
+    Ok(cleared.rows_affected())
 }
 
 /// Deadlock detected (40P01) or serialization failure (40001).

@@ -100,7 +100,7 @@ async fn a_killed_workers_batch_is_taken_over_by_a_live_one() {
 async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
     let env = Env::new().await;
     let ballots: Vec<String> = (0..30_000)
-        .map(|i| ballot(&format!("t{i:05}"), "a", Some(i)))
+        .map(|i| ballot(&format!("t{i:05}"), "a", Some(i + 1)))
         .collect();
     env.push(&ballots).await;
     let mut child = env.command("polite", 5_000).spawn().unwrap();

@@ -225,7 +225,7 @@ async fn batches_are_capped_at_the_batch_size() {
     env.migrate().await;
     let mut w = Worker::new(&settings).unwrap();
     let ballots: Vec<String> = (0..25)
-        .map(|i| ballot(&format!("v{i}"), "a", Some(i)))
+        .map(|i| ballot(&format!("v{i}"), "a", Some(i + 1)))
         .collect();
     env.push(&ballots).await;
     let sizes: Vec<(usize, u64)> = [
