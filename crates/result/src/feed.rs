@@ -15,6 +15,14 @@
 //!   databases without our triggers (written only by the original worker),
 //!   lost notifications and a listener that is reconnecting.
 //!
+//! The poller keeps one [`TallyReader`], which remembers whether the tally
+//! comes from our `vote_tally` or from counting the original `votes`, so a
+//! database our worker never migrated is polled without a failing query
+//! (and without an ERROR line in the Postgres log) each time. It looks
+//! again after [`PollOptions::reprobe`], and at once on a change
+//! notification while it is counting — the first one after our worker
+//! migrates comes from the new triggers.
+//!
 //! Bursts of notifications are coalesced: after a read, the next one waits
 //! until [`PollOptions::min_gap`] has passed, so a flood of votes costs at
 //! most one read and one broadcast per gap. While Postgres is unreachable
@@ -27,7 +35,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use common::Tally;
 use common::connect::Backoff;
-use common::db::{CHANGES_CHANNEL, read_tally};
+use common::db::{CHANGES_CHANNEL, TallyReader};
 use common::outage::Outage;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -67,6 +75,9 @@ pub struct PollOptions {
     pub interval: Duration,
     /// Shortest time between two reads triggered by notifications.
     pub min_gap: Duration,
+    /// How long the tally's source (which table) is trusted before the
+    /// catalog is asked again.
+    pub reprobe: Duration,
 }
 
 impl Default for PollOptions {
@@ -74,6 +85,7 @@ impl Default for PollOptions {
         PollOptions {
             interval: Duration::from_secs(1),
             min_gap: Duration::from_millis(5),
+            reprobe: TallyReader::REPROBE_AFTER,
         }
     }
 }
@@ -91,9 +103,9 @@ pub enum Refresh {
 
 /// One unit of the poller's work: reads the tally once and publishes it if
 /// it changed.
-pub async fn refresh(pool: &PgPool, feed: &FeedSender) -> Refresh {
+pub async fn refresh(reader: &mut TallyReader, pool: &PgPool, feed: &FeedSender) -> Refresh {
     let started = Instant::now();
-    let read = tokio::time::timeout(QUERY_TIMEOUT, read_tally(pool)).await;
+    let read = tokio::time::timeout(QUERY_TIMEOUT, reader.read(pool)).await;
     metrics::histogram!("result_query_seconds").record(started.elapsed().as_secs_f64());
     metrics::counter!("result_ticks_total").increment(1);
     let tally = match read {
@@ -151,6 +163,8 @@ pub async fn run(
         "Postgres",
         "pages show the last tally read; the poller keeps trying",
     );
+    let mut reader = TallyReader::new(options.reprobe);
+    let mut source = None;
     loop {
         let notified = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -165,8 +179,17 @@ pub async fn run(
                 _ = tokio::time::sleep_until(last + options.min_gap) => {}
             }
         }
+        if notified {
+            reader.changes_notified();
+        }
         last_read = Some(Instant::now());
-        let outcome = refresh(&pool, &feed).await;
+        let outcome = refresh(&mut reader, &pool, &feed).await;
+        if reader.source() != source {
+            source = reader.source();
+            if let Some(source) = source {
+                tracing::info!(source = source.describe(), "reading the tally");
+            }
+        }
         // The poll is the fallback: it fires only after `interval` without
         // a read, so a steady stream of notifications costs no extra reads.
         ticks.reset();

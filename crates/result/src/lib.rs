@@ -3,7 +3,7 @@
 //! It is the end of the pipeline. The worker stores each voter's latest
 //! choice in the Postgres table `votes`; this service reads the tally and
 //! pushes it to every open page. It only reads: the worker owns the schema,
-//! and [`common::db::read_tally`] copes with a database that has our
+//! and [`common::db::TallyReader`] copes with a database that has our
 //! trigger-maintained tally, only the original table, or nothing yet.
 //!
 //! - `GET /` renders the page with the current tally ([`page`]).

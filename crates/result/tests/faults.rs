@@ -46,6 +46,120 @@ async fn a_database_with_only_the_original_table_is_counted_by_polling() {
     client.wait_for(tally(2, 1)).await;
 }
 
+/// The lines of `server`'s log that report a failed statement.
+fn failed_statements(server: &PostgresServer) -> Vec<String> {
+    std::fs::read_to_string(server.socket_dir().join("postgres.log"))
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("ERROR:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn polling_a_database_without_our_schema_sends_no_failing_queries() {
+    // A server of our own, so its log holds only this test's statements.
+    let server = PostgresServer::start(PostgresOptions::default())
+        .await
+        .unwrap();
+    let url = server.url("postgres");
+    let pool = connect(&url).await;
+    let app = TestApp::spawn_with(result::Settings {
+        poll_interval_ms: 10,
+        ..settings(&url)
+    })
+    .await;
+    let mut client = app.connect().await;
+    assert_eq!(client.next_tally().await, tally(0, 0));
+    // No table yet, then the original worker's table: every change below
+    // is seen by a poll, so each takes at least one read.
+    sqlx::query(common::db::VOTES_DDL)
+        .execute(&pool)
+        .await
+        .unwrap();
+    for n in 1..=20 {
+        insert_vote(&pool, &format!("v{n}"), "a").await;
+        client.wait_for(tally(n, 0)).await;
+    }
+    let failed = failed_statements(&server);
+    assert!(
+        failed.is_empty(),
+        "{} failed statements in the Postgres log, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+#[tokio::test]
+async fn the_fast_tally_is_read_once_the_worker_migrates_an_original_database() {
+    let db = testkit::postgres().await;
+    sqlx::query(common::db::VOTES_DDL)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    insert_vote(&db.pool, "v1", "b").await;
+    let app = TestApp::spawn_with(result::Settings {
+        poll_interval_ms: 20,
+        ..settings(&db.url)
+    })
+    .await;
+    let mut client = app.connect().await;
+    assert_eq!(client.next_tally().await, tally(0, 1));
+
+    // Our worker migrates. A skewed `vote_tally` (no trigger fires for a
+    // direct update) tells which query the service reads.
+    migrate(&db.pool).await;
+    sqlx::query("UPDATE vote_tally SET count = 1000 WHERE vote = 'b'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // The first change notification makes the service look again.
+    support::store_with_the_worker(&db.pool, "v2", "a", 1).await;
+    client.wait_for(tally(1, 1000)).await;
+}
+
+#[tokio::test]
+async fn the_tally_source_is_looked_for_again_after_the_reprobe_interval() {
+    use common::db::{TallyReader, TallySource};
+    let db = testkit::postgres().await;
+    // Long enough that the migration below certainly ends within it.
+    let mut reader = TallyReader::new(std::time::Duration::from_secs(5));
+    assert_eq!(reader.read(&db.pool).await.unwrap(), tally(0, 0));
+    assert_eq!(reader.source(), Some(TallySource::NoTable));
+    // With no table yet, every read looks: the original worker's table and
+    // its first vote count at once.
+    sqlx::query(common::db::VOTES_DDL)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    insert_vote(&db.pool, "v1", "b").await;
+    assert_eq!(reader.read(&db.pool).await.unwrap(), tally(0, 1));
+    assert_eq!(reader.source(), Some(TallySource::Counted));
+    // Migrated, with no notification to say so: the reader keeps counting
+    // until the interval has passed, then reads `vote_tally`.
+    migrate(&db.pool).await;
+    sqlx::query("UPDATE vote_tally SET count = 1000 WHERE vote = 'b'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reader.read(&db.pool).await.unwrap(), tally(0, 1));
+    let reader = tokio::sync::Mutex::new(reader);
+    testkit::eventually("the reader to switch to vote_tally", DEADLINE, || async {
+        let read = reader.lock().await.read(&db.pool).await.unwrap();
+        (read == tally(0, 1000)).then_some(())
+    })
+    .await;
+    let mut reader = reader.into_inner();
+    assert_eq!(reader.source(), Some(TallySource::Kept));
+    // A dropped table is noticed at the next read.
+    sqlx::query("DROP TABLE vote_tally")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reader.read(&db.pool).await.unwrap(), tally(0, 1));
+    assert_eq!(reader.source(), Some(TallySource::Counted));
+}
+
 /// A Postgres of our own to stop and crash. Durable (fsync and synchronous
 /// commit on): otherwise a crash loses the last commits — the schema and
 /// votes a test just wrote.

@@ -17,7 +17,7 @@
 //!   deliveries, and the service's RSS, peak RSS and CPU.
 //! - **Tick query.** Bulk-loads 1M and then 10M votes (`INSERT … SELECT
 //!   generate_series`: the tally trigger fires once per statement) and times
-//!   `common::db::read_tally` — the query the poller runs each tick —
+//!   `common::db::TallyReader::read` — the query the poller runs each tick —
 //!   against the contract's `GROUP BY`, checking they agree.
 //!
 //! Clients and service share this machine's cores, so the figures include
@@ -293,9 +293,10 @@ async fn tick_runs(
 
         let mut tick = Vec::new();
         let mut tally = Tally::default();
+        let mut reader = common::db::TallyReader::new(common::db::TallyReader::REPROBE_AFTER);
         for _ in 0..200 {
             let started = Instant::now();
-            tally = common::db::read_tally(&pool).await?;
+            tally = reader.read(&pool).await?;
             tick.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         let mut group_by = Vec::new();
