@@ -106,6 +106,14 @@ pub fn parse_tally(text: &str) -> Option<(u64, u64)> {
         a: u64,
         b: u64,
     }
+    // serde's derive would also read the array `[N,M]`; the feed sends an
+    // object. JSON's whitespace is exactly these four characters.
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return None;
+    }
     let counts: Counts = serde_json::from_str(text).ok()?;
     Some((counts.a, counts.b))
 }

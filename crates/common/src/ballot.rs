@@ -239,7 +239,11 @@ impl Ballot {
         if payload.len() > MAX_BALLOT_BYTES {
             return Err(BallotError::Oversized(payload.len()));
         }
-        let ObjectOnly(wire) = serde_json::from_slice::<ObjectOnly<WireBallot>>(payload)
+        // JSON is UTF-8 throughout; serde_json checks only the strings it
+        // keeps, not those of fields it skips.
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| BallotError::Malformed(format!("not UTF-8: {e}")))?;
+        let ObjectOnly(wire) = serde_json::from_str::<ObjectOnly<WireBallot>>(text)
             .map_err(|e| BallotError::Malformed(e.to_string()))?;
         if let Some(seq) = wire.seq
             && !window.contains(seq)
@@ -316,7 +320,7 @@ mod tests {
 
     #[test]
     fn bad_payloads_say_why() {
-        let cases: [(&[u8], &str); 13] = [
+        let cases: [(&[u8], &str); 14] = [
             (b"not json", "not valid JSON"),
             (br#"{"vote":"a"}"#, "missing field `voter_id`"),
             (br#"{"voter_id":"x"}"#, "missing field `vote`"),
@@ -332,6 +336,10 @@ mod tests {
             (
                 br#"{"voter_id":"x","vote":"a","vote":"b"}"#,
                 "duplicate field",
+            ),
+            (
+                b"{\"voter_id\":\"x\",\"vote\":\"a\",\"e\":\"\xff\"}",
+                "not UTF-8",
             ),
         ];
         for (payload, why) in cases {

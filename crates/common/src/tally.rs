@@ -15,19 +15,20 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Both counts together (saturating: no real tally gets near 2^64).
     pub fn total(self) -> u64 {
-        self.a + self.b
+        self.a.saturating_add(self.b)
     }
 
     /// Whole-number percentages `(a, b)`: `a = round(100·a/(a+b))`,
     /// `b = 100 − a`; 50/50 when nobody has voted.
     pub fn percentages(self) -> (u8, u8) {
-        let total = self.total();
+        let total = u128::from(self.a) + u128::from(self.b);
         if total == 0 {
             return (50, 50);
         }
         // Integer round-half-up of 100·a/total, exact for any count.
-        let a = ((200 * u128::from(self.a) + u128::from(total)) / (2 * u128::from(total))) as u8;
+        let a = ((200 * u128::from(self.a) + total) / (2 * total)) as u8;
         (a, 100 - a)
     }
 
@@ -80,6 +81,13 @@ mod tests {
         // 0.5 rounds up, like Math.round in the original page.
         assert_eq!(t(1, 199).percentages(), (1, 99));
         assert_eq!(t(1, 1).percentages(), (50, 50));
+    }
+
+    #[test]
+    fn the_largest_counts_neither_overflow_nor_skew() {
+        assert_eq!(t(u64::MAX, u64::MAX).percentages(), (50, 50));
+        assert_eq!(t(u64::MAX, 0).percentages(), (100, 0));
+        assert_eq!(t(u64::MAX, 1).total(), u64::MAX);
     }
 
     #[test]

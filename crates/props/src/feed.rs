@@ -1,0 +1,57 @@
+//! The live-feed message `{"a":N,"b":M}`: `common::Tally` writes it, the
+//! result page and the seed's `--verify` read it.
+
+use arbitrary::Arbitrary;
+use common::Tally;
+use serde_json::Value;
+
+#[derive(Debug, Arbitrary)]
+pub struct Message<'a> {
+    pub a: u64,
+    pub b: u64,
+    pub text: &'a str,
+}
+
+pub fn check(message: &Message<'_>) {
+    // What the result service sends reads back as the same counts.
+    let tally = Tally {
+        a: message.a,
+        b: message.b,
+    };
+    let json = tally.to_json();
+    assert_eq!(
+        serde_json::from_str::<Tally>(&json).ok(),
+        Some(tally),
+        "{json}"
+    );
+    assert_eq!(
+        seed::verify::parse_tally(&json),
+        Some((tally.a, tally.b)),
+        "{json}"
+    );
+    // The page's figures hold together for any counts.
+    let (pa, pb) = tally.percentages();
+    assert_eq!(u16::from(pa) + u16::from(pb), 100);
+    let (la, lb) = tally.percent_labels();
+    assert_eq!((la, lb), (format!("{pa}.0%"), format!("{pb}.0%")));
+    assert!(!tally.votes_label().is_empty());
+
+    // Whatever else arrives, the seed accepts only a JSON object holding
+    // the counts it reports.
+    if let Some((a, b)) = seed::verify::parse_tally(message.text) {
+        let value: Value = serde_json::from_str(message.text).unwrap_or_else(|e| {
+            panic!(
+                "{:?} is not JSON ({e}) yet was read as a tally",
+                message.text
+            )
+        });
+        let object = value.as_object().unwrap_or_else(|| {
+            panic!(
+                "{:?} is not a JSON object yet was read as a tally",
+                message.text
+            )
+        });
+        assert_eq!(object.get("a").and_then(Value::as_u64), Some(a));
+        assert_eq!(object.get("b").and_then(Value::as_u64), Some(b));
+    }
+}
