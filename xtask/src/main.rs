@@ -11,10 +11,13 @@
 //!   workers and crash-restarts Redis and Postgres, then checks every
 //!   voter's row against their last acknowledged ballot (see
 //!   [`xtask::chaos`]).
+//! - `fuzz` — runs every fuzz target in `fuzz/` for a set time (see
+//!   [`fuzz`]).
 //!
 //! The engines live in the library (`src/lib.rs`) so tests run the same code.
 
 mod bench;
+mod fuzz;
 
 use xtask::{chaos, stack};
 
@@ -43,6 +46,8 @@ enum Cmd {
     /// crash; then check that every voter's row is their last acknowledged
     /// ballot. Exits non-zero on any lost, stale or extra row.
     Chaos(ChaosArgs),
+    /// Run every fuzz target for a set time; fail on any crash.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -96,6 +101,9 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Cmd::Chaos(args) => chaos_run(args).await,
+        Cmd::Fuzz(args) => fuzz::fuzz(args, &workspace_root())
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,
