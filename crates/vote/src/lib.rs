@@ -122,6 +122,7 @@ impl AppState {
                 Err(_) => PushFailure {
                     cause: format!("no answer from Redis within {QUEUE_TIMEOUT:?}"),
                     maybe_queued: true,
+                    refused: false,
                 },
             };
         metrics::counter!("redis_errors_total").increment(1);
@@ -131,6 +132,8 @@ impl AppState {
                 .increment(1);
             tracing::debug!(error = %failure.cause, "Redis did not confirm a ballot; it may be queued");
             Err(VoteError::Unconfirmed(failure.cause))
+        } else if failure.refused {
+            Err(VoteError::QueueRefused(failure.cause))
         } else {
             Err(VoteError::QueueUnavailable(failure.cause))
         }
@@ -149,11 +152,13 @@ impl AppState {
                     .await
                     .map_err(|again| PushFailure {
                         maybe_queued: maybe_queued(&first) || maybe_queued(&again),
+                        refused: was_refused(&again),
                         cause: again.to_string(),
                     })
             }
             pushed => pushed.map_err(|e| PushFailure {
                 maybe_queued: maybe_queued(&e),
+                refused: was_refused(&e),
                 cause: e.to_string(),
             }),
         }
@@ -164,6 +169,8 @@ impl AppState {
 struct PushFailure {
     cause: String,
     maybe_queued: bool,
+    /// Redis answered with an error: it is up, and refused the push.
+    refused: bool,
 }
 
 /// Whether a push that failed with `e` may still have queued its ballot.
@@ -172,8 +179,17 @@ struct PushFailure {
 /// nothing. Anything else (a timeout, a connection lost mid-command) leaves
 /// it open.
 fn maybe_queued(e: &redis::RedisError) -> bool {
-    let answered = matches!(e.kind(), redis::ErrorKind::Server(_));
-    !(answered || common::connect::was_never_sent(e))
+    !(was_refused(e) || common::connect::was_never_sent(e))
+}
+
+/// Whether Redis answered the push with an error (it ran and refused it,
+/// e.g. [`common::queue::is_bad_counter`]). Error codes redis-rs does not
+/// know, such as the enqueue script's own `BADSEQ`, are `Extension`s.
+fn was_refused(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
 }
 
 /// The whole HTTP surface of the vote service.

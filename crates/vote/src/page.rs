@@ -69,6 +69,11 @@ pub enum VoteError {
     CrossSite(common::origin::CrossSite),
     #[error("the vote queue is unavailable: {0}")]
     QueueUnavailable(String),
+    /// Redis answered the push with an error (e.g. a corrupt `votes:seq`):
+    /// nothing was queued, and trying again will not help until an
+    /// operator has looked.
+    #[error("the vote queue refused the ballot: {0}")]
+    QueueRefused(String),
     /// Redis did not confirm the push (a timeout, a connection lost in
     /// flight): the ballot may or may not be queued.
     #[error("the vote queue did not confirm the ballot: {0}")]
@@ -90,6 +95,7 @@ impl VoteError {
             // could not do its job right now, and trying again is safe
             // (another ballot for the same choice changes nothing).
             VoteError::QueueUnavailable(_)
+            | VoteError::QueueRefused(_)
             | VoteError::Unconfirmed(_)
             | VoteError::NoRandomness(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -126,6 +132,11 @@ impl VoteError {
             VoteError::QueueUnavailable(_) => {
                 "Your vote was not recorded because the vote queue cannot be reached right now. \
                  Please try again in a few seconds."
+                    .to_owned()
+            }
+            VoteError::QueueRefused(_) => {
+                "Your vote was not recorded: the vote queue is out of order on this server \
+                 (the cause is in its log). Please try again later."
                     .to_owned()
             }
             VoteError::Unconfirmed(_) => {

@@ -219,6 +219,8 @@ async fn a_corrupt_seq_counter_gets_a_503_and_queues_nothing() {
             StatusCode::SERVICE_UNAVAILABLE,
             "a vote with votes:seq = {corrupt:?}"
         );
+        let page = res.text().await.unwrap();
+        assert!(page.contains("out of order"), "{corrupt:?}: {page}");
         assert_eq!(queued(&redis).await, Vec::<String>::new(), "{corrupt:?}");
         assert_eq!(counter(&redis).await.as_deref(), Some(corrupt));
         // The refusal is recognisable, so callers never retry it.
