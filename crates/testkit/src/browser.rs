@@ -29,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use thirtyfour::cdp::domains::emulation::{MediaFeature, SetEmulatedMedia};
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, LoggingPrefsLogLevel};
 
@@ -59,6 +60,20 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--window-size=1280,800",
 ];
 
+/// A screen to render pages on (see [`Browser::set_viewport`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewport {
+    /// Width in CSS pixels.
+    pub width: u32,
+    /// Height in CSS pixels.
+    pub height: u32,
+    /// Device pixels per CSS pixel (2 for a typical phone).
+    pub scale: f64,
+    /// Behave as a phone: honour `<meta name="viewport">`, overlay
+    /// scrollbars, touch.
+    pub mobile: bool,
+}
+
 /// A headless Chromium session; derefs to [`WebDriver`].
 pub struct Browser {
     driver: WebDriver,
@@ -84,10 +99,7 @@ impl Drop for ChromeDriver {
 impl Browser {
     /// Starts `chromedriver` and a fresh headless Chromium.
     pub async fn start() -> anyhow::Result<Browser> {
-        let chromium = find_chromium()?;
-        let chromedriver_bin = find_on_path("chromedriver").with_context(|| {
-            format!("`chromedriver` is not installed; browser tests need it: {INSTALL_HINT}")
-        })?;
+        let (chromium, chromedriver_bin) = find_binaries()?;
         // Named after this process, so a later run removes it if we are killed.
         let profile = scratch_dir("chromium")?;
 
@@ -142,6 +154,38 @@ impl Browser {
         })
     }
 
+    /// Renders pages as on a screen of `viewport` (CSS pixels, pixel
+    /// ratio, phone or not) from now on, across navigations; screenshots
+    /// then have exactly its size in device pixels.
+    pub async fn set_viewport(&self, viewport: Viewport) -> anyhow::Result<()> {
+        self.cdp()
+            .emulation()
+            .set_device_metrics_override(
+                viewport.width,
+                viewport.height,
+                viewport.scale,
+                viewport.mobile,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Tells pages the visitor prefers reduced motion (CSS
+    /// `prefers-reduced-motion: reduce`), so transitions a page drops for
+    /// such visitors do not leave a screenshot mid-way.
+    pub async fn prefer_reduced_motion(&self) -> anyhow::Result<()> {
+        self.cdp()
+            .send(SetEmulatedMedia {
+                media: None,
+                features: Some(vec![MediaFeature {
+                    name: "prefers-reduced-motion".into(),
+                    value: "reduce".into(),
+                }]),
+            })
+            .await?;
+        Ok(())
+    }
+
     /// The text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> anyhow::Result<String> {
         Ok(self.find(By::Css(css)).await?.text().await?)
@@ -163,6 +207,36 @@ impl Browser {
             }
             if started.elapsed() >= deadline {
                 bail!("`{css}` did not show {expected:?} within {deadline:?}; last seen: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Clicks the first element matching `css` and waits, for at most
+    /// `deadline`, until the page that click loads (a form submission, a
+    /// link) is in place: a mark set on the old document is gone and the
+    /// new one has loaded.
+    pub async fn click_and_wait_for_next_page(
+        &self,
+        css: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        self.execute("window.beforeClick = true;", vec![]).await?;
+        self.find(By::Css(css)).await?.click().await?;
+        let started = tokio::time::Instant::now();
+        loop {
+            // Errors while the navigation is under way just mean "not yet".
+            let loaded = self
+                .execute(
+                    "return window.beforeClick === undefined && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await;
+            if matches!(loaded.map(|ret| ret.convert::<bool>()), Ok(Ok(true))) {
+                return Ok(());
+            }
+            if started.elapsed() >= deadline {
+                bail!("clicking `{css}` loaded no new page within {deadline:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -215,13 +289,23 @@ fn started_on_port(line: &str) -> Option<u16> {
         .ok()
 }
 
-fn find_chromium() -> anyhow::Result<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
+/// Fails with the `apt-get install` line that fixes it when Chromium or
+/// `chromedriver` is missing; for commands that should say so before they
+/// start anything else.
+pub fn check_installed() -> anyhow::Result<()> {
+    find_binaries().map(|_| ())
+}
+
+/// Chromium and `chromedriver`, or the `apt-get install` line.
+fn find_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find_map(find_on_path)
-        .with_context(|| {
-            format!("Chromium is not installed; browser tests need it: {INSTALL_HINT}")
-        })
+        .with_context(|| format!("Chromium is not installed; install it with: {INSTALL_HINT}"))?;
+    let chromedriver = find_on_path("chromedriver").with_context(|| {
+        format!("`chromedriver` is not installed; install it with: {INSTALL_HINT}")
+    })?;
+    Ok((chromium, chromedriver))
 }
 
 #[cfg(test)]

@@ -19,34 +19,6 @@ async fn queued(redis: &testkit::TestRedis) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Clicks the button `id` and waits until the page the form submission
-/// loads is in place (a mark set on the old document is gone).
-async fn click_and_wait_for_next_page(browser: &Browser, id: &str) {
-    browser
-        .execute("window.oldPage = true;", vec![])
-        .await
-        .unwrap();
-    browser
-        .find(By::Id(id))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    testkit::eventually("the next page to load", DEADLINE, || async {
-        // Errors while the navigation is under way just mean "not yet".
-        let loaded = browser
-            .execute(
-                "return window.oldPage === undefined && document.readyState === 'complete';",
-                vec![],
-            )
-            .await
-            .ok()?;
-        (loaded.json() == &serde_json::json!(true)).then_some(())
-    })
-    .await;
-}
-
 async fn class_of(browser: &Browser, id: &str) -> String {
     browser
         .find(By::Id(id))
@@ -73,7 +45,10 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     let browser = Browser::start().await.unwrap();
     browser.goto(&url).await.unwrap();
     assert_eq!(browser.title().await.unwrap(), "Cats vs Dogs!");
-    click_and_wait_for_next_page(&browser, "a").await;
+    browser
+        .click_and_wait_for_next_page("#a", DEADLINE)
+        .await
+        .unwrap();
     let chosen = class_of(&browser, "a").await;
     assert!(chosen.contains("chosen"));
     assert!(class_of(&browser, "b").await.contains("dimmed"));
@@ -100,7 +75,10 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     assert!(class_of(&browser, "a").await.contains("chosen"));
 
     // Changing the vote: same voter, second ballot.
-    click_and_wait_for_next_page(&browser, "b").await;
+    browser
+        .click_and_wait_for_next_page("#b", DEADLINE)
+        .await
+        .unwrap();
     assert!(class_of(&browser, "b").await.contains("chosen"));
     assert!(class_of(&browser, "a").await.contains("dimmed"));
     let ballots = queued(&redis).await;
