@@ -2,6 +2,9 @@
 //! very code the commands run:
 //!
 //! - [`stack`] — the voting app as local processes (`xtask up`, `xtask bench`).
+//! - [`screenshots`] — the README's pictures of the pages, taken in
+//!   headless Chromium against the native stack (`xtask screenshots`, and
+//!   `xtask/tests/screenshots.rs`).
 //! - [`chaos`] — ballots over HTTP while workers are killed and the stores
 //!   crash, then a check of every voter's row (`xtask chaos`, and the
 //!   CI-sized run in `xtask/tests/chaos.rs`).
@@ -10,4 +13,5 @@
 //! reports that write files.
 
 pub mod chaos;
+pub mod screenshots;
 pub mod stack;

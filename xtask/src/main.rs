@@ -13,13 +13,16 @@
 //!   [`xtask::chaos`]).
 //! - `fuzz` — runs every fuzz target in `fuzz/` for a set time (see
 //!   [`fuzz`]).
+//! - `screenshots` — pictures of the vote and result pages at a desktop
+//!   and a phone size, into `docs/screenshots/` (see
+//!   [`xtask::screenshots`]).
 //!
 //! The engines live in the library (`src/lib.rs`) so tests run the same code.
 
 mod bench;
 mod fuzz;
 
-use xtask::{chaos, stack};
+use xtask::{chaos, screenshots, stack};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -48,6 +51,24 @@ enum Cmd {
     Chaos(ChaosArgs),
     /// Run every fuzz target for a set time; fail on any crash.
     Fuzz(fuzz::FuzzArgs),
+    /// Photograph the pages for the README into docs/screenshots/.
+    ///
+    /// The vote page before and after a vote, and the result page with
+    /// seeded votes, each at a desktop and a phone size, in headless
+    /// Chromium against the native stack (release binaries unless
+    /// --bin-dir). Needs `apt-get install redis-server postgresql chromium
+    /// chromium-driver`.
+    Screenshots(ScreenshotsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ScreenshotsArgs {
+    /// Write the PNGs here.
+    #[arg(long, default_value = "docs/screenshots")]
+    out_dir: PathBuf,
+    /// Run the binaries in this directory instead of building release ones.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,6 +125,7 @@ async fn main() -> ExitCode {
         Cmd::Fuzz(args) => fuzz::fuzz(args, &workspace_root())
             .await
             .map(|()| ExitCode::SUCCESS),
+        Cmd::Screenshots(args) => screenshots_run(args).await,
     };
     match outcome {
         Ok(code) => code,
@@ -202,4 +224,29 @@ async fn chaos_run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn screenshots_run(args: ScreenshotsArgs) -> anyhow::Result<ExitCode> {
+    // Say what is missing before a release build, not after it.
+    testkit::browser::check_installed()?;
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => build_release(&["vote", "worker", "result"]).await?,
+    };
+    // Relative to the workspace, wherever cargo was run from.
+    let root = workspace_root();
+    let out_dir = root.join(&args.out_dir);
+    for shot in screenshots::run(&bin_dir, &out_dir).await? {
+        println!(
+            "{}  {}×{}  {} KB",
+            shot.path
+                .strip_prefix(&root)
+                .unwrap_or(&shot.path)
+                .display(),
+            shot.width,
+            shot.height,
+            shot.bytes.div_ceil(1000)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,59 @@
+//! `cargo xtask screenshots`: the routine that makes the README's pictures
+//! runs against the native stack into a scratch directory and leaves one
+//! PNG per page and screen, of the screen's size in device pixels.
+//!
+//! It runs the service binaries next to this test's own build (the
+//! workspace's `target/debug`, which `cargo test --workspace` builds) and
+//! Chromium as the browser tests do; about 8 s.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use xtask::screenshots::{self, PAGES, SCREENS};
+
+fn debug_bin_dir() -> PathBuf {
+    // target/debug/deps/screenshots-<hash> → target/debug
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    for bin in ["vote", "worker", "result"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: run `cargo test --workspace` (or `cargo build -p vote -p worker -p result`) first",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_is_photographed_at_every_screen_size() {
+    let out = tempfile::tempdir().unwrap();
+    let shots = screenshots::run(&debug_bin_dir(), out.path())
+        .await
+        .expect("the pictures could be taken");
+    assert_eq!(shots.len(), PAGES.len() * SCREENS.len(), "{shots:#?}");
+
+    for screen in SCREENS {
+        let mut pictures = Vec::new();
+        for page in PAGES {
+            let path = out.path().join(format!("{page}-{}.png", screen.name));
+            let png = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+            assert_eq!(
+                screenshots::png_size(&png).unwrap(),
+                screen.pixels(),
+                "{}",
+                path.display()
+            );
+            pictures.push(png);
+        }
+        // Before and after the vote, and the result page: three different
+        // pictures, not the same page three times.
+        assert_ne!(
+            pictures[0], pictures[1],
+            "the vote changed nothing on the {} page",
+            screen.name
+        );
+        assert_ne!(pictures[1], pictures[2], "{}", screen.name);
+    }
+}
