@@ -19,10 +19,13 @@
 //! [`Served`] runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
 //! it (hostile requests), and [`metrics`] reads its `/metrics` page.
+//! [`abuse`] runs catalogues of hostile cases against a service and keeps
+//! their table in `docs/abuse.md` honest.
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
 
+pub mod abuse;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod metrics;

@@ -220,6 +220,17 @@ impl RawConn {
         self.read_response(deadline, false).await
     }
 
+    /// Shuts the sending side: the server reads end-of-file after what was
+    /// sent.
+    pub async fn shutdown_write(&mut self) -> std::io::Result<()> {
+        self.stream.shutdown().await
+    }
+
+    /// Bytes received but not yet read as a response, as text.
+    pub fn pending_text(&self) -> String {
+        String::from_utf8_lossy(&self.pending).into_owned()
+    }
+
     /// Whether the server closes the connection within `deadline` (bytes it
     /// sends meanwhile are kept for the next read).
     pub async fn closed_within(&mut self, deadline: Duration) -> bool {
