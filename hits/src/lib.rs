@@ -175,6 +175,8 @@ pub struct AppState {
     redis_at: Arc<str>,
     /// Failed visits, logged by state changes rather than one by one.
     outage: Arc<Outage>,
+    /// Connection limits and timeouts.
+    serve: ServeOptions,
 }
 
 impl AppState {
@@ -189,7 +191,15 @@ impl AppState {
                 "Redis",
                 "visits get an error page and are not counted",
             )),
+            serve: ServeOptions::default(),
         })
+    }
+
+    /// Serves with these limits and timeouts instead of the defaults (tests
+    /// of slow clients shorten them).
+    pub fn with_serve_options(mut self, options: ServeOptions) -> Self {
+        self.serve = options;
+        self
     }
 
     /// Counts one visit: `INCR hits`, whose reply is the new count.
@@ -267,11 +277,12 @@ pub fn router(state: AppState) -> Router {
         redis: Some(state.redis.clone()),
         postgres: None,
     };
+    let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(hello))
         .with_state(state)
         .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, Duration::from_secs(10))
+    common::http::with_standard_layers(app, request_timeout)
 }
 
 /// `GET /`: count the visit and say how many there have been.
@@ -292,7 +303,8 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    common::http::serve(listener, router(state), shutdown, ServeOptions::default()).await
+    let options = state.serve;
+    common::http::serve(listener, router(state), shutdown, options).await
 }
 
 /// Runs the hit counter with `settings` until `shutdown` fires.

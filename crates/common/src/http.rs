@@ -42,6 +42,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// How long shutdown waits for open connections before giving up on them.
     pub drain_timeout: Duration,
+    /// Longest a request may take, body and handler included, before it is
+    /// answered with 503 (applied by [`with_standard_layers`]).
+    pub request_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -50,6 +53,7 @@ impl Default for ServeOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 20_000,
             drain_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -98,6 +98,8 @@ pub struct AppState {
     /// Sites besides the request's own host whose pages may open the feed.
     allowed_origins: Arc<AllowedOrigins>,
     tracker: TaskTracker,
+    /// Connection limits and timeouts of the HTTP side.
+    serve: ServeOptions,
     poll: PollOptions,
     live: LiveOptions,
     shutdown: CancellationToken,
@@ -120,6 +122,7 @@ impl AppState {
                 .then(|| AddressCap::new(settings.max_clients_per_address)),
             allowed_origins: Arc::new(settings.origins.allowed_origins.clone()),
             tracker: TaskTracker::new(),
+            serve: ServeOptions::default(),
             poll: PollOptions {
                 interval: Duration::from_millis(settings.poll_interval_ms),
                 ..PollOptions::default()
@@ -130,6 +133,13 @@ impl AppState {
             },
             shutdown: CancellationToken::new(),
         })
+    }
+
+    /// Serves with these limits and timeouts instead of the defaults (tests
+    /// of slow clients shorten them).
+    pub fn with_serve_options(mut self, options: ServeOptions) -> Self {
+        self.serve = options;
+        self
     }
 
     /// The tally as last published, if any has been read yet.
@@ -149,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         redis: None,
         postgres: Some(state.pool.clone()),
     };
+    let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page))
         .route("/ws", get(live::live_feed))
@@ -157,7 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/favicon.svg", get(page::favicon))
         .with_state(state)
         .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, Duration::from_secs(10))
+    common::http::with_standard_layers(app, request_timeout)
 }
 
 /// Serves the result service on `listener` until `shutdown` fires: starts
@@ -180,13 +191,8 @@ pub async fn serve(
     ));
     // An upgraded WebSocket leaves the server's connection count (its HTTP
     // connection is over); live clients are capped by `MAX_CLIENTS` instead.
-    let served = common::http::serve(
-        listener,
-        router(state.clone()),
-        stop.clone(),
-        ServeOptions::default(),
-    )
-    .await;
+    let served =
+        common::http::serve(listener, router(state.clone()), stop.clone(), state.serve).await;
     stop.cancel();
     state.tracker.close();
     if tokio::time::timeout(CLIENTS_DRAIN_TIMEOUT, state.tracker.wait())

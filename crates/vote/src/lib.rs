@@ -77,6 +77,8 @@ pub struct AppState {
     outage: Arc<Outage>,
     /// Sites besides the request's own host whose pages may post votes.
     allowed_origins: Arc<AllowedOrigins>,
+    /// Connection limits and timeouts.
+    serve: ServeOptions,
 }
 
 impl AppState {
@@ -92,7 +94,15 @@ impl AppState {
             }),
             outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
             allowed_origins: Arc::default(),
+            serve: ServeOptions::default(),
         })
+    }
+
+    /// Serves with these limits and timeouts instead of the defaults (tests
+    /// of slow clients shorten them).
+    pub fn with_serve_options(mut self, options: ServeOptions) -> Self {
+        self.serve = options;
+        self
     }
 
     /// Accepts votes from these sites' pages too (`ALLOWED_ORIGINS`), not
@@ -198,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         redis: Some(state.redis.clone()),
         postgres: None,
     };
+    let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page).post(cast_vote))
         .route("/static/style.css", get(stylesheet))
@@ -205,7 +216,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
         .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, Duration::from_secs(10))
+    common::http::with_standard_layers(app, request_timeout)
 }
 
 /// Serves the vote service on `listener` until `shutdown` fires.
@@ -214,7 +225,8 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    common::http::serve(listener, router(state), shutdown, ServeOptions::default()).await
+    let options = state.serve;
+    common::http::serve(listener, router(state), shutdown, options).await
 }
 
 /// Runs the service with `settings` until `shutdown` fires.
