@@ -45,6 +45,10 @@ pub struct ServeOptions {
     /// Longest a request may take, body and handler included, before it is
     /// answered with 503 (applied by [`with_standard_layers`]).
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request's body once its headers
+    /// are in. A handler that reads a body answers 408 past it, before the
+    /// request timeout turns a client's slowness into the server's 503.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +58,7 @@ impl Default for ServeOptions {
             max_connections: 20_000,
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -314,8 +314,12 @@ async fn accept_vote(
         return Err(VoteError::TooLarge(MAX_FORM_BYTES));
     }
     let headers = headers.clone();
-    let body = Bytes::from_request(request, &())
+    // A client that stops half-way is told so (408) before the request
+    // timeout would answer for it with a 503.
+    let body_timeout = state.serve.body_timeout;
+    let body = tokio::time::timeout(body_timeout, Bytes::from_request(request, &()))
         .await
+        .map_err(|_| VoteError::SlowBody(body_timeout))?
         .map_err(|rejection| match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => VoteError::TooLarge(MAX_FORM_BYTES),
             _ => VoteError::UnreadableBody,

@@ -63,6 +63,10 @@ pub enum VoteError {
     TooLarge(usize),
     #[error("the request body could not be read")]
     UnreadableBody,
+    /// The client stopped sending the form half-way (or never sent it
+    /// after `100 Continue`).
+    #[error("the request body did not arrive within {0:?}")]
+    SlowBody(std::time::Duration),
     #[error("voter cookie rejected: {0}")]
     BadCookie(&'static str),
     #[error("cross-site form submission refused: {0}")]
@@ -90,6 +94,7 @@ impl VoteError {
                 StatusCode::BAD_REQUEST
             }
             VoteError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            VoteError::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             VoteError::CrossSite(_) => StatusCode::FORBIDDEN,
             // 503 with Retry-After for an unknown outcome too: the service
             // could not do its job right now, and trying again is safe
@@ -120,6 +125,11 @@ impl VoteError {
             }
             VoteError::UnreadableBody => {
                 "Your vote was not recorded: the form could not be read.".to_owned()
+            }
+            VoteError::SlowBody(_) => {
+                "Your vote was not recorded: the form did not arrive in time. \
+                 Please try again."
+                    .to_owned()
             }
             VoteError::BadCookie(why) => format!(
                 "Your vote was not recorded: your voter cookie was {why}. \
