@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -146,8 +147,8 @@ pub async fn serve(
 
 /// Adds what every service's router needs: a request id (`x-request-id`,
 /// kept if the client sent a plain one), a tracing span per request,
-/// per-route request metrics, the security headers, and a timeout
-/// answered with 503.
+/// per-route request metrics, the security headers, a timeout answered
+/// with 503, and a 500 for a handler that panics.
 pub fn with_standard_layers(router: Router, request_timeout: Duration) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -155,6 +156,7 @@ pub fn with_standard_layers(router: Router, request_timeout: Duration) -> Router
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
+        .layer(CatchPanicLayer::custom(answer_panic))
         .layer(axum::middleware::from_fn(record_request))
         .layer(axum::middleware::map_response(add_security_headers))
         // A 5xx here is an answer the service chose (a store is down, the
@@ -210,6 +212,25 @@ async fn add_security_headers(mut response: Response) -> Response {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// A handler that panicked: logged at ERROR inside the request's span, and
+/// answered with a plain 500 that says nothing of the cause. Without this,
+/// hyper drops the connection (the client sees a reset, the request is in
+/// no metric) and the panic's message reaches only stderr.
+fn answer_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = message, "a request handler panicked; answered 500");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Sorry, something went wrong on our side. The service log says what.\n",
+    )
+        .into_response()
 }
 
 /// Longest request id kept from a client; a longer one is replaced.
