@@ -546,9 +546,18 @@ pub fn catalogue_path() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/abuse.md"))
 }
 
-/// The Markdown table of `entries`, in the order given.
+/// The Markdown table of `entries`, in the order given, after a line
+/// counting them per layer.
 pub fn render_table(entries: &[Entry]) -> String {
-    let mut out = String::from("| layer | case | sent | expected |\n| --- | --- | --- | --- |\n");
+    let layers: Vec<String> = per_layer(entries)
+        .into_iter()
+        .map(|(layer, n)| format!("{} {n}", layer.title()))
+        .collect();
+    let mut out = format!(
+        "{} cases: {}.\n\n| layer | case | sent | expected |\n| --- | --- | --- | --- |\n",
+        entries.len(),
+        layers.join(", ")
+    );
     for e in entries {
         let waits = e
             .waits_for
@@ -621,7 +630,7 @@ pub fn check_catalogue(service: &str, entries: &[Entry]) {
     );
 }
 
-/// Counts of `entries` per layer, for the summary in `docs/abuse.md`.
+/// Counts of `entries` per layer, in the order of [`Layer`].
 pub fn per_layer(entries: &[Entry]) -> Vec<(Layer, usize)> {
     let mut counts: std::collections::BTreeMap<Layer, usize> = Default::default();
     for e in entries {
