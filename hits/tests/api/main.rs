@@ -5,11 +5,13 @@
 //! - [`counting`]: what a visitor sees, alone and 50 at a time.
 //! - [`outage`]: Redis down, at start and later, and the recovery.
 //! - [`hostile`]: clients sending what they should not.
+//! - [`abuse`]: the catalogue of hostile requests (`docs/abuse.md`).
 //! - [`process`]: the binary itself: environment, `--help`, the
 //!   `healthcheck` subcommand, SIGTERM.
 
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod counting;
 mod helpers;
 mod hostile;
