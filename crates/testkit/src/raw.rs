@@ -226,6 +226,12 @@ impl RawConn {
         self.stream.shutdown().await
     }
 
+    /// The socket and the bytes already read from it but not consumed: for
+    /// speaking another protocol after an upgrade.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.pending)
+    }
+
     /// Bytes received but not yet read as a response, as text.
     pub fn pending_text(&self) -> String {
         String::from_utf8_lossy(&self.pending).into_owned()
