@@ -129,8 +129,10 @@ pub fn heartbeat_key(worker_id: &str) -> String {
 pub struct DeadLetter {
     /// Why the payload is not a ballot ([`crate::BallotError`]'s text).
     pub reason: String,
-    /// The payload as queued. Bytes that are not UTF-8 are replaced by
-    /// U+FFFD, so a binary payload is kept only approximately.
+    /// The payload as queued, or its first
+    /// [`MAX_BALLOT_BYTES`](crate::ballot::MAX_BALLOT_BYTES) if it is
+    /// longer (the reason gives its size). Bytes that are not UTF-8 are
+    /// replaced by U+FFFD, so a binary payload is kept only approximately.
     pub payload: String,
     /// The id of the worker that dead-lettered it.
     pub worker: String,

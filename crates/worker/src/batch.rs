@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::ballot::MAX_BALLOT_BYTES;
 use common::queue::DeadLetter;
 use common::{Ballot, SeqWindow};
 
@@ -61,7 +62,13 @@ impl Batch {
                     tracing::debug!(reason = %why, bytes = payload.len(), "dead-lettering a payload that is not a ballot");
                     batch.dead.push(DeadLetter {
                         reason: why.to_string(),
-                        payload: String::from_utf8_lossy(payload).into_owned(),
+                        // An oversized payload is kept only in part (its
+                        // size is in the reason): a dead letter must not
+                        // copy whatever a client of Redis pushed.
+                        payload: String::from_utf8_lossy(
+                            &payload[..payload.len().min(MAX_BALLOT_BYTES)],
+                        )
+                        .into_owned(),
                         worker: worker.to_owned(),
                         at_ms,
                     });
@@ -208,5 +215,14 @@ mod tests {
             batch.dead.iter().all(|d| d.at_ms == 1_767_225_600_000
                 && d.reason.contains("outside the accepted window"))
         );
+    }
+
+    #[test]
+    fn an_oversized_payload_is_kept_only_in_part() {
+        let big = vec![b'x'; 1 << 20];
+        let batch = Batch::parse(&[big], "w");
+        let dead = &batch.dead[0];
+        assert_eq!(dead.payload.len(), MAX_BALLOT_BYTES);
+        assert!(dead.reason.contains("1048576 bytes"), "{}", dead.reason);
     }
 }
