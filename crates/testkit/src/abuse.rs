@@ -56,8 +56,6 @@ pub enum Layer {
     WsFrames,
     /// Entries pushed straight onto the Redis list `votes`.
     QueuePayloads,
-    /// Keys in Redis that another client of Redis has spoiled.
-    RedisState,
     /// Clients that send slowly, stop half-way, or never read.
     SlowClients,
 }
@@ -73,7 +71,6 @@ impl Layer {
             Layer::WsHandshake => "WebSocket handshake",
             Layer::WsFrames => "WebSocket frames",
             Layer::QueuePayloads => "queue payloads",
-            Layer::RedisState => "Redis state",
             Layer::SlowClients => "slow and idle clients",
         }
     }
