@@ -316,14 +316,19 @@ impl std::fmt::Display for Answer {
         match self {
             Answer::Status(s) => write!(f, "{s}"),
             Answer::StatusThenClose(s) => write!(f, "{s}, then the connection is closed"),
-            Answer::Statuses(all) => {
-                let all: Vec<String> = all.iter().map(u16::to_string).collect();
-                write!(f, "{} in order", all.join(", "))
-            }
+            Answer::Statuses(all) => match all.as_slice() {
+                [first, rest @ ..] if rest.len() > 1 && rest.iter().all(|s| s == first) => {
+                    write!(f, "{} answers, each {first}", all.len())
+                }
+                _ => {
+                    let all: Vec<String> = all.iter().map(u16::to_string).collect();
+                    write!(f, "{} in order", all.join(", "))
+                }
+            },
             Answer::Closed { within } => {
                 write!(
                     f,
-                    "connection closed within {} ms, no answer",
+                    "connection closed, without an answer, once the {} ms limit is up",
                     within.as_millis()
                 )
             }
@@ -629,7 +634,8 @@ pub fn check_catalogue(service: &str, entries: &[Entry]) {
     assert!(
         doc[start..stop] == table,
         "the {service} table in docs/abuse.md disagrees with the cases in the code; \
-         `ABUSE_DOC=write cargo test -p <crate> --test abuse catalogue` rewrites it.\n\
+         `ABUSE_DOC=write cargo test -p <crate> --test abuse catalogue` rewrites it \
+         (hits: `--test api abuse::catalogue`).\n\
          In the file:\n{}\nFrom the code:\n{table}",
         &doc[start..stop]
     );
