@@ -310,6 +310,16 @@ fn http_cases() -> Vec<HttpCase> {
             bytes: request("GET / HTTP/1.1", &[]),
             times: 5000,
         }),
+        c(
+            "every_connection_held_open_and_silent",
+            SlowClients,
+            "16 silent connections, the whole connection cap",
+            Vec::new(),
+            OthersServed,
+        )
+        .with_input(Input::HoldsEveryConnection {
+            count: OPTIONS.max_connections,
+        }),
     ]);
     cases
 }

@@ -294,6 +294,10 @@ pub enum Input {
     /// Sends the bytes many times without reading a single answer, then
     /// checks another client is served meanwhile.
     NeverReads { bytes: Vec<u8>, times: usize },
+    /// Opens `count` connections (the service's whole connection cap) and
+    /// sends nothing on them, then checks another client is served once
+    /// the service has timed them out.
+    HoldsEveryConnection { count: usize },
 }
 
 /// What the service must do in an HTTP case.
@@ -462,6 +466,21 @@ pub async fn play_http(addr: SocketAddr, case: HttpCase) -> Result<(), String> {
                 Ok(answer) if answer.status == 200 => Ok(()),
                 Ok(answer) => Err(format!("another client got {}", answer.status_line)),
                 Err(e) => Err(format!("another client got no answer: {e}")),
+            };
+        }
+        Input::HoldsEveryConnection { count } => {
+            let mut held = vec![conn];
+            for _ in 1..*count {
+                held.push(RawConn::connect(addr).await.map_err(io)?);
+            }
+            // Accepted once a held connection times out; the read deadline
+            // is far beyond any header timeout a suite sets.
+            let other = crate::raw::send(addr, &request("GET", "/healthz", &[], b"")).await;
+            drop(held);
+            return match other {
+                Ok(answer) if answer.status == 200 => Ok(()),
+                Ok(answer) => Err(format!("the next client got {}", answer.status_line)),
+                Err(e) => Err(format!("the next client got no answer: {e}")),
             };
         }
     }

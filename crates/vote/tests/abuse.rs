@@ -248,6 +248,14 @@ fn cases() -> Vec<HttpCase> {
             b
         }, Status(403)),
         c("foreign_origin_with_two_hosts", Headers, "`Host: evil.example` and `Host: <own>` with `Origin: http://evil.example`", post(&["Host: evil.example", FORM, COOKIE, "Origin: http://evil.example"], b"vote=a"), Status(403)),
+        c("absolute_target_on_a_foreign_host", Headers, "`POST http://evil.example/` with `Origin: http://evil.example`", {
+            let text = String::from_utf8(with_header("Origin: http://evil.example")).unwrap().replacen("POST / ", "POST http://evil.example/ ", 1);
+            text.into_bytes()
+        }, Status(403)),
+        c("foreign_host_with_our_origin", Headers, "`Host: evil.example` with the service's own `Origin`", {
+            let text = String::from_utf8(with_header("Origin: http://{host}")).unwrap().replacen("Host: {host}", "Host: evil.example", 1);
+            text.into_bytes()
+        }, Status(403)),
         // Cookies.
         c("voter_id_empty", Cookies, "`voter_id=`", with_cookie(b"voter_id="), Status(400)),
         c("voter_id_of_256_bytes", Cookies, "a 256-byte `voter_id`", with_cookie(long_id.as_bytes()), Status(400)),
@@ -274,6 +282,8 @@ fn cases() -> Vec<HttpCase> {
             .with_input(Input::Stall(b"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".to_vec())),
         c("never_reads_its_answers", SlowClients, "5,000 pipelined page requests, no answer read", Vec::new(), OthersServed)
             .with_input(Input::NeverReads { bytes: b"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".to_vec(), times: 5000 }),
+        c("every_connection_held_open_and_silent", SlowClients, "16 silent connections, the whole connection cap", Vec::new(), OthersServed)
+            .with_input(Input::HoldsEveryConnection { count: OPTIONS.max_connections }),
     ]);
     cases
 }
