@@ -2,8 +2,10 @@
 //! against the service in this process and a real Redis. Each case checks
 //! its answer (or the close), that nothing was queued, that the service
 //! still answers and that nothing panicked or logged an ERROR (see
-//! [`testkit::abuse`]). The table in `docs/abuse.md` is generated from
-//! these cases and checked against them (`catalogue`).
+//! [`testkit::abuse`]). The same cases, less the slow-client ones, are
+//! then played against the real binary, whose log must stay clean. The
+//! table in `docs/abuse.md` is generated from these cases and checked
+//! against them (`catalogue`).
 //!
 //! Hostile inputs tested elsewhere, not repeated here: forged `Origin` and
 //! `Referer` from another site (`vote.rs`,
@@ -321,8 +323,13 @@ async fn nothing_queued(redis: &testkit::TestRedis) -> Result<(), String> {
     }
 }
 
+/// The watch is process-wide: the tests of this file that use it take
+/// turns, so the self-check's panic never lands in another run's record.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn every_hostile_request_is_refused_and_queues_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     assert_a_panicking_handler_is_seen_by_the_checks().await;
     let redis = testkit::redis().await;
     let options = OptionsArgs {
@@ -352,8 +359,9 @@ async fn every_hostile_request_is_refused_and_queues_nothing() {
 /// The checks every case makes would catch a handler that panics: the
 /// watch sees the panic, the service logs it at ERROR, and the client gets
 /// a 500 (which no case expects) rather than a dropped connection. Run
-/// before the cases, in the same test: the watch is process-wide, and this
-/// panic must not land in another case's record.
+/// before the cases, with the other runs of this file waiting their turn:
+/// the watch is process-wide, and this panic must not land in another
+/// case's record.
 async fn assert_a_panicking_handler_is_seen_by_the_checks() {
     use axum::routing::get;
     let watch = testkit::abuse::Watch::install();
@@ -395,4 +403,92 @@ async fn assert_a_panicking_handler_is_seen_by_the_checks() {
     assert_eq!(answer.status, 500, "{answer:?}");
     answer.assert_security_headers("a handler's panic");
     assert!(!answer.text().contains("boom"), "{answer:?}");
+}
+
+/// The same catalogue against the real `vote` binary, where the process is
+/// the point: its own logging set-up (JSON to stderr), its own defaults.
+/// Slow-client cases are left to the in-process run, whose limits are
+/// shortened; here every line the binary logs must be JSON, and none may be
+/// an ERROR or mention a panic.
+#[tokio::test]
+async fn the_binary_refuses_the_catalogue_and_logs_no_panic() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let redis = testkit::redis().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
+        .env("REDIS_URL", &redis.url)
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("RUST_LOG", "info")
+        .env("RUST_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push(line);
+        }
+        all
+    });
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::eventually("the binary to listen", Duration::from_secs(30), || async {
+        still_answers(addr, "/healthz").await.ok()
+    })
+    .await;
+
+    let cases: Vec<HttpCase> = cases()
+        .into_iter()
+        .filter(|c| c.layer != Layer::SlowClients)
+        .collect();
+    // The watch sees this process, not the child: the child's log is
+    // checked below.
+    testkit::abuse::run("vote (binary)", cases, |case| {
+        let redis = redis.clone();
+        async move {
+            testkit::abuse::all([
+                play_http(addr, case).await,
+                nothing_queued(&redis).await,
+                still_answers(addr, "/healthz").await,
+            ])
+        }
+    })
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("vote stops within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "vote exited with {status}");
+    let log = log.await.unwrap();
+    let bad: Vec<&String> = log
+        .iter()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line).is_err()
+                || line.contains(r#""level":"ERROR""#)
+                || line.to_ascii_lowercase().contains("panic")
+        })
+        .collect();
+    assert!(bad.is_empty(), "the binary logged: {bad:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("vote service stopped")),
+        "{log:#?}"
+    );
 }
