@@ -12,9 +12,6 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber and the metrics recorder. Call once,
 /// first thing in `main`.
 pub fn init() {
-    // Metrics recorded before the recorder exists are lost for good, and
-    // tasks start before the router that serves `/metrics` is built.
-    crate::health::metrics_handle();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("RUST_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
@@ -27,6 +24,10 @@ pub fn init() {
     } else {
         builder.compact().try_init()
     };
+    // Metrics recorded before the recorder exists are lost for good, and
+    // tasks start before the router that serves `/metrics` is built. After
+    // the subscriber, so a failure to start its upkeep is logged.
+    crate::health::metrics_handle();
 }
 
 /// Runs `f` with a subscriber that keeps the INFO and higher events it
