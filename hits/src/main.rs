@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, with a background thread that hands memory freed after a load
+/// back to the system within seconds (settings in `.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A web page that counts its views in Redis: every `GET /` runs
 /// `INCR hits` and answers "Hello from Redis! I have been seen N times."
 #[derive(Parser, Debug)]

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use common::config::redact_url;
 
+/// jemalloc, with a background thread that hands memory freed after a load
+/// back to the system within seconds (settings in `.cargo/config.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The voting app's result page: shows the tally from Postgres, live.
 #[derive(Parser, Debug)]
 #[command(name = "result", version, about)]
