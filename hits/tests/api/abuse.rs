@@ -24,6 +24,7 @@ const OPTIONS: ServeOptions = ServeOptions {
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
+    max_head_bytes: common::http::DEFAULT_MAX_HEAD_BYTES,
 };
 
 /// The request that counts a visit, for the framing cases to corrupt.

@@ -1,0 +1,70 @@
+//! What one connection may make the server hold: the limits of
+//! `common::http::serve` that keep a service inside its memory limit.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use common::http::ServeOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Serves a one-route router with the default options; returns its address.
+async fn serve_default() -> testkit::Served<std::io::Error> {
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    testkit::Served::start(|listener, shutdown| {
+        common::http::serve(listener, router, shutdown, ServeOptions::default())
+    })
+    .await
+}
+
+/// Sends `head` (a request line and headers, without the blank line that
+/// ends them) followed by the blank line; returns the status line.
+async fn status_for(addr: std::net::SocketAddr, head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connecting");
+    // The server may answer (and stop reading) before the head is whole.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(b"\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 1024];
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A request whose headers add up to `bytes` (in 1 KiB headers).
+fn request_with_headers(bytes: usize) -> String {
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let line = format!("X-Pad: {}\r\n", "a".repeat(1024 - 9));
+    for _ in 0..bytes / 1024 {
+        head.push_str(&line);
+    }
+    head
+}
+
+#[tokio::test]
+async fn a_request_head_over_16_kib_is_refused_without_being_buffered() {
+    let served = serve_default().await;
+    // Ordinary requests, cookies and all, fit.
+    let small = status_for(served.addr, &request_with_headers(8 * 1024)).await;
+    assert!(
+        small.starts_with("HTTP/1.1 200"),
+        "8 KiB of headers: {small}"
+    );
+    // Hyper would otherwise buffer about 400 KiB per connection: times the
+    // connection cap, far beyond any service's memory limit.
+    let big = status_for(served.addr, &request_with_headers(40 * 1024)).await;
+    assert!(
+        big.starts_with("HTTP/1.1 431"),
+        "40 KiB of headers should get 431, got: {big:?}"
+    );
+}
