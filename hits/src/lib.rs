@@ -47,7 +47,7 @@ use axum::routing::get;
 use clap::builder::NonEmptyStringValueParser;
 use common::config::redact_url;
 use common::health::Probe;
-use common::http::ServeOptions;
+use common::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
 use common::outage::Outage;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -77,6 +77,11 @@ pub struct Settings {
     /// Address to serve on (all interfaces, as the original does).
     #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
+    /// Most connections served at once; more wait to be accepted. Each
+    /// costs up to about 21 KiB: the default fits a 128 MiB memory limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 impl Settings {
@@ -312,13 +317,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let url = settings.redis_url();
     // The only way to get here with a bad URL is a REDIS_HOST that is no
     // host name: say so in the words of the settings the user wrote.
-    let state = AppState::new(&url).map_err(|_| {
-        anyhow::anyhow!(
-            "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",
-            settings.redis_host,
-            settings.redis_port
-        )
-    })?;
+    let state = AppState::new(&url)
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",
+                settings.redis_host,
+                settings.redis_port
+            )
+        })?
+        .with_serve_options(ServeOptions::with_max_connections(settings.max_connections));
     let addr = settings.addr();
     let listener = TcpListener::bind(addr)
         .await

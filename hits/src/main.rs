@@ -49,6 +49,7 @@ async fn main() -> ExitCode {
         redis_port = s.redis_port,
         bind_port = s.bind_port,
         bind_address = %s.bind_address,
+        max_connections = s.max_connections,
         "starting hits"
     );
     let shutdown = common::shutdown::on_signals();

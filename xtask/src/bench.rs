@@ -70,7 +70,12 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
             postgres_port: 0,
             logs: Logs::Files(logs.join(format!("run-{run}"))),
             log_level: "warn".into(),
-            env: Vec::new(),
+            // Room for the largest crowd, even while the sockets of an
+            // earlier measurement are still being closed.
+            env: vec![(
+                "MAX_CLIENTS".into(),
+                (args.clients.iter().max().unwrap_or(&0) + 1_000).to_string(),
+            )],
         };
         let stack = Stack::start(&options).await?;
         let measured = measure(&args, &bin_dir, &stack).await;

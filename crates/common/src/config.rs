@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
 
+use crate::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
 use crate::origin::AllowedOrigins;
 
 /// Where a web service listens.
@@ -19,12 +20,22 @@ pub struct HttpArgs {
     /// Address to bind.
     #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
+    /// Most HTTP connections served at once; more wait to be accepted. Each
+    /// costs up to about 21 KiB: the default fits a 128 MiB memory limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 impl HttpArgs {
     /// The address to listen on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind_address, self.port)
+    }
+
+    /// The server's limits, with this connection cap.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions::with_max_connections(self.max_connections)
     }
 }
 

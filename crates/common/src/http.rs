@@ -34,6 +34,16 @@ use tracing::Level;
 
 use crate::outage::Outage;
 
+/// Connections served at once unless configured (`MAX_CONNECTIONS`).
+/// `cargo xtask bench` measured what one costs the server: about 9 KiB idle
+/// after a request, about 21 KiB at worst (mid-way through a request head
+/// just under [`ServeOptions::max_head_bytes`]). At this cap that is at most
+/// about 43 MiB on top of a service's ~10 MiB: inside the 128 MiB its
+/// manifests allow, with room for result's live pages (`MAX_CLIENTS`).
+/// Clients beyond the cap wait in the listen backlog rather than being
+/// refused.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 2_048;
+
 /// Largest request head a connection buffers unless configured
 /// ([`ServeOptions::max_head_bytes`]): several times what a browser sends,
 /// cookies and all.
@@ -62,11 +72,21 @@ pub struct ServeOptions {
     pub max_head_bytes: usize,
 }
 
+impl ServeOptions {
+    /// The default limits with another connection cap.
+    pub fn with_max_connections(max_connections: u32) -> Self {
+        ServeOptions {
+            max_connections: max_connections as usize,
+            ..ServeOptions::default()
+        }
+    }
+}
+
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_timeout: Duration::from_secs(10),
-            max_connections: 20_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(5),

@@ -65,8 +65,10 @@ pub struct Settings {
     pub options: OptionsArgs,
     #[command(flatten)]
     pub origins: OriginArgs,
-    /// Most live pages (WebSocket clients) at once; more are refused with 503.
-    #[arg(long, env = "MAX_CLIENTS", default_value_t = 20_000,
+    /// Most live pages (WebSocket clients) at once; more are refused with
+    /// 503. Each costs about 3.5 KiB: the default, with `MAX_CONNECTIONS`
+    /// at its default, fits a 128 MiB memory limit.
+    #[arg(long, env = "MAX_CLIENTS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_clients: u32,
     /// Most live pages from one remote address; more are refused with 503.
@@ -122,7 +124,7 @@ impl AppState {
                 .then(|| AddressCap::new(settings.max_clients_per_address)),
             allowed_origins: Arc::new(settings.origins.allowed_origins.clone()),
             tracker: TaskTracker::new(),
-            serve: ServeOptions::default(),
+            serve: settings.http.serve_options(),
             poll: PollOptions {
                 interval: Duration::from_millis(settings.poll_interval_ms),
                 ..PollOptions::default()

@@ -154,6 +154,7 @@ async fn every_setting_is_listed_by_help() {
         "MAX_CLIENTS",
         "MAX_CLIENTS_PER_ADDRESS",
         "ALLOWED_ORIGINS",
+        "MAX_CONNECTIONS",
         "POLL_INTERVAL_MS",
         "PING_INTERVAL_MS",
         "healthcheck",

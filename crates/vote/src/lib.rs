@@ -236,7 +236,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &settings.options,
         common::config::hostname(),
     )?
-    .with_allowed_origins(settings.origins.allowed_origins.clone());
+    .with_allowed_origins(settings.origins.allowed_origins.clone())
+    .with_serve_options(settings.http.serve_options());
     let addr = settings.http.addr();
     let listener = TcpListener::bind(addr)
         .await

@@ -35,6 +35,7 @@ async fn main() -> ExitCode {
         port = s.http.port,
         open_files,
         bind_address = %s.http.bind_address,
+        max_connections = s.http.max_connections,
         redis_url = %redact_url(&s.redis.redis_url),
         option_a = %s.options.option_a,
         option_b = %s.options.option_b,

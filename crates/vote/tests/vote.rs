@@ -551,6 +551,7 @@ async fn every_setting_is_listed_by_help() {
         "OPTION_A",
         "OPTION_B",
         "ALLOWED_ORIGINS",
+        "MAX_CONNECTIONS",
         "healthcheck",
     ] {
         assert!(

@@ -57,6 +57,7 @@ async fn without_settings_the_defaults_are_redis_6379_and_port_5000() {
         "[default: 6379]",
         "[env: BIND_PORT=]",
         "[default: 5000]",
+        "[env: MAX_CONNECTIONS=]",
         "healthcheck",
     ] {
         assert!(
