@@ -9,7 +9,12 @@
 //! from a vote's POST to the result page's WebSocket update; the result
 //! service's fan-out (commit → last of N clients) at each crowd
 //! size; and memory after load. Every figure reported is the median of the
-//! runs. Numbers are what was measured — nothing here asserts thresholds.
+//! runs. Then, once, on a stack of their own, the memory figures of
+//! [`memory`]: growth under steady load with nothing scraping `/metrics`,
+//! the cost of an open connection, and RSS a minute after load. Numbers are
+//! what was measured — nothing here asserts thresholds.
+
+mod memory;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,9 +29,15 @@ use crate::stack::{Logs, Stack, StackOptions, signal};
 /// What to measure.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Runs per figure; the report shows the median.
+    /// Runs per figure; the report shows the median. 0 skips to the memory
+    /// figures.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Leave out the memory figures (they take two to three minutes).
+    #[arg(long)]
+    skip_memory: bool,
+    #[command(flatten)]
+    memory: memory::MemoryArgs,
     /// Votes the seed posts per run (split 2:1 like the default seed).
     #[arg(long, default_value_t = 30_000)]
     votes: u64,
@@ -54,7 +65,7 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => crate::build_release(&["vote", "worker", "result", "seed"]).await?,
+        None => crate::build_release(&["vote", "worker", "result", "hits", "seed"]).await?,
     };
     let logs = root.join("target").join("xtask-bench");
     let mut runs = Vec::new();
@@ -88,6 +99,14 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
         println!("bench: run {run}: {figures}");
         runs.push(figures);
     }
+    let memory = if args.skip_memory {
+        Value::Null
+    } else {
+        println!("bench: memory figures");
+        let figures = memory::measure(&args.memory, &bin_dir, &logs.join("memory")).await?;
+        println!("bench: memory: {figures}");
+        figures
+    };
     let report = json!({
         "machine": machine(),
         "runs": args.runs,
@@ -100,6 +119,7 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
         },
         "median": median_of(&runs),
         "each_run": runs,
+        "memory": memory,
         "binary_bytes": binary_sizes(&bin_dir),
         "total_seconds": started.elapsed().as_secs_f64(),
     });
@@ -147,38 +167,15 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     // machine it would otherwise share the CPUs with the worker and
     // Postgres as well as the seed); the queue is drained right after.
     signal(pids[1].1, "STOP").await?;
-    let report_file = std::env::temp_dir().join(format!("seed-report-{}.json", std::process::id()));
-    let votes_a = args.votes * 2 / 3;
-    let status = tokio::process::Command::new(bin_dir.join("seed"))
-        .args([
-            "--target",
-            &stack.vote_url,
-            "--progress",
-            "none",
-            "-c",
-            "50",
-        ])
-        .args([
-            "-a",
-            &votes_a.to_string(),
-            "-b",
-            &(args.votes - votes_a).to_string(),
-        ])
-        .arg("--report-json")
-        .arg(&report_file)
-        .stdout(Stdio::null())
-        .status()
-        .await;
+    let seed = seed_votes(bin_dir, &stack.vote_url, args.votes, 50).await;
     signal(pids[1].1, "CONT").await?;
-    anyhow::ensure!(status?.success(), "the seed reported failures");
-    let seed: Value = serde_json::from_slice(&std::fs::read(&report_file)?)?;
-    let _ = std::fs::remove_file(&report_file);
+    let seed = seed?;
     let mut stored = args.votes;
     wait_for_rows(&pool, &mut conn, stored, Duration::from_secs(120)).await?;
 
     // Worker drain: hold the worker, queue a backlog, let it go.
     signal(pids[1].1, "STOP").await?;
-    let queued = queue_backlog(&mut conn, args.backlog).await;
+    let queued = queue_backlog(&mut conn, "drain", args.backlog).await;
     signal(pids[1].1, "CONT").await?;
     let queued = queued?;
     let drain_started = Instant::now();
@@ -270,10 +267,38 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     }))
 }
 
-/// Queues `n` ballots of distinct voters with increasing `seq`, as the vote
-/// service would, in pipelined chunks. Returns how many were queued.
+/// Posts `votes` through the vote service with the `seed` binary, split 2:1
+/// like the default seed, `concurrency` at a time; returns its JSON report.
+async fn seed_votes(
+    bin_dir: &Path,
+    vote_url: &str,
+    votes: u64,
+    concurrency: usize,
+) -> anyhow::Result<Value> {
+    let report_file = std::env::temp_dir().join(format!("seed-report-{}.json", std::process::id()));
+    let votes_a = votes * 2 / 3;
+    let status = tokio::process::Command::new(bin_dir.join("seed"))
+        .args(["--target", vote_url, "--progress", "none"])
+        .args(["-c", &concurrency.to_string()])
+        .args(["-a", &votes_a.to_string()])
+        .args(["-b", &(votes - votes_a).to_string()])
+        .arg("--report-json")
+        .arg(&report_file)
+        .stdout(Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "the seed reported failures");
+    let report = serde_json::from_slice(&std::fs::read(&report_file)?)?;
+    let _ = std::fs::remove_file(&report_file);
+    Ok(report)
+}
+
+/// Queues `n` ballots of distinct voters (named after `label`, so calls with
+/// different labels add voters) with increasing `seq`, as the vote service
+/// would, in pipelined chunks. Returns how many were queued.
 async fn queue_backlog(
     conn: &mut redis::aio::MultiplexedConnection,
+    label: &str,
     n: u64,
 ) -> anyhow::Result<u64> {
     let run = std::process::id();
@@ -282,7 +307,7 @@ async fn queue_backlog(
         let chunk = (n - queued).min(5_000);
         let ballots: Vec<String> = (queued..queued + chunk)
             .map(|i| {
-                let voter = VoterId::parse(format!("bench-{run}-{i}"))?;
+                let voter = VoterId::parse(format!("bench-{run}-{label}-{i}"))?;
                 let vote = if i % 3 == 2 { Vote::B } else { Vote::A };
                 let seq = i64::try_from(i + 1)?;
                 Ok(Ballot {
@@ -395,7 +420,7 @@ fn median_of(runs: &[Value]) -> Value {
 }
 
 fn binary_sizes(bin_dir: &Path) -> Value {
-    ["vote", "worker", "result", "seed"]
+    ["vote", "worker", "result", "hits", "seed"]
         .iter()
         .map(|b| {
             let size = std::fs::metadata(bin_dir.join(b)).map(|m| m.len()).ok();
@@ -512,6 +537,7 @@ fn markdown(report: &Value) -> String {
             mib(&m["peak_rss_kib"][service]),
         ));
     }
+    out.push_str(&memory::markdown_rows(&report["memory"]));
     if let Some(sizes) = report["binary_bytes"].as_object() {
         for (bin, size) in sizes {
             out.push_str(&format!(
