@@ -13,8 +13,12 @@
 //! Tests that stop or crash a store (fault tests) start a dedicated
 //! [`RedisServer`] or [`PostgresServer`] instead, which they own.
 //!
-//! A missing `redis-server` or Postgres install fails the test with the
-//! `apt-get install` line that fixes it; nothing is skipped.
+//! Failover tests start a replicated store: [`RedisHa`] (replicas and
+//! Sentinel) or [`PostgresHa`] (Patroni, etcd and HAProxy); see [`ha`].
+//!
+//! A missing `redis-server`, Postgres, Patroni, etcd or HAProxy install
+//! fails the test with the `apt-get install` line that fixes it; nothing
+//! is skipped.
 //!
 //! [`Served`] runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
@@ -28,6 +32,7 @@
 pub mod abuse;
 #[cfg(feature = "browser")]
 pub mod browser;
+pub mod ha;
 pub mod metrics;
 pub mod raw;
 pub mod served;
@@ -40,6 +45,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
+pub use ha::{PostgresHa, PostgresHaOptions, RedisHa, RedisHaOptions};
 pub use served::Served;
 pub use server::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 /// How long a server may take to report that it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings for [`RedisServer::start`].
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,8 @@ impl RedisServer {
         }
         cmd.args(["--logfile", "", "--daemonize", "no", "--loglevel", "notice"]);
         let log = self.dir.path().join("redis.log");
-        self.child = Some(launch(cmd, "ready to accept connections", log).await?);
+        self.child =
+            Some(launch(cmd, Some("ready to accept connections"), log, READY_TIMEOUT).await?);
         Ok(())
     }
 
@@ -203,8 +204,15 @@ impl PostgresServer {
         }
         cmd.args(["-c", "max_connections=300", "-c", "shared_buffers=128MB"]);
         let log = self.dir.path().join("postgres.log");
-        self.child =
-            Some(launch(cmd, "database system is ready to accept connections", log).await?);
+        self.child = Some(
+            launch(
+                cmd,
+                Some("database system is ready to accept connections"),
+                log,
+                READY_TIMEOUT,
+            )
+            .await?,
+        );
         Ok(())
     }
 
@@ -242,8 +250,16 @@ fn stop_child(child: &mut Option<Child>, signal: &str) {
 }
 
 /// Starts `cmd` from the launcher thread, then waits until a line of its
-/// output contains `ready_line` (lowercase; matched case-insensitively). All output is also copied to `log`.
-async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> anyhow::Result<Child> {
+/// output contains `ready_line` (lowercase; matched case-insensitively);
+/// with `None`, returns as soon as it is spawned (the caller probes it).
+/// All output is appended to `log`, so a restarted process adds to the
+/// same file.
+pub(crate) async fn launch(
+    mut cmd: Command,
+    ready_line: Option<&'static str>,
+    log: PathBuf,
+    ready_timeout: Duration,
+) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -257,7 +273,11 @@ async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> any
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let ready_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(ready_tx)));
     let log_file = std::sync::Arc::new(std::sync::Mutex::new(
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?,
     ));
     let streams: [Box<dyn Read + Send>; 2] = [
         Box::new(child.stdout.take().context("stdout is piped")?),
@@ -273,7 +293,7 @@ async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> any
                     use std::io::Write;
                     let _ = writeln!(f, "{line}");
                 }
-                if line.to_ascii_lowercase().contains(ready_line)
+                if ready_line.is_some_and(|ready| line.to_ascii_lowercase().contains(ready))
                     && let Some(tx) = ready_tx.lock().ok().and_then(|mut t| t.take())
                 {
                     let _ = tx.send(());
@@ -281,8 +301,11 @@ async fn launch(mut cmd: Command, ready_line: &'static str, log: PathBuf) -> any
             }
         });
     }
+    if ready_line.is_none() {
+        return Ok(child);
+    }
     drop(ready_tx);
-    match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+    match tokio::time::timeout(ready_timeout, ready_rx).await {
         Ok(Ok(())) => Ok(child),
         outcome => {
             let _ = child.kill();
@@ -377,7 +400,7 @@ fn sweep_stale_dirs_in(dir: &Path) {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -390,7 +413,7 @@ fn is_root() -> bool {
 
 /// A command that runs `binary` as the `postgres` account when we are
 /// root, and dies with this process either way.
-fn as_postgres_user(binary: &Path) -> Command {
+pub(crate) fn as_postgres_user(binary: &Path) -> Command {
     let mut cmd = Command::new("setpriv");
     if is_root() {
         cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
@@ -399,7 +422,7 @@ fn as_postgres_user(binary: &Path) -> Command {
     cmd
 }
 
-fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
     let id = |flag: &str| -> anyhow::Result<u32> {
         let out = Command::new("id").args([flag, "postgres"]).output()?;
         anyhow::ensure!(
@@ -414,7 +437,7 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Finds `name` on `PATH`, or explains which package provides it.
-fn find_binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_binary(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     find_on_path(name).with_context(|| {
         format!("`{name}` is not installed; the tests need it: apt-get install {package}")
     })
@@ -431,7 +454,7 @@ pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// Finds a Postgres server binary: on `PATH`, else in the newest
 /// `/usr/lib/postgresql/<version>/bin` (where Debian puts them).
-fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_postgres_binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Ok(path) = find_binary(name, "postgresql") {
         return Ok(path);
     }
