@@ -61,6 +61,9 @@ struct Args {
     /// HAProxy's check interval, in milliseconds.
     #[arg(long)]
     check_interval_ms: Option<u64>,
+    /// Keep the topologies' folders (logs, data) even when all went well.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -103,7 +106,8 @@ async fn redis_failovers(args: &Args) -> anyhow::Result<()> {
     );
     let mut ha = RedisHa::start(options).await?;
     let outcome = redis_kills(&mut ha, args.kills).await;
-    if outcome.is_err() {
+    if outcome.is_err() || args.keep {
+        println!("  files kept in {}", ha.dir().display());
         ha.keep_files();
     }
     outcome
@@ -121,8 +125,7 @@ async fn redis_kills(ha: &mut RedisHa, kills: usize) -> anyhow::Result<()> {
         let acked = loop {
             anyhow::ensure!(
                 killed.elapsed() < FAILOVER_DEADLINE,
-                "no failover after {FAILOVER_DEADLINE:?}; logs in {}",
-                ha.dir().display()
+                "no failover after {FAILOVER_DEADLINE:?}"
             );
             if let Ok(addr) = ha.primary().await
                 && addr != old_addr
@@ -146,6 +149,14 @@ async fn redis_kills(ha: &mut RedisHa, kills: usize) -> anyhow::Result<()> {
         ha.restart_as_replica(old).await?;
     }
     times.summary("Redis");
+    let logs = ha.log_paths();
+    let (nodes, sentinels) = logs.split_at(ha.node_count());
+    println!(
+        "  promotions seen in the nodes' logs: {} for {kills} kills; \
+         failover attempts Sentinel aborted: {}",
+        count_in(nodes, "MASTER MODE enabled"),
+        count_in(sentinels, "-failover-abort"),
+    );
     Ok(())
 }
 
@@ -167,7 +178,8 @@ async fn postgres_failovers(args: &Args) -> anyhow::Result<()> {
     );
     let mut ha = PostgresHa::start(options).await?;
     let outcome = postgres_kills(&mut ha, args.kills).await;
-    if outcome.is_err() {
+    if outcome.is_err() || args.keep {
+        println!("  files kept in {}", ha.dir().display());
         ha.keep_files();
     }
     outcome
@@ -185,8 +197,7 @@ async fn postgres_kills(ha: &mut PostgresHa, kills: usize) -> anyhow::Result<()>
         let written = loop {
             anyhow::ensure!(
                 killed.elapsed() < FAILOVER_DEADLINE,
-                "no failover after {FAILOVER_DEADLINE:?}; logs in {}",
-                ha.dir().display()
+                "no failover after {FAILOVER_DEADLINE:?}"
             );
             if promoted.is_none() && pg_probe(&standby, "SELECT NOT pg_is_in_recovery()").await {
                 promoted = Some(killed.elapsed());
@@ -201,7 +212,20 @@ async fn postgres_kills(ha: &mut PostgresHa, kills: usize) -> anyhow::Result<()>
         ha.restart_node(old).await?;
     }
     times.summary("Postgres");
+    println!(
+        "  promotions seen in Patroni's logs: {} for {kills} kills",
+        count_in(&ha.log_paths(), "promoted self to leader"),
+    );
     Ok(())
+}
+
+/// How many lines of the files `logs` contain `needle`: more promotions
+/// than kills means a failover nobody asked for.
+fn count_in(logs: &[std::path::PathBuf], needle: &str) -> usize {
+    logs.iter()
+        .filter_map(|log| std::fs::read_to_string(log).ok())
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .sum()
 }
 
 /// Durations per milestone, one row per kill.

@@ -31,10 +31,15 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings for [`RedisHa::start`].
 ///
-/// Measured on the shared 2-core VM (load average ~10) with the defaults,
-/// 10 SIGKILLs of the primary each (`--example failover_times`): see the
-/// module docs of [`crate::ha`] and the commit that set them for the
-/// figures.
+/// A failover takes about `down_after` plus a second (the Sentinels agree
+/// the primary is down, elect one of them, which promotes the replica with
+/// the most data and repoints the other). `down_after` is 1500 ms, not
+/// less: right after each failover every Sentinel drops its link to the
+/// new primary and counts its silence from then (`sentinelResetMaster`),
+/// and on the loaded test machine a Sentinel regularly took longer than a
+/// second to hear its first PONG — with 1000 ms, 20 kills gave 24 and 27
+/// promotions, i.e. failovers away from a healthy new primary; with 1500
+/// ms and 2000 ms, exactly 20. Figures: [`crate::ha`].
 #[derive(Debug, Clone)]
 pub struct RedisHaOptions {
     /// The name Sentinel monitors the primary under
@@ -66,7 +71,7 @@ impl Default for RedisHaOptions {
             replicas: 2,
             sentinels: 3,
             quorum: 2,
-            down_after: Duration::from_millis(1000),
+            down_after: Duration::from_millis(1500),
             failover_timeout: Duration::from_millis(3000),
             min_replicas_to_write: 1,
             min_replicas_max_lag_secs: 2,
