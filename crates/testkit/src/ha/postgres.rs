@@ -176,6 +176,7 @@ impl PostgresHa {
         anyhow::ensure!(options.loop_wait >= 1 && options.ttl > options.loop_wait);
         // Fail early, with the apt line, before starting anything.
         find_binary("patroni", "patroni")?;
+        find_binary("etcd", "etcd-server")?;
         find_binary("haproxy", "haproxy")?;
         find_postgres_binary("postgres")?;
         let dir = scratch_dir("postgres-ha")?;
