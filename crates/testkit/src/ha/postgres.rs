@@ -284,10 +284,7 @@ impl PostgresHa {
                 continue;
             }
             let url = pg_url(node.pg_port, "postgres");
-            let in_recovery = probe(&url, "SELECT pg_is_in_recovery()::text, 0").await;
-            if let Ok((false_text, _)) = in_recovery
-                && false_text == "false"
-            {
+            if let Ok((false,)) = probe::<(bool,)>(&url, "SELECT pg_is_in_recovery()").await {
                 primaries.push(i);
             }
         }
@@ -325,7 +322,8 @@ impl PostgresHa {
         wait_for("a writable primary behind HAProxy", deadline, || async {
             // `txid_current()` takes a transaction id, so it fails on a
             // standby and its commit waits for the synchronous standby.
-            let (_, port) = probe(&url, "SELECT txid_current()::text, inet_server_port()").await?;
+            let (_, port) =
+                probe::<(i64, i32)>(&url, "SELECT txid_current(), inet_server_port()").await?;
             let node = self
                 .nodes
                 .iter()
@@ -484,12 +482,15 @@ async fn connect(url: &str) -> anyhow::Result<PgConnection> {
         .context("connecting")
 }
 
-/// Runs `sql` (one row: text, int) on a fresh connection to `url`.
-async fn probe(url: &str, sql: &'static str) -> anyhow::Result<(String, i32)> {
+/// Runs `sql` (one row) on a fresh connection to `url`.
+async fn probe<T>(url: &str, sql: &'static str) -> anyhow::Result<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let mut conn = connect(url).await?;
     let row = tokio::time::timeout(
         PROBE_TIMEOUT,
-        sqlx::query_as::<_, (String, i32)>(sql).fetch_one(&mut conn),
+        sqlx::query_as::<_, T>(sql).fetch_one(&mut conn),
     )
     .await
     .context("query timed out")??;
