@@ -119,7 +119,7 @@ impl Crowd {
 
 /// `a + b` from a live-feed message `{"a":N,"b":M}`.
 pub fn tally_total(text: &str) -> Option<u64> {
-    crate::verify::parse_tally(text).map(|(a, b)| a + b)
+    contract::Tally::from_feed(text).map(|t| t.total())
 }
 
 #[cfg(test)]

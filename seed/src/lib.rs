@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use load::{Run, Vote, plan};
+pub use contract::Vote;
+pub use load::{Run, plan};
 pub use report::Report;
 
 /// What the seed does, from flags or environment.

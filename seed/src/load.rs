@@ -6,24 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use contract::Vote;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Settings;
 use crate::report::{Outcome, Report};
 
-/// An option on the ballot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Vote {
-    A,
-    B,
-}
-
-impl Vote {
-    fn form(self) -> &'static str {
-        match self {
-            Vote::A => "vote=a",
-            Vote::B => "vote=b",
-        }
+/// The vote form for `vote`, as a browser posts it.
+fn form(vote: Vote) -> &'static str {
+    match vote {
+        Vote::A => "vote=a",
+        Vote::B => "vote=b",
     }
 }
 
@@ -181,7 +174,7 @@ async fn post_one(client: &reqwest::Client, target: &str, vote: Vote) -> Outcome
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .body(vote.form())
+        .body(form(vote))
         .send()
         .await;
     match sent {

@@ -20,13 +20,7 @@ async fn main() -> ExitCode {
     let runs = settings.plan();
     let plan: Vec<String> = runs
         .iter()
-        .map(|r| {
-            format!(
-                "{} {}",
-                r.count,
-                if r.vote == seed::Vote::A { "a" } else { "b" }
-            )
-        })
+        .map(|r| format!("{} {}", r.count, r.vote))
         .collect();
     eprintln!(
         "seed: posting to {} — runs: {}{}, concurrency {}{}",

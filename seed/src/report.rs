@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::load::Vote;
+use contract::Vote;
 
 /// How one request ended.
 #[derive(Debug, Clone)]

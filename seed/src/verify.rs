@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use contract::Tally;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -56,7 +57,8 @@ impl Feed {
                 .await
                 .context("the result feed closed")??;
             if let Message::Text(text) = message {
-                return parse_tally(&text)
+                return Tally::from_feed(&text)
+                    .map(|t| (t.a, t.b))
                     .with_context(|| format!("the result feed sent {text:?}, not a tally"));
             }
         }
@@ -96,26 +98,6 @@ impl Feed {
         }
         bail!("after {limit:?} the feed showed {last:?}")
     }
-}
-
-/// The counts `(a, b)` of a live-feed message `{"a":N,"b":M}`.
-pub fn parse_tally(text: &str) -> Option<(u64, u64)> {
-    /// Only the two counts, without building a JSON tree per message.
-    #[derive(serde::Deserialize)]
-    struct Counts {
-        a: u64,
-        b: u64,
-    }
-    // serde's derive would also read the array `[N,M]`; the feed sends an
-    // object. JSON's whitespace is exactly these four characters.
-    if !text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
-        return None;
-    }
-    let counts: Counts = serde_json::from_str(text).ok()?;
-    Some((counts.a, counts.b))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::{Ballot, Vote, VoterId};
+use contract::{Ballot, Vote, VoterId};
 use serde_json::{Value, json};
 
 use crate::stack::{Logs, Stack, StackOptions, signal};
@@ -318,7 +318,7 @@ async fn queue_backlog(
             })
             .collect::<anyhow::Result<_>>()?;
         let _: () = redis::cmd("RPUSH")
-            .arg(common::queue::QUEUE_KEY)
+            .arg(contract::queue::QUEUE_KEY)
             .arg(ballots)
             .query_async(conn)
             .await?;
@@ -337,10 +337,10 @@ async fn wait_for_rows(
     let started = Instant::now();
     loop {
         let queued: u64 = redis::cmd("LLEN")
-            .arg(common::queue::QUEUE_KEY)
+            .arg(contract::queue::QUEUE_KEY)
             .query_async(conn)
             .await?;
-        let tally = common::db::read_tally(pool).await?;
+        let tally = result::tally::read_tally(pool).await?;
         if queued == 0 && tally.total() >= rows {
             return Ok(());
         }

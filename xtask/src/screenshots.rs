@@ -195,13 +195,13 @@ async fn take_with(
     let voters = SCREENS.len() as u64;
     seed(vote_url, result_url, voters).await?;
     let (a, b) = (voters + SEED_A, SEED_B);
-    let tally = common::Tally { a, b };
-    let (a_label, b_label) = tally.percent_labels();
+    let tally = contract::Tally { a, b };
+    let (a_label, b_label) = result::page::percent_labels(tally);
     for screen in SCREENS {
         browser.set_viewport(screen.viewport).await?;
         browser.goto(result_url).await?;
         browser
-            .wait_for_text("#votes", &tally.votes_label(), DEADLINE)
+            .wait_for_text("#votes", &result::page::votes_label(tally), DEADLINE)
             .await?;
         for (id, want) in [("#percent-a", &a_label), ("#percent-b", &b_label)] {
             let shown = browser.text(id).await?;

@@ -1,21 +1,18 @@
 //! Connections to Redis and Postgres that survive the other side being
 //! down: at start (compose starts everything at once) and later (restarts).
 //!
-//! Web services get *lazy* handles: they start serving at once, answer 503
-//! while a store is unreachable and recover by themselves. The worker, which
-//! can do nothing without both stores, waits for them with [`wait_until`].
+//! Every handle is *lazy*: a service starts at once, answers 503 (or
+//! waits, as the worker does at start) while a store is unreachable and
+//! recovers by itself.
 
-use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::redact_url;
-use crate::outage::Outage;
 
 /// How long any single Redis command or connection attempt may take before
 /// the caller gets an error (and a web client a 503).
@@ -119,45 +116,6 @@ impl Backoff {
     /// Starts again from the shortest delay (after a success).
     pub fn reset(&mut self) {
         self.next = Self::FIRST.min(self.max);
-    }
-}
-
-/// Runs `attempt` until it succeeds, backing off from 100 ms to 5 s.
-/// Returns `None` if `cancel` fires first. A wait is logged when it starts,
-/// once a minute while it lasts, and when it ends (see [`Outage`]); each
-/// retry at DEBUG.
-pub async fn wait_until<T, E, F, Fut>(
-    what: &'static str,
-    cancel: &CancellationToken,
-    mut attempt: F,
-) -> Option<T>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::up_to(Duration::from_secs(5));
-    let outage = Outage::new(what, "waiting for it before starting");
-    loop {
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => return None,
-            outcome = attempt() => outcome,
-        };
-        match outcome {
-            Ok(value) => {
-                outage.succeeded();
-                return Some(value);
-            }
-            Err(e) => {
-                outage.failed(&e);
-                let delay = backoff.next_delay();
-                tracing::debug!(what, retry_in_ms = delay.as_millis() as u64, "retrying");
-                tokio::select! {
-                    _ = cancel.cancelled() => return None,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
     }
 }
 

@@ -1,9 +1,9 @@
-//! Queue payloads: `common::Ballot::from_json` with a `seq` window.
+//! Queue payloads: `contract::Ballot::from_json` with a `seq` window.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::ballot::MAX_BALLOT_BYTES;
-use common::{Ballot, SeqWindow, Vote, VoterId};
+use contract::ballot::MAX_BALLOT_BYTES;
+use contract::{Ballot, SeqWindow, Vote, VoterId};
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;

@@ -3,7 +3,7 @@
 use arbitrary::Arbitrary;
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
-use common::{Vote, VoterId};
+use contract::{Vote, VoterId};
 use vote::visitor::{self, Identity, Visitor};
 
 /// Up to a few `Cookie` header values, as a client may send them.

@@ -1,8 +1,9 @@
-//! The live-feed message `{"a":N,"b":M}`: `common::Tally` writes it, the
-//! result page and the seed's `--verify` read it.
+//! The live-feed message `{"a":N,"b":M}`: `contract::Tally` writes it
+//! ([`Tally::to_json`]) and reads it ([`Tally::from_feed`], what the seed's
+//! `--verify` uses); the result page's figures follow from it.
 
 use arbitrary::Arbitrary;
-use common::Tally;
+use contract::Tally;
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
@@ -27,21 +28,17 @@ pub fn check(message: &Message<'_>) {
         Some(tally),
         "{json}"
     );
-    assert_eq!(
-        seed::verify::parse_tally(&json),
-        Some((tally.a, tally.b)),
-        "{json}"
-    );
+    assert_eq!(Tally::from_feed(&json), Some(tally), "{json}");
     // The page's figures hold together for any counts.
-    let (pa, pb) = tally.percentages();
+    let (pa, pb) = result::page::percentages(tally);
     assert_eq!(u16::from(pa) + u16::from(pb), 100);
-    let (la, lb) = tally.percent_labels();
+    let (la, lb) = result::page::percent_labels(tally);
     assert_eq!((la, lb), (format!("{pa}.0%"), format!("{pb}.0%")));
-    assert!(!tally.votes_label().is_empty());
+    assert!(!result::page::votes_label(tally).is_empty());
 
-    // Whatever else arrives, the seed accepts only a JSON object holding
+    // Whatever else arrives, a reader accepts only a JSON object holding
     // the counts it reports.
-    if let Some((a, b)) = seed::verify::parse_tally(message.text) {
+    if let Some(Tally { a, b }) = Tally::from_feed(message.text) {
         // A JSON object, read as leniently as the parser reads fields it
         // ignores (`1e999` is grammatical JSON, which `Value` refuses).
         let keys: BTreeMap<String, IgnoredAny> =

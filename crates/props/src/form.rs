@@ -3,7 +3,7 @@
 use arbitrary::Arbitrary;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue};
-use common::Vote;
+use contract::Vote;
 use vote::form::{FormError, parse_vote};
 
 /// A submission: a content type (or none) and a body.

@@ -14,8 +14,9 @@
 //!   without `voter_id` yields an identity, a known id is one the headers
 //!   carry, and the cookies we set are read back as set, whatever follows.
 //! - [`feed`]: the live-feed message: `Tally`'s JSON parses back to the same
-//!   counts (serde and the seed's parser), and the seed's parser accepts
-//!   only a JSON object whose `a` and `b` are those counts.
+//!   counts (serde and `Tally::from_feed`, the readers' parser), which
+//!   accepts only a JSON object whose `a` and `b` are those counts; the
+//!   result page's percentages add up for any counts.
 //!
 //! Two runners share these checks:
 //! - `cargo xtask fuzz` runs the coverage-guided targets in `fuzz/`

@@ -33,15 +33,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use common::Tally;
 use common::connect::Backoff;
-use common::db::{CHANGES_CHANNEL, TallyReader};
 use common::outage::Outage;
+use contract::Tally;
+use contract::table::CHANGES_CHANNEL;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+
+use crate::tally::TallyReader;
 
 /// Longest a single tally read may take before it counts as failed.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);

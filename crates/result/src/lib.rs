@@ -3,7 +3,7 @@
 //! It is the end of the pipeline. The worker stores each voter's latest
 //! choice in the Postgres table `votes`; this service reads the tally and
 //! pushes it to every open page. It only reads: the worker owns the schema,
-//! and [`common::db::TallyReader`] copes with a database that has our
+//! and [`tally::TallyReader`] copes with a database that has our
 //! trigger-maintained tally, only the original table, or nothing yet.
 //!
 //! - `GET /` renders the page with the current tally ([`page`]).
@@ -23,6 +23,7 @@ pub mod addresses;
 pub mod feed;
 pub mod live;
 pub mod page;
+pub mod tally;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,11 +33,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use common::Tally;
 use common::config::{DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs};
 use common::health::Probe;
 use common::http::ServeOptions;
 use common::origin::AllowedOrigins;
+use contract::Tally;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};

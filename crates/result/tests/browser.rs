@@ -5,7 +5,7 @@
 
 mod support;
 
-use common::Tally;
+use contract::Tally;
 use serde_json::json;
 use support::{DEADLINE, TestApp, insert_many, insert_vote, migrate, settings};
 use testkit::browser::Browser;
@@ -88,8 +88,12 @@ async fn the_page_updates_in_place_with_the_servers_figures() {
         .unwrap();
     for ((a, b), script) in pairs.iter().zip(from_script) {
         let tally = Tally { a: *a, b: *b };
-        let (a_label, b_label) = tally.percent_labels();
-        assert_eq!(script, (a_label, b_label, tally.votes_label()), "{a}/{b}");
+        let (a_label, b_label) = result::page::percent_labels(tally);
+        assert_eq!(
+            script,
+            (a_label, b_label, result::page::votes_label(tally)),
+            "{a}/{b}"
+        );
     }
     // All of it, the live feed included, within the page's security policy.
     let violations = browser.csp_violations().await.unwrap();

@@ -29,7 +29,7 @@ async fn a_database_with_only_the_original_table_is_counted_by_polling() {
     let db = testkit::postgres().await;
     // What the original worker creates: no tally table, no triggers, no
     // notifications — only the poll can see changes.
-    sqlx::query(common::db::VOTES_DDL)
+    sqlx::query(contract::table::VOTES_DDL)
         .execute(&db.pool)
         .await
         .unwrap();
@@ -73,7 +73,7 @@ async fn polling_a_database_without_our_schema_sends_no_failing_queries() {
     assert_eq!(client.next_tally().await, tally(0, 0));
     // No table yet, then the original worker's table: every change below
     // is seen by a poll, so each takes at least one read.
-    sqlx::query(common::db::VOTES_DDL)
+    sqlx::query(contract::table::VOTES_DDL)
         .execute(&pool)
         .await
         .unwrap();
@@ -93,7 +93,7 @@ async fn polling_a_database_without_our_schema_sends_no_failing_queries() {
 #[tokio::test]
 async fn the_fast_tally_is_read_once_the_worker_migrates_an_original_database() {
     let db = testkit::postgres().await;
-    sqlx::query(common::db::VOTES_DDL)
+    sqlx::query(contract::table::VOTES_DDL)
         .execute(&db.pool)
         .await
         .unwrap();
@@ -120,7 +120,7 @@ async fn the_fast_tally_is_read_once_the_worker_migrates_an_original_database() 
 
 #[tokio::test]
 async fn the_tally_source_is_looked_for_again_after_the_reprobe_interval() {
-    use common::db::{TallyReader, TallySource};
+    use result::tally::{TallyReader, TallySource};
     let db = testkit::postgres().await;
     // Long enough that the migration below certainly ends within it.
     let mut reader = TallyReader::new(std::time::Duration::from_secs(5));
@@ -128,7 +128,7 @@ async fn the_tally_source_is_looked_for_again_after_the_reprobe_interval() {
     assert_eq!(reader.source(), Some(TallySource::NoTable));
     // With no table yet, every read looks: the original worker's table and
     // its first vote count at once.
-    sqlx::query(common::db::VOTES_DDL)
+    sqlx::query(contract::table::VOTES_DDL)
         .execute(&db.pool)
         .await
         .unwrap();

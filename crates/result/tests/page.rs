@@ -47,7 +47,7 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
         assert_eq!(element_text(&html, "percent-a"), a_label, "{a}/{b}");
         assert_eq!(element_text(&html, "percent-b"), b_label, "{a}/{b}");
         assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
-        let (a_width, b_width) = tally(a as u64, b as u64).percentages();
+        let (a_width, b_width) = result::page::percentages(tally(a as u64, b as u64));
         assert!(
             html.contains(&format!(r#"id="bar-a" class="bar a w{a_width}""#)),
             "{html}"

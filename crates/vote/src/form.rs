@@ -7,7 +7,7 @@
 
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use common::Vote;
+use contract::Vote;
 
 /// Why a submitted form is not a vote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum FormError {
     #[error("the form has more than one \"vote\" field")]
     Repeated,
     #[error("{0}")]
-    BadVote(#[from] common::BallotError),
+    BadVote(#[from] contract::BallotError),
 }
 
 /// Reads the vote from a form submission.

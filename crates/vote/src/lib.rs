@@ -2,7 +2,7 @@
 //!
 //! It is the front of the pipeline. Each vote becomes a ballot
 //! `{"voter_id":"…","vote":"a","seq":N}` pushed onto the Redis list `votes`
-//! (see [`common::queue`]); the worker stores it and the result service
+//! (see [`contract::queue`]); the worker stores it and the result service
 //! shows it. This service never touches Postgres.
 //!
 //! - `GET /` renders the page; `POST /` with the form field `vote=a|b`
@@ -39,7 +39,7 @@ use common::health::Probe;
 use common::http::ServeOptions;
 use common::origin::{AllowedOrigins, check_same_origin};
 use common::outage::Outage;
-use common::{Ballot, Vote, VoterId};
+use contract::{Ballot, Vote, VoterId};
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -155,10 +155,10 @@ impl AppState {
     /// `seq` wins.
     async fn push_retrying_once(&self, ballot: &Ballot) -> Result<u64, PushFailure> {
         let mut conn = self.redis.clone();
-        match common::queue::enqueue(&mut conn, ballot).await {
+        match contract::queue::enqueue(&mut conn, ballot).await {
             Err(first) if first.is_connection_dropped() => {
                 tracing::debug!(error = %first, "Redis connection dropped; pushing again");
-                common::queue::enqueue(&mut conn, ballot)
+                contract::queue::enqueue(&mut conn, ballot)
                     .await
                     .map_err(|again| PushFailure {
                         maybe_queued: maybe_queued(&first) || maybe_queued(&again),
@@ -193,7 +193,7 @@ fn maybe_queued(e: &redis::RedisError) -> bool {
 }
 
 /// Whether Redis answered the push with an error (it ran and refused it,
-/// e.g. [`common::queue::is_bad_counter`]). Error codes redis-rs does not
+/// e.g. [`contract::queue::is_bad_counter`]). Error codes redis-rs does not
 /// know, such as the enqueue script's own `BADSEQ`, are `Extension`s.
 fn was_refused(e: &redis::RedisError) -> bool {
     matches!(

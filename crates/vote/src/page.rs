@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::http::StatusCode;
 use axum::http::header::{RETRY_AFTER, SET_COOKIE};
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use common::Vote;
+use contract::Vote;
 
 use crate::form::FormError;
 

@@ -9,7 +9,7 @@
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
-use common::{Vote, VoterId};
+use contract::{Vote, VoterId};
 use cookie::{Cookie, SameSite};
 
 /// Name of the identity cookie (contract with the original app).
@@ -53,7 +53,7 @@ impl Visitor {
                     VOTER_COOKIE if identity == Identity::New => {
                         identity = match VoterId::parse(cookie.value()) {
                             Ok(id) => Identity::Known(id),
-                            Err(common::BallotError::BadVoterId(why)) => Identity::Malformed(why),
+                            Err(contract::BallotError::BadVoterId(why)) => Identity::Malformed(why),
                             Err(_) => Identity::Malformed("invalid"),
                         };
                     }

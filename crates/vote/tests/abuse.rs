@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::config::OptionsArgs;
 use common::http::ServeOptions;
-use common::queue::{QUEUE_KEY, SEQ_KEY};
+use contract::queue::{QUEUE_KEY, SEQ_KEY};
 use testkit::abuse::{
     Answer, Case, Effect, Entry, HttpCase, Input, Layer, check_catalogue, framing_cases, play_http,
     still_answers,

@@ -12,7 +12,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn queued(redis: &testkit::TestRedis) -> Vec<serde_json::Value> {
     redis
-        .list(common::queue::QUEUE_KEY)
+        .list(contract::queue::QUEUE_KEY)
         .await
         .iter()
         .map(|b| serde_json::from_str(b).unwrap())

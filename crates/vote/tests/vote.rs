@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use common::config::OptionsArgs;
-use common::queue::QUEUE_KEY;
+use contract::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 
@@ -182,7 +182,7 @@ const DAY_US: i64 = 86_400_000_000;
 
 async fn set_counter(redis: &testkit::TestRedis, value: &str) {
     let _: () = redis::cmd("SET")
-        .arg(common::queue::SEQ_KEY)
+        .arg(contract::queue::SEQ_KEY)
         .arg(value)
         .query_async(&mut redis.conn().await)
         .await
@@ -191,7 +191,7 @@ async fn set_counter(redis: &testkit::TestRedis, value: &str) {
 
 async fn counter(redis: &testkit::TestRedis) -> Option<String> {
     redis::cmd("GET")
-        .arg(common::queue::SEQ_KEY)
+        .arg(contract::queue::SEQ_KEY)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap()
@@ -224,18 +224,18 @@ async fn a_corrupt_seq_counter_gets_a_503_and_queues_nothing() {
         assert_eq!(queued(&redis).await, Vec::<String>::new(), "{corrupt:?}");
         assert_eq!(counter(&redis).await.as_deref(), Some(corrupt));
         // The refusal is recognisable, so callers never retry it.
-        let ballot = common::Ballot::new(
-            common::VoterId::parse("00000000000000cc").unwrap(),
-            common::Vote::A,
+        let ballot = contract::Ballot::new(
+            contract::VoterId::parse("00000000000000cc").unwrap(),
+            contract::Vote::A,
         );
-        let refused = common::queue::enqueue(&mut redis.conn().await, &ballot)
+        let refused = contract::queue::enqueue(&mut redis.conn().await, &ballot)
             .await
             .unwrap_err();
-        assert!(common::queue::is_bad_counter(&refused), "{refused}");
+        assert!(contract::queue::is_bad_counter(&refused), "{refused}");
     }
     // Deleting the counter is the fix: the clock takes over.
     let _: () = redis::cmd("DEL")
-        .arg(common::queue::SEQ_KEY)
+        .arg(contract::queue::SEQ_KEY)
         .query_async(&mut redis.conn().await)
         .await
         .unwrap();

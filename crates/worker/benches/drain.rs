@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use common::queue::{QUEUE_KEY, heartbeat_key, processing_key};
+use contract::queue::QUEUE_KEY;
 use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+use worker::queue::{heartbeat_key, processing_key};
 
 const STAGING_KEY: &str = "bench:staging";
 const WORKER_ID: &str = "bench";
@@ -376,8 +377,8 @@ async fn verify(db_url: &str, last: &HashMap<String, &'static str>) -> anyhow::R
         );
     }
     let (kept, counted) = (
-        common::db::read_tally(&pool).await?,
-        common::db::count_votes(&pool).await?,
+        result::tally::read_tally(&pool).await?,
+        result::tally::count_votes(&pool).await?,
     );
     if kept != counted {
         bail!("vote_tally {kept:?} disagrees with counting votes {counted:?}");

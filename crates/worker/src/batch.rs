@@ -19,9 +19,8 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::ballot::MAX_BALLOT_BYTES;
-use common::queue::DeadLetter;
-use common::{Ballot, SeqWindow};
+use contract::ballot::MAX_BALLOT_BYTES;
+use contract::{Ballot, SeqWindow};
 
 /// One claimed batch, parsed.
 #[derive(Debug, Default)]
@@ -30,6 +29,32 @@ pub struct Batch {
     pub ballots: Vec<Ballot>,
     /// Payloads that are not ballots, with the reason.
     pub dead: Vec<DeadLetter>,
+}
+
+/// One entry of the dead-letter list
+/// [`DEAD_LETTER_KEY`](crate::queue::DEAD_LETTER_KEY): a payload the worker
+/// could not store as a ballot, kept with the reason so an operator can
+/// inspect or replay it. Stored as compact JSON, e.g.
+/// `{"reason":"ballot is not valid JSON of the expected shape: unknown variant `c`, …","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// Why the payload is not a ballot ([`contract::BallotError`]'s text).
+    pub reason: String,
+    /// The payload as queued, or its first [`MAX_BALLOT_BYTES`] if it is
+    /// longer (the reason gives its size). Bytes that are not UTF-8 are
+    /// replaced by U+FFFD, so a binary payload is kept only approximately.
+    pub payload: String,
+    /// The id of the worker that dead-lettered it.
+    pub worker: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl DeadLetter {
+    pub fn to_json(&self) -> String {
+        // Serializing strings and an integer cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 impl Batch {

@@ -3,7 +3,7 @@
 //!
 //! It is the middle of the pipeline (vote → Redis → **worker** → Postgres →
 //! result) and the only writer of our schema, which it creates itself
-//! ([`common::db::migrate`]). Its promises:
+//! ([`schema`]). Its promises:
 //!
 //! - **Nothing is lost.** A ballot leaves Redis only after its row is
 //!   committed: batches wait in a processing list owned by this worker
@@ -31,6 +31,7 @@
 pub mod batch;
 pub mod queue;
 mod run;
+pub mod schema;
 pub mod store;
 pub mod summary;
 
@@ -38,15 +39,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use common::config::{DatabaseArgs, RedisArgs};
-use common::connect::wait_until;
 use common::health::Probe;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use batch::Batch;
-use common::SeqWindow;
+use contract::SeqWindow;
 use queue::{Claimed, Queue, SeqCounter, Waiter};
+use run::wait_until;
 pub use run::{run, serve};
 use summary::Summary;
 
@@ -340,8 +341,8 @@ impl Worker {
         // The outer `Err` is retried; a migration that failed for good comes
         // back as `Ok(Err(_))`.
         let outcome = wait_until("Postgres (to create the schema)", shutdown, || async {
-            match common::db::migrate(&self.pool).await {
-                Err(e) if common::db::migration_is_unavailable(&e) => Err(e),
+            match schema::migrate(&self.pool).await {
+                Err(e) if schema::migration_is_unavailable(&e) => Err(e),
                 done => Ok(done),
             }
         })

@@ -30,13 +30,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::SeqWindow;
-use common::queue::{
-    DEAD_LETTER_KEY, DeadLetter, HEARTBEAT_PREFIX, PROCESSING_PREFIX, QUEUE_KEY, SEQ_KEY,
-    WORKERS_KEY, heartbeat_key, processing_key,
-};
+use contract::SeqWindow;
+use contract::queue::{QUEUE_KEY, SEQ_KEY};
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
+
+use crate::batch::DeadLetter;
+
+/// Where payloads that are not ballots go, with the reason, instead of
+/// being dropped (see [`DeadLetter`]).
+pub const DEAD_LETTER_KEY: &str = "votes:dead";
+/// Prefix of each worker's processing list: `votes:processing:<worker id>`.
+pub const PROCESSING_PREFIX: &str = "votes:processing:";
+/// Prefix of each worker's heartbeat key: `votes:worker:<worker id>`.
+pub const HEARTBEAT_PREFIX: &str = "votes:worker:";
+/// The set of worker ids that may own a processing list.
+pub const WORKERS_KEY: &str = "votes:workers";
+
+/// The processing list owned by one worker.
+pub fn processing_key(worker_id: &str) -> String {
+    format!("{PROCESSING_PREFIX}{worker_id}")
+}
+
+/// The heartbeat key that says a worker is alive.
+pub fn heartbeat_key(worker_id: &str) -> String {
+    format!("{HEARTBEAT_PREFIX}{worker_id}")
+}
 
 /// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
 /// Returns {queue length, first `batch size` items of the processing list,

@@ -9,6 +9,7 @@
 //! [`common::outage`]), not once per failed retry; the work done is logged
 //! as one summary line per interval (see [`crate::summary`]).
 
+use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -184,6 +185,45 @@ async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
         match queue.depth().await {
             Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
             Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, backing off from 100 ms to 5 s.
+/// Returns `None` if `cancel` fires first. A wait is logged when it starts,
+/// once a minute while it lasts, and when it ends (see [`Outage`]); each
+/// retry at DEBUG.
+pub(crate) async fn wait_until<T, E, F, Fut>(
+    what: &'static str,
+    cancel: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::up_to(Duration::from_secs(5));
+    let outage = Outage::new(what, "waiting for it before starting");
+    loop {
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            outcome = attempt() => outcome,
+        };
+        match outcome {
+            Ok(value) => {
+                outage.succeeded();
+                return Some(value);
+            }
+            Err(e) => {
+                outage.failed(&e);
+                let delay = backoff.next_delay();
+                tracing::debug!(what, retry_in_ms = delay.as_millis() as u64, "retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
         }
     }
 }

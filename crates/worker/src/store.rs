@@ -11,7 +11,7 @@
 //! The tally table and the `votes_changed` notification are maintained by
 //! the schema's triggers, not here.
 
-use common::{Ballot, SeqWindow};
+use contract::{Ballot, SeqWindow};
 use sqlx::PgPool;
 
 const UPSERT: &str = "\

@@ -12,16 +12,17 @@
 //! `["voter","a"]`, `42`, `null`, and `seq` values 0, −1, 1.5, 2^60,
 //! 2^63 − 1, 2^63 and two days ahead (`boundary.rs`, one step at a time,
 //! with what they must not do to `votes:seq`); the parser's own unit tests
-//! and property tests in `common::ballot`.
+//! and property tests in `contract::ballot`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::queue::{DEAD_LETTER_KEY, QUEUE_KEY, processing_key};
+use contract::queue::QUEUE_KEY;
 use support::{Env, ballot};
 use testkit::abuse::{Case, Entry, Layer, check_catalogue};
+use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
 /// How long a case waits for its canary to be stored.
 const CANARY_DEADLINE: Duration = Duration::from_secs(10);
@@ -395,7 +396,7 @@ async fn check(
 /// The dead letter `raw` names `reason`, holds the start of the payload at
 /// least, and is small.
 fn dead_letter_says(case: &PayloadCase, reason: &str, raw: &str) -> Result<(), String> {
-    let letter: common::queue::DeadLetter = serde_json::from_str(raw)
+    let letter: worker::batch::DeadLetter = serde_json::from_str(raw)
         .map_err(|e| format!("the dead letter is not one: {e}: {raw:.200}"))?;
     let expected = String::from_utf8_lossy(&case.payload);
     let kept = (expected.starts_with(&letter.payload) && !letter.payload.is_empty())

@@ -8,9 +8,10 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::queue::{QUEUE_KEY, SEQ_KEY, processing_key};
-use common::{Ballot, Vote, VoterId};
+use contract::queue::{QUEUE_KEY, SEQ_KEY};
+use contract::{Ballot, Vote, VoterId};
 use support::{Env, ballot};
+use worker::queue::processing_key;
 use worker::{Outcome, Worker};
 
 /// Long enough for a worker to start, store and acknowledge on a busy box.
@@ -147,7 +148,7 @@ async fn counter(env: &Env) -> Option<String> {
 /// script from `votes:seq` and Redis's clock.
 async fn vote(env: &Env, voter: &str, vote: Vote) {
     let ballot = Ballot::new(VoterId::parse(voter).unwrap(), vote);
-    common::queue::enqueue(&mut env.redis().await, &ballot)
+    contract::queue::enqueue(&mut env.redis().await, &ballot)
         .await
         .unwrap();
 }
@@ -258,7 +259,7 @@ async fn the_worker_raises_a_sane_counter_and_leaves_a_corrupt_one_alone() {
     use worker::queue::{Queue, SeqCounter};
     let env = Env::new().await;
     let queue = Queue::new(&env.redis_url, "w1").unwrap();
-    let window = common::SeqWindow::now();
+    let window = contract::SeqWindow::now();
     let floor = now_us();
     let set = |value: String| {
         let env = &env;

@@ -4,7 +4,7 @@
 
 mod support;
 
-use common::queue::QUEUE_KEY;
+use contract::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot, http_get, workload};
 use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ fn produce(redis_url: String, ballots: Vec<String>) -> JoinHandle<()> {
             testkit::eventually("Redis to take a slice of ballots", DEADLINE, || async {
                 let mut conn = client.get_multiplexed_async_connection().await.ok()?;
                 redis::cmd("RPUSH")
-                    .arg(common::queue::QUEUE_KEY)
+                    .arg(contract::queue::QUEUE_KEY)
                     .arg(slice)
                     .query_async::<u64>(&mut conn)
                     .await

@@ -10,9 +10,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use common::queue::{QUEUE_KEY, processing_key};
+use contract::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use worker::queue::processing_key;
 
 /// Lines a worker logs at INFO however long it runs: settings, admin
 /// listener, schema, registration, consuming, shutdown signal, stopped.

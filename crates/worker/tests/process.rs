@@ -6,8 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use common::queue::{QUEUE_KEY, WORKERS_KEY, heartbeat_key, processing_key};
+use contract::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot, workload};
+use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 
 async fn signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().expect("the worker is running");

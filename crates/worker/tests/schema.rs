@@ -61,7 +61,7 @@ async fn migrating_twice_changes_nothing() {
 #[tokio::test]
 async fn a_table_the_original_worker_made_is_upgraded_and_its_rows_counted() {
     let env = Env::new().await;
-    sqlx::query(common::db::VOTES_DDL)
+    sqlx::query(contract::table::VOTES_DDL)
         .execute(&env.pool)
         .await
         .unwrap();
@@ -72,13 +72,13 @@ async fn a_table_the_original_worker_made_is_upgraded_and_its_rows_counted() {
 
     env.migrate().await;
 
-    let tally = common::db::read_tally(&env.pool).await.unwrap();
+    let tally = result::tally::read_tally(&env.pool).await.unwrap();
     assert_eq!((tally.a, tally.b), (2, 1));
     // Our ballots replace the original's rows, which have no seq.
     let mut w = worker::Worker::new(&env.settings("w1")).unwrap();
     env.push(&[ballot("old2", "a", Some(5))]).await;
     w.step().await.unwrap();
-    let tally = common::db::read_tally(&env.pool).await.unwrap();
+    let tally = result::tally::read_tally(&env.pool).await.unwrap();
     assert_eq!((tally.a, tally.b), (3, 0));
     env.assert_tally_consistent().await;
 }
@@ -104,7 +104,7 @@ async fn plain_inserts_and_updates_from_other_writers_still_work_and_count() {
         .execute(&env.pool)
         .await
         .unwrap();
-    let tally = common::db::read_tally(&env.pool).await.unwrap();
+    let tally = result::tally::read_tally(&env.pool).await.unwrap();
     assert_eq!((tally.a, tally.b), (1, 1));
     env.assert_tally_consistent().await;
 
@@ -112,7 +112,10 @@ async fn plain_inserts_and_updates_from_other_writers_still_work_and_count() {
         .execute(&env.pool)
         .await
         .unwrap();
-    assert_eq!(common::db::read_tally(&env.pool).await.unwrap().total(), 0);
+    assert_eq!(
+        result::tally::read_tally(&env.pool).await.unwrap().total(),
+        0
+    );
     env.assert_tally_consistent().await;
 }
 
@@ -141,7 +144,7 @@ async fn upserts_that_insert_update_and_skip_in_one_statement_keep_the_tally_exa
     .await;
     w.step().await.unwrap();
 
-    let tally = common::db::read_tally(&env.pool).await.unwrap();
+    let tally = result::tally::read_tally(&env.pool).await.unwrap();
     assert_eq!((tally.a, tally.b), (1, 3));
     env.assert_tally_consistent().await;
     let seq: Option<i64> = sqlx::query_scalar("SELECT seq FROM votes WHERE id = 'u2'")
@@ -158,7 +161,10 @@ async fn every_change_to_votes_is_notified() {
     let mut listener = sqlx::postgres::PgListener::connect(&env.db_url)
         .await
         .unwrap();
-    listener.listen(common::db::CHANGES_CHANNEL).await.unwrap();
+    listener
+        .listen(contract::table::CHANGES_CHANNEL)
+        .await
+        .unwrap();
     let mut w = worker::Worker::new(&env.settings("w1")).unwrap();
     env.push(&[ballot("n1", "a", Some(1))]).await;
     w.step().await.unwrap();
@@ -166,7 +172,7 @@ async fn every_change_to_votes_is_notified() {
         .await
         .expect("no notification within 10s")
         .unwrap();
-    assert_eq!(note.channel(), common::db::CHANGES_CHANNEL);
+    assert_eq!(note.channel(), contract::table::CHANGES_CHANNEL);
 }
 
 #[tokio::test]

@@ -5,8 +5,9 @@ mod support;
 
 use std::collections::HashMap;
 
-use common::queue::{QUEUE_KEY, WORKERS_KEY, heartbeat_key, processing_key};
+use contract::queue::QUEUE_KEY;
 use support::{Env, ballot};
+use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 use worker::{Outcome, Worker};
 
 async fn worker(env: &Env, id: &str) -> Worker {
@@ -156,7 +157,7 @@ async fn poison_ballots_are_dead_lettered_with_reasons_and_good_ones_around_them
     let mut w = worker(&env, "w1").await;
     let oversized = format!(
         r#"{{"voter_id":"big","vote":"a","pad":"{}"}}"#,
-        "x".repeat(common::ballot::MAX_BALLOT_BYTES)
+        "x".repeat(contract::ballot::MAX_BALLOT_BYTES)
     );
     let poison = [
         ("not json".to_owned(), "not valid JSON"),
@@ -184,7 +185,7 @@ async fn poison_ballots_are_dead_lettered_with_reasons_and_good_ones_around_them
     assert_eq!(dead.len(), poison.len());
     for (letter, (payload, why)) in dead.iter().zip(&poison) {
         // An oversized payload is kept only in part.
-        let kept = &payload[..payload.len().min(common::ballot::MAX_BALLOT_BYTES)];
+        let kept = &payload[..payload.len().min(contract::ballot::MAX_BALLOT_BYTES)];
         assert_eq!(letter.payload, kept);
         assert!(
             letter.reason.contains(why),

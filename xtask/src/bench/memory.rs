@@ -376,7 +376,7 @@ async fn drain_ballots(
     batch: u64,
     n: u64,
 ) -> anyhow::Result<()> {
-    let stored = common::db::read_tally(pool).await?.total();
+    let stored = result::tally::read_tally(pool).await?.total();
     let queued = queue_backlog(conn, &format!("memory-{batch}"), n).await?;
     wait_for_rows(pool, conn, stored + queued, Duration::from_secs(600)).await
 }

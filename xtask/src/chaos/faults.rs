@@ -22,10 +22,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::queue::processing_key;
 use fastrand::Rng;
 use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use tokio::sync::watch;
+use worker::queue::processing_key;
 
 use super::fleet::{Votes, Workers};
 use super::voters::Counters;

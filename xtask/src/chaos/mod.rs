@@ -47,9 +47,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::queue::{DEAD_LETTER_KEY, PROCESSING_PREFIX, QUEUE_KEY};
+use contract::queue::QUEUE_KEY;
 use fastrand::Rng;
 use tokio::sync::watch;
+use worker::queue::{DEAD_LETTER_KEY, PROCESSING_PREFIX};
 
 pub use faults::{Fault, RedisFsync, SingleNode, Stores};
 use fleet::{Votes, WorkerSettings, Workers};
@@ -342,8 +343,8 @@ async fn read_rows(database_url: &str) -> anyhow::Result<(HashMap<String, String
         .fetch_all(&pool)
         .await
         .context("reading the votes")?;
-    let counted = common::db::count_votes(&pool).await?;
-    let kept = common::db::read_tally(&pool).await?;
+    let counted = result::tally::count_votes(&pool).await?;
+    let kept = result::tally::read_tally(&pool).await?;
     pool.close().await;
     Ok((rows.into_iter().collect(), counted == kept))
 }

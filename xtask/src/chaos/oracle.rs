@@ -190,7 +190,7 @@ fn history(voter: &VoterLog) -> String {
 mod tests {
     use super::super::voters::Attempt;
     use super::*;
-    use common::Vote;
+    use contract::Vote;
 
     /// A voter from `a✓ b? …` shorthand.
     fn voter(id: &str, history: &str) -> VoterLog {

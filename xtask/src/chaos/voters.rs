@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::Vote;
+use contract::Vote;
 use fastrand::Rng;
 use reqwest::header::{CONTENT_TYPE, COOKIE, ORIGIN};
 use tokio::sync::watch;
@@ -418,7 +418,11 @@ mod tests {
         );
         let ids: HashSet<_> = voters.iter().map(|v| v.id.as_str()).collect();
         assert_eq!(ids.len(), 100);
-        assert!(voters.iter().all(|v| common::VoterId::parse(&v.id).is_ok()));
+        assert!(
+            voters
+                .iter()
+                .all(|v| contract::VoterId::parse(&v.id).is_ok())
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::Tally;
+use contract::Tally;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;

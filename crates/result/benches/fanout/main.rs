@@ -17,7 +17,7 @@
 //!   deliveries, and the service's RSS, peak RSS and CPU.
 //! - **Tick query.** Bulk-loads 1M and then 10M votes (`INSERT … SELECT
 //!   generate_series`: the tally trigger fires once per statement) and times
-//!   `common::db::TallyReader::read` — the query the poller runs each tick —
+//!   `result::tally::TallyReader::read` — the query the poller runs each tick —
 //!   against the contract's `GROUP BY`, checking they agree.
 //!
 //! Clients and service share this machine's cores, so the figures include
@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use common::Tally;
+use contract::Tally;
 use serde_json::json;
 use sqlx::PgPool;
 use testkit::{PostgresOptions, PostgresServer};
@@ -159,7 +159,7 @@ async fn fanout_runs(
     sqlx::query("CREATE DATABASE fanout").execute(admin).await?;
     let url = postgres.url("fanout");
     let pool = connect(&url).await?;
-    common::db::migrate(&pool).await?;
+    worker::schema::migrate(&pool).await?;
 
     let service = Service::start(&url).await?;
     let feed = Arc::new(Feed::default());
@@ -215,7 +215,7 @@ async fn fanout_runs(
         let (user, system) = per_round(cpu, cpu_before);
         let (bench_user, bench_system) = per_round(bench_cpu, bench_before);
         let (rss, peak) = service.rss_kib()?;
-        let served = common::db::count_votes(&pool).await?;
+        let served = result::tally::count_votes(&pool).await?;
         anyhow::ensure!(
             served == Tally { a: votes, b: 0 },
             "GROUP BY disagrees: {served:?}"
@@ -266,7 +266,7 @@ async fn tick_runs(
     }
     sqlx::query("CREATE DATABASE ticks").execute(admin).await?;
     let pool = connect(&postgres.url("ticks")).await?;
-    common::db::migrate(&pool).await?;
+    worker::schema::migrate(&pool).await?;
     let mut loaded = 0u64;
     let mut runs = Vec::new();
     for &rows in &options.rows {
@@ -293,7 +293,7 @@ async fn tick_runs(
 
         let mut tick = Vec::new();
         let mut tally = Tally::default();
-        let mut reader = common::db::TallyReader::new(common::db::TallyReader::REPROBE_AFTER);
+        let mut reader = result::tally::TallyReader::new(result::tally::TallyReader::REPROBE_AFTER);
         for _ in 0..200 {
             let started = Instant::now();
             tally = reader.read(&pool).await?;
@@ -303,7 +303,7 @@ async fn tick_runs(
         let mut counted = Tally::default();
         for _ in 0..3 {
             let started = Instant::now();
-            counted = common::db::count_votes(&pool).await?;
+            counted = result::tally::count_votes(&pool).await?;
             group_by.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         anyhow::ensure!(

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use common::Tally;
 use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
+use contract::Tally;
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
@@ -174,7 +174,7 @@ pub fn tally(a: u64, b: u64) -> Tally {
 
 /// Our schema, as the worker creates it.
 pub async fn migrate(pool: &PgPool) {
-    common::db::migrate(pool).await.unwrap();
+    worker::schema::migrate(pool).await.unwrap();
 }
 
 /// A vote inserted with plain SQL, as any other writer might.
@@ -204,9 +204,9 @@ pub async fn insert_many(pool: &PgPool, prefix: &str, vote: &str, n: i64) {
 /// upsert: a later `seq` replaces the voter's row, an earlier one changes
 /// nothing).
 pub async fn store_with_the_worker(pool: &PgPool, voter: &str, vote: &str, seq: i64) {
-    let ballot = common::Ballot {
-        voter_id: common::VoterId::parse(voter).unwrap(),
-        vote: common::Vote::parse(vote).unwrap(),
+    let ballot = contract::Ballot {
+        voter_id: contract::VoterId::parse(voter).unwrap(),
+        vote: contract::Vote::parse(vote).unwrap(),
         seq: Some(seq),
     };
     worker::store::store_ballots(pool, &[&ballot])
@@ -216,5 +216,5 @@ pub async fn store_with_the_worker(pool: &PgPool, voter: &str, vote: &str, seq: 
 
 /// What `SELECT vote, COUNT(id) FROM votes GROUP BY vote` says.
 pub async fn group_by(pool: &PgPool) -> Tally {
-    common::db::count_votes(pool).await.unwrap()
+    result::tally::count_votes(pool).await.unwrap()
 }

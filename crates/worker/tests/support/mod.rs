@@ -10,8 +10,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::config::{DatabaseArgs, RedisArgs};
-use common::queue::{DEAD_LETTER_KEY, DeadLetter, QUEUE_KEY, processing_key};
+use contract::queue::QUEUE_KEY;
 use sqlx::PgPool;
+use worker::batch::DeadLetter;
+use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
 /// Long enough for anything these tests wait for on a loaded 2-core box.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -70,7 +72,7 @@ impl Env {
     }
 
     pub async fn migrate(&self) {
-        common::db::migrate(&self.pool).await.unwrap();
+        worker::schema::migrate(&self.pool).await.unwrap();
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
@@ -169,8 +171,8 @@ impl Env {
     }
 
     pub async fn assert_tally_consistent(&self) {
-        let counted = common::db::count_votes(&self.pool).await.unwrap();
-        let kept = common::db::read_tally(&self.pool).await.unwrap();
+        let counted = result::tally::count_votes(&self.pool).await.unwrap();
+        let kept = result::tally::read_tally(&self.pool).await.unwrap();
         assert_eq!(kept, counted, "vote_tally disagrees with counting votes");
     }
 

@@ -1,44 +1,41 @@
-//! The Redis side of the pipeline: key names and the enqueue operation.
+//! The Redis side of the pipeline: the keys producers and consumers share,
+//! and the enqueue operation.
 //!
 //! Producers `RPUSH` ballots onto [`QUEUE_KEY`]; workers take them from the
-//! head. Everything else the system keeps in Redis is named here too, so no
-//! service spells a key on its own.
+//! head. The keys only the worker uses (its processing lists, heartbeats,
+//! the dead-letter list) are the worker's own and live there.
 //!
 //! ## Ordering key
 //!
 //! With several workers, two ballots of one voter may be stored out of
 //! order. Our vote service therefore stamps every ballot with `seq`, a
-//! number that only grows: [`enqueue`] runs a script that takes
+//! number that only grows: the [`ENQUEUE_LUA`] script takes
 //! `max(last seq + 1, Redis server time in µs)`, stores it in [`SEQ_KEY`],
 //! and pushes the ballot with that `seq` in one atomic step. The time floor
 //! keeps `seq` growing even if Redis loses the counter (no persistence, a
 //! fresh container), and the counter keeps it strictly growing within one
-//! microsecond. The worker keeps the row with the highest `seq`.
+//! microsecond. The worker keeps the row with the highest `seq`, and raises
+//! [`SEQ_KEY`] to the highest stored one when it starts.
 //!
 //! Any client of Redis can also write [`SEQ_KEY`]. The script refuses to
 //! stamp from a counter that is not a decimal integer, or whose next `seq`
-//! would fall outside the [`SeqWindow`] (a day past Redis's clock, and
+//! would fall outside the [`SeqWindow`](crate::SeqWindow) (a day past Redis's clock, and
 //! never past 2^53 − 1, so the Lua arithmetic on it is exact): it queues
-//! nothing and fails with an error that [`is_bad_counter`] recognises. The
+//! nothing and fails with an error whose code is [`BAD_COUNTER_CODE`]. The
 //! vote service answers 503 then, and the log says why; deleting the key
 //! is the fix (the clock takes over).
+//!
+//! With the `redis` feature, `enqueue` runs the script with its keys and
+//! arguments in the order it expects, and `is_bad_counter` recognises its
+//! refusal.
 
-use redis::aio::ConnectionLike;
-
+#[cfg(feature = "redis")]
 use crate::ballot::{Ballot, SeqWindow};
 
 /// The Redis list ballots travel through (contract with the original app).
 pub const QUEUE_KEY: &str = "votes";
 /// The counter behind each ballot's `seq`.
 pub const SEQ_KEY: &str = "votes:seq";
-/// Where unparseable ballots go, with the reason, instead of being dropped.
-pub const DEAD_LETTER_KEY: &str = "votes:dead";
-/// Prefix of each worker's processing list: `votes:processing:<worker id>`.
-pub const PROCESSING_PREFIX: &str = "votes:processing:";
-/// Prefix of each worker's heartbeat key: `votes:worker:<worker id>`.
-pub const HEARTBEAT_PREFIX: &str = "votes:worker:";
-/// The set of worker ids that may own a processing list.
-pub const WORKERS_KEY: &str = "votes:workers";
 
 /// KEYS[1] queue, KEYS[2] seq counter; ARGV[1] the ballot's compact JSON
 /// without `seq` (it ends in `}`), ARGV[2] how far past Redis's clock a
@@ -48,7 +45,7 @@ pub const WORKERS_KEY: &str = "votes:workers";
 /// Every number it adds or compares is an integer below 2^53 (or, for a
 /// counter beyond the window, a double that is still above the limit), so
 /// Lua's doubles do it exactly.
-const ENQUEUE_LUA: &str = r#"
+pub const ENQUEUE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local newest = math.min(now + tonumber(ARGV[2]), tonumber(ARGV[3]))
@@ -78,6 +75,7 @@ return redis.call('RPUSH', KEYS[1], string.sub(ARGV[1], 1, -2) .. ',"seq":' .. s
 pub const BAD_COUNTER_CODE: &str = "BADSEQ";
 
 /// The enqueue script, built once per process.
+#[cfg(feature = "redis")]
 pub fn enqueue_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     SCRIPT.get_or_init(|| redis::Script::new(ENQUEUE_LUA))
@@ -86,7 +84,8 @@ pub fn enqueue_script() -> &'static redis::Script {
 /// Queues one ballot, stamped with the next `seq`. Returns the queue length.
 /// Fails without queueing anything if Redis does, or if [`SEQ_KEY`] is
 /// corrupt ([`is_bad_counter`]).
-pub async fn enqueue<C: ConnectionLike + Send>(
+#[cfg(feature = "redis")]
+pub async fn enqueue<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     ballot: &Ballot,
 ) -> redis::RedisResult<u64> {
@@ -107,42 +106,7 @@ pub async fn enqueue<C: ConnectionLike + Send>(
 /// True when [`enqueue`] failed because [`SEQ_KEY`] holds something no
 /// ballot can be stamped from: not an integer, or beyond the window. Only
 /// an operator (or a worker) can fix that; retrying cannot.
+#[cfg(feature = "redis")]
 pub fn is_bad_counter(e: &redis::RedisError) -> bool {
     e.code() == Some(BAD_COUNTER_CODE)
-}
-
-/// The processing list owned by one worker.
-pub fn processing_key(worker_id: &str) -> String {
-    format!("{PROCESSING_PREFIX}{worker_id}")
-}
-
-/// The heartbeat key that says a worker is alive.
-pub fn heartbeat_key(worker_id: &str) -> String {
-    format!("{HEARTBEAT_PREFIX}{worker_id}")
-}
-
-/// One entry of the dead-letter list [`DEAD_LETTER_KEY`]: a payload the
-/// worker could not store as a ballot, kept with the reason so an operator
-/// can inspect or replay it. Stored as compact JSON, e.g.
-/// `{"reason":"ballot is not valid JSON of the expected shape: unknown variant `c`, …","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetter {
-    /// Why the payload is not a ballot ([`crate::BallotError`]'s text).
-    pub reason: String,
-    /// The payload as queued, or its first
-    /// [`MAX_BALLOT_BYTES`](crate::ballot::MAX_BALLOT_BYTES) if it is
-    /// longer (the reason gives its size). Bytes that are not UTF-8 are
-    /// replaced by U+FFFD, so a binary payload is kept only approximately.
-    pub payload: String,
-    /// The id of the worker that dead-lettered it.
-    pub worker: String,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-}
-
-impl DeadLetter {
-    pub fn to_json(&self) -> String {
-        // Serializing strings and an integer cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
