@@ -28,10 +28,10 @@
 //!   cannot tell whether Redis counted it. The connection to Redis is
 //!   remade as soon as Redis drops it, so the first visit after a restart
 //!   is counted.
-//! - `/healthz`, `/readyz` and `/metrics` (see [`common::health`]), a
+//! - `/healthz`, `/readyz` and `/metrics` (see [`servicekit::health`]), a
 //!   `healthcheck` subcommand, and a graceful stop on SIGTERM.
 //! - A Redis outage is logged when it starts and when it ends (see
-//!   [`common::outage`]), not once per visit that fails meanwhile.
+//!   [`servicekit::outage`]), not once per visit that fails meanwhile.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -45,12 +45,12 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::builder::NonEmptyStringValueParser;
-use common::config::redact_url;
-use common::health::Probe;
-use common::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
-use common::outage::Outage;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
+use servicekit::connect::Redis;
+use servicekit::health::Probe;
+use servicekit::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
+use servicekit::outage::Outage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -188,10 +188,10 @@ impl AppState {
     /// Builds the state from a Redis URL without contacting Redis: the
     /// connection is made on first use and remade after failures, so the
     /// app starts (and answers 503) before Redis is up.
-    pub fn new(redis_url: &str) -> anyhow::Result<Self> {
+    pub fn new(redis: &Redis) -> anyhow::Result<Self> {
         Ok(AppState {
-            redis: common::connect::redis_manager_reconnecting_on_drop(redis_url)?,
-            redis_at: redact_url(redis_url).into(),
+            redis: redis.manager_reconnecting_on_drop()?,
+            redis_at: redis.shown().into(),
             outage: Arc::new(Outage::new(
                 "Redis",
                 "visits get an error page and are not counted",
@@ -238,7 +238,7 @@ impl AppState {
     /// `INCR hits`, tried a second time only if the first could not have
     /// reached Redis (no connection could be made: after a restart the
     /// manager reconnects, see
-    /// [`common::connect::redis_manager_reconnecting_on_drop`]). A command
+    /// [`Redis::manager_reconnecting_on_drop`]). A command
     /// that may have reached Redis is never repeated, so no visit counts
     /// twice.
     async fn incr_at_most_once(&self) -> redis::RedisResult<i64> {
@@ -246,7 +246,7 @@ impl AppState {
         let mut incr = redis::cmd("INCR");
         incr.arg(HITS_KEY);
         match incr.query_async(&mut conn).await {
-            Err(e) if common::connect::was_never_sent(&e) => {
+            Err(e) if servicekit::connect::was_never_sent(&e) => {
                 tracing::debug!(error = %e, "no connection to Redis; trying once more");
                 incr.query_async(&mut conn).await
             }
@@ -268,7 +268,8 @@ impl AppState {
             HitError::NotANumber { reply }
         } else if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError) {
             HitError::Refused { reply }
-        } else if matches!(e.kind(), ErrorKind::Server(_)) || common::connect::was_never_sent(e) {
+        } else if matches!(e.kind(), ErrorKind::Server(_)) || servicekit::connect::was_never_sent(e)
+        {
             HitError::Unavailable { cause: reply }
         } else {
             HitError::Unconfirmed { cause: reply }
@@ -278,16 +279,13 @@ impl AppState {
 
 /// The whole HTTP surface: `/` counts, the rest is for operators.
 pub fn router(state: AppState) -> Router {
-    let probe = Probe {
-        redis: Some(state.redis.clone()),
-        postgres: None,
-    };
+    let probe = Probe::nothing().redis(state.redis.clone());
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(hello))
         .with_state(state)
-        .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, request_timeout)
+        .merge(servicekit::health::routes(probe));
+    servicekit::http::with_standard_layers(app, request_timeout)
 }
 
 /// `GET /`: count the visit and say how many there have been.
@@ -309,7 +307,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let options = state.serve;
-    common::http::serve(listener, router(state), shutdown, options).await
+    servicekit::http::serve(listener, router(state), shutdown, options).await
 }
 
 /// Runs the hit counter with `settings` until `shutdown` fires.
@@ -317,7 +315,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let url = settings.redis_url();
     // The only way to get here with a bad URL is a REDIS_HOST that is no
     // host name: say so in the words of the settings the user wrote.
-    let state = AppState::new(&url)
+    let state = Redis::at(&url)
+        .and_then(|redis| AppState::new(&redis))
         .map_err(|_| {
             anyhow::anyhow!(
                 "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",

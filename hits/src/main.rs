@@ -40,9 +40,9 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck) = cli.command {
-        return common::service::healthcheck("hits", cli.settings.addr(), "/healthz").await;
+        return servicekit::service::healthcheck("hits", cli.settings.addr(), "/healthz").await;
     }
-    common::telemetry::init();
+    servicekit::telemetry::init();
     let s = &cli.settings;
     tracing::info!(
         redis_host = %s.redis_host,
@@ -52,6 +52,6 @@ async fn main() -> ExitCode {
         max_connections = s.max_connections,
         "starting hits"
     );
-    let shutdown = common::shutdown::on_signals();
-    common::service::exit_code("hits", hits::run(cli.settings, shutdown)).await
+    let shutdown = servicekit::shutdown::on_signals();
+    servicekit::service::exit_code("hits", hits::run(cli.settings, shutdown)).await
 }

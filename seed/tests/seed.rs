@@ -18,12 +18,17 @@ fn settings(args: &[&str]) -> seed::Settings {
 /// Starts a vote service in this process, until the handle is dropped.
 async fn vote_service(redis_url: &str) -> testkit::Served<std::io::Error> {
     let options = common_options();
-    let state = vote::AppState::new(redis_url, &options, "seed-test".into()).unwrap();
+    let state = vote::AppState::new(
+        &servicekit::connect::Redis::at(redis_url).unwrap(),
+        &options,
+        "seed-test".into(),
+    )
+    .unwrap();
     testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await
 }
 
-fn common_options() -> common::config::OptionsArgs {
-    common::config::OptionsArgs {
+fn common_options() -> servicekit::settings::OptionsArgs {
+    servicekit::settings::OptionsArgs {
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     }

@@ -178,7 +178,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         env: vec![("BIND_ADDRESS".to_owned(), args.bind_address.to_string())],
     };
     // Ctrl-C during start-up stops it too.
-    let shutdown = common::shutdown::on_signals();
+    let shutdown = servicekit::shutdown::on_signals();
     let mut stack = tokio::select! {
         stack = Stack::start(&options) => stack?,
         _ = shutdown.cancelled() => {

@@ -294,7 +294,7 @@ async fn stop_service(service: &mut Service) -> Result<(), String> {
 /// How the summary shows a store's URL: without its password, and marked
 /// when the user gave it rather than the stack starting it.
 fn listed(url: &str, given: &Option<String>) -> String {
-    let url = common::config::redact_url(url);
+    let url = servicekit::settings::redact_url(url);
     if given.is_some() {
         format!("{url} (yours)")
     } else {

@@ -27,16 +27,16 @@
 //! until [`PollOptions::min_gap`] has passed, so a flood of votes costs at
 //! most one read and one broadcast per gap. While Postgres is unreachable
 //! the last tally stays published and the poller keeps trying; the outage
-//! is logged when it starts and ends (see [`common::outage`]).
+//! is logged when it starts and ends (see [`servicekit::outage`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use common::connect::Backoff;
-use common::outage::Outage;
 use contract::Tally;
 use contract::table::CHANGES_CHANNEL;
+use servicekit::connect::Backoff;
+use servicekit::outage::Outage;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};

@@ -9,7 +9,7 @@
 //! - `GET /` renders the page with the current tally ([`page`]).
 //! - `GET /ws` streams `{"a":N,"b":M}` to the page: on connect and on every
 //!   change ([`live`]). Upgrades from other sites' pages are refused (see
-//!   [`common::origin`]); live clients are capped in all
+//!   [`servicekit::origin`]); live clients are capped in all
 //!   (`MAX_CLIENTS`) and, optionally, per address ([`addresses`]).
 //! - One poller per process reads the tally — on every change notification
 //!   from Postgres and at least once per poll interval — and publishes it
@@ -33,11 +33,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use common::config::{DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs};
-use common::health::Probe;
-use common::http::ServeOptions;
-use common::origin::AllowedOrigins;
 use contract::Tally;
+use servicekit::health::Probe;
+use servicekit::http::ServeOptions;
+use servicekit::origin::AllowedOrigins;
+use servicekit::settings::{DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -114,7 +114,7 @@ impl AppState {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let url = &settings.database.database_url;
         Ok(AppState {
-            pool: common::connect::pg_pool(url, 4, Duration::from_secs(2))?,
+            pool: servicekit::connect::pg_pool(url, 4, Duration::from_secs(2))?,
             feed: watch::Sender::new(None),
             page: Arc::new(PageConfig {
                 option_a: settings.options.option_a.clone(),
@@ -158,10 +158,7 @@ impl AppState {
 
 /// The whole HTTP surface of the result service.
 pub fn router(state: AppState) -> Router {
-    let probe = Probe {
-        redis: None,
-        postgres: Some(state.pool.clone()),
-    };
+    let probe = Probe::nothing().postgres(state.pool.clone());
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page))
@@ -170,8 +167,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/result.js", get(page::script))
         .route("/static/favicon.svg", get(page::favicon))
         .with_state(state)
-        .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, request_timeout)
+        .merge(servicekit::health::routes(probe));
+    servicekit::http::with_standard_layers(app, request_timeout)
 }
 
 /// Serves the result service on `listener` until `shutdown` fires: starts
@@ -195,7 +192,7 @@ pub async fn serve(
     // An upgraded WebSocket leaves the server's connection count (its HTTP
     // connection is over); live clients are capped by `MAX_CLIENTS` instead.
     let served =
-        common::http::serve(listener, router(state.clone()), stop.clone(), state.serve).await;
+        servicekit::http::serve(listener, router(state.clone()), stop.clone(), state.serve).await;
     stop.cancel();
     state.tracker.close();
     if tokio::time::timeout(CLIENTS_DRAIN_TIMEOUT, state.tracker.wait())

@@ -10,7 +10,7 @@
 //! client; a client silent for two ping intervals is dropped too.
 //!
 //! An upgrade from another site's page is refused with 403 (see
-//! [`common::origin`]; browsers always send `Origin` on a WebSocket
+//! [`servicekit::origin`]; browsers always send `Origin` on a WebSocket
 //! handshake). The number of clients is capped by a semaphore, and
 //! optionally per remote address ([`crate::addresses`]): beyond a cap the
 //! upgrade is refused with 503 before any WebSocket exists. On shutdown
@@ -32,7 +32,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use common::origin::check_same_origin;
+use servicekit::origin::check_same_origin;
 
 use crate::AppState;
 use crate::addresses::AddressSlot;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::config::redact_url;
+use servicekit::settings::redact_url;
 
 /// jemalloc, with a background thread that hands memory freed after a load
 /// back to the system within seconds (settings in `.cargo/config.toml`).
@@ -16,7 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(name = "result", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<common::service::Command>,
+    command: Option<servicekit::service::Command>,
     #[command(flatten)]
     settings: result::Settings,
 }
@@ -25,13 +25,17 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("result", cli.settings.http.addr(), command.path())
-            .await;
+        return servicekit::service::healthcheck(
+            "result",
+            cli.settings.http.addr(),
+            command.path(),
+        )
+        .await;
     }
-    common::telemetry::init();
+    servicekit::telemetry::init();
     // Every live page is an open file: thousands of them need more than
     // the usual soft limit of 1,024.
-    let open_files = common::limits::raise_open_files_limit();
+    let open_files = servicekit::limits::raise_open_files_limit();
     let s = &cli.settings;
     tracing::info!(
         port = s.http.port,
@@ -48,6 +52,6 @@ async fn main() -> ExitCode {
         ping_interval_ms = s.ping_interval_ms,
         "starting result"
     );
-    let shutdown = common::shutdown::on_signals();
-    common::service::exit_code("result", result::run(cli.settings, shutdown)).await
+    let shutdown = servicekit::shutdown::on_signals();
+    servicekit::service::exit_code("result", result::run(cli.settings, shutdown)).await
 }

@@ -101,7 +101,7 @@ pub fn result_page(config: &PageConfig, tally: Option<Tally>) -> Response {
 }
 
 pub async fn stylesheet() -> impl IntoResponse {
-    common::http::static_asset("text/css; charset=utf-8", stylesheet_text())
+    servicekit::http::static_asset("text/css; charset=utf-8", stylesheet_text())
 }
 
 /// `static/result.css` plus a class per bar width, `.w0` to `.w100`: the
@@ -121,14 +121,14 @@ fn stylesheet_text() -> &'static str {
 }
 
 pub async fn script() -> impl IntoResponse {
-    common::http::static_asset(
+    servicekit::http::static_asset(
         "text/javascript; charset=utf-8",
         include_str!("../static/result.js"),
     )
 }
 
 pub async fn favicon() -> impl IntoResponse {
-    common::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
+    servicekit::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::http::ServeOptions;
+use servicekit::http::ServeOptions;
 use testkit::abuse::{
     Answer, Case, Effect, Entry, HttpCase, Input, Layer, check_catalogue, framing_cases, play_http,
     still_answers, with_host,
@@ -34,7 +34,7 @@ const OPTIONS: ServeOptions = ServeOptions {
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
-    max_head_bytes: common::http::DEFAULT_MAX_HEAD_BYTES,
+    max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
 };
 /// Pings every 100 ms: a silent client is dropped after 200 ms.
 const PING_INTERVAL_MS: u64 = 100;

@@ -10,12 +10,12 @@
 //! - A `voter_id` cookie identifies the browser, so a later vote replaces
 //!   an earlier one (see [`visitor`]).
 //! - A vote posted from another site's page is refused with 403 (see
-//!   [`common::origin`]); clients that are not browsers may post.
+//!   [`servicekit::origin`]); clients that are not browsers may post.
 //! - Bad input gets a 4xx page saying what was wrong, and queues nothing.
 //!   If Redis is down or slow, the visitor gets a 503 page within
 //!   [`QUEUE_TIMEOUT`]; the service stays up and recovers by itself. The
 //!   outage is logged when it starts and when it ends (see
-//!   [`common::outage`]), not once per refused ballot. The connection is
+//!   [`servicekit::outage`]), not once per refused ballot. The connection is
 //!   remade as soon as Redis drops it, and a push that finds it dropped is
 //!   sent once more, so the first vote after a Redis restart is accepted.
 
@@ -34,13 +34,14 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use common::config::{HttpArgs, OptionsArgs, OriginArgs, RedisArgs};
-use common::health::Probe;
-use common::http::ServeOptions;
-use common::origin::{AllowedOrigins, check_same_origin};
-use common::outage::Outage;
 use contract::{Ballot, Vote, VoterId};
 use redis::aio::ConnectionManager;
+use servicekit::connect::Redis;
+use servicekit::health::Probe;
+use servicekit::http::ServeOptions;
+use servicekit::origin::{AllowedOrigins, check_same_origin};
+use servicekit::outage::Outage;
+use servicekit::settings::{HttpArgs, OptionsArgs, OriginArgs, RedisArgs};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +52,7 @@ use visitor::{Identity, Visitor};
 pub const MAX_FORM_BYTES: usize = 1024;
 /// Longest a visitor waits for Redis before getting a 503 page: a push and
 /// its one retry together. A single Redis command gives up sooner, after
-/// [`common::connect::REDIS_TIMEOUT`] (redis-rs would wait only 500 ms by
+/// [`servicekit::connect::REDIS_TIMEOUT`] (redis-rs would wait only 500 ms by
 /// default), so a stalled Redis is reported after about a second.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -84,9 +85,9 @@ pub struct AppState {
 impl AppState {
     /// Builds the state without contacting Redis: the connection is made on
     /// first use and remade after failures.
-    pub fn new(redis_url: &str, options: &OptionsArgs, hostname: String) -> anyhow::Result<Self> {
+    pub fn new(redis: &Redis, options: &OptionsArgs, hostname: String) -> anyhow::Result<Self> {
         Ok(AppState {
-            redis: common::connect::redis_manager_reconnecting_on_drop(redis_url)?,
+            redis: redis.manager_reconnecting_on_drop()?,
             page: Arc::new(PageConfig {
                 option_a: options.option_a.clone(),
                 option_b: options.option_b.clone(),
@@ -189,7 +190,7 @@ struct PushFailure {
 /// nothing. Anything else (a timeout, a connection lost mid-command) leaves
 /// it open.
 fn maybe_queued(e: &redis::RedisError) -> bool {
-    !(was_refused(e) || common::connect::was_never_sent(e))
+    !(was_refused(e) || servicekit::connect::was_never_sent(e))
 }
 
 /// Whether Redis answered the push with an error (it ran and refused it,
@@ -204,10 +205,7 @@ fn was_refused(e: &redis::RedisError) -> bool {
 
 /// The whole HTTP surface of the vote service.
 pub fn router(state: AppState) -> Router {
-    let probe = Probe {
-        redis: Some(state.redis.clone()),
-        postgres: None,
-    };
+    let probe = Probe::nothing().redis(state.redis.clone());
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page).post(cast_vote))
@@ -215,8 +213,8 @@ pub fn router(state: AppState) -> Router {
         .route("/static/favicon.svg", get(favicon))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
-        .merge(common::health::routes(probe));
-    common::http::with_standard_layers(app, request_timeout)
+        .merge(servicekit::health::routes(probe));
+    servicekit::http::with_standard_layers(app, request_timeout)
 }
 
 /// Serves the vote service on `listener` until `shutdown` fires.
@@ -226,15 +224,15 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let options = state.serve;
-    common::http::serve(listener, router(state), shutdown, options).await
+    servicekit::http::serve(listener, router(state), shutdown, options).await
 }
 
 /// Runs the service with `settings` until `shutdown` fires.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::new(
-        &settings.redis.redis_url,
+        &settings.redis.handle()?,
         &settings.options,
-        common::config::hostname(),
+        servicekit::settings::hostname(),
     )?
     .with_allowed_origins(settings.origins.allowed_origins.clone())
     .with_serve_options(settings.http.serve_options());
@@ -340,12 +338,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 async fn stylesheet() -> Response {
-    common::http::static_asset(
+    servicekit::http::static_asset(
         "text/css; charset=utf-8",
         include_str!("../static/style.css"),
     )
 }
 
 async fn favicon() -> Response {
-    common::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
+    servicekit::http::static_asset("image/svg+xml", include_str!("../static/favicon.svg"))
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::config::redact_url;
+use servicekit::settings::redact_url;
 
 /// jemalloc, with a background thread that hands memory freed after a load
 /// back to the system within seconds (settings in `.cargo/config.toml`).
@@ -16,7 +16,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(name = "vote", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<common::service::Command>,
+    command: Option<servicekit::service::Command>,
     #[command(flatten)]
     settings: vote::Settings,
 }
@@ -25,11 +25,11 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("vote", cli.settings.http.addr(), command.path())
+        return servicekit::service::healthcheck("vote", cli.settings.http.addr(), command.path())
             .await;
     }
-    common::telemetry::init();
-    let open_files = common::limits::raise_open_files_limit();
+    servicekit::telemetry::init();
+    let open_files = servicekit::limits::raise_open_files_limit();
     let s = &cli.settings;
     tracing::info!(
         port = s.http.port,
@@ -42,6 +42,6 @@ async fn main() -> ExitCode {
         allowed_origins = %s.origins.allowed_origins,
         "starting vote"
     );
-    let shutdown = common::shutdown::on_signals();
-    common::service::exit_code("vote", vote::run(cli.settings, shutdown)).await
+    let shutdown = servicekit::shutdown::on_signals();
+    servicekit::service::exit_code("vote", vote::run(cli.settings, shutdown)).await
 }

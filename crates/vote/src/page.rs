@@ -70,7 +70,7 @@ pub enum VoteError {
     #[error("voter cookie rejected: {0}")]
     BadCookie(&'static str),
     #[error("cross-site form submission refused: {0}")]
-    CrossSite(common::origin::CrossSite),
+    CrossSite(servicekit::origin::CrossSite),
     #[error("the vote queue is unavailable: {0}")]
     QueueUnavailable(String),
     /// Redis answered the push with an error (e.g. a corrupt `votes:seq`):

@@ -19,9 +19,9 @@
 
 use std::time::Duration;
 
-use common::config::OptionsArgs;
-use common::http::ServeOptions;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
+use servicekit::http::ServeOptions;
+use servicekit::settings::OptionsArgs;
 use testkit::abuse::{
     Answer, Case, Effect, Entry, HttpCase, Input, Layer, check_catalogue, framing_cases, play_http,
     still_answers,
@@ -34,7 +34,7 @@ const OPTIONS: ServeOptions = ServeOptions {
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
-    max_head_bytes: common::http::DEFAULT_MAX_HEAD_BYTES,
+    max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
 };
 
 /// A well-formed voter cookie, so only the thing under test is wrong.
@@ -337,9 +337,13 @@ async fn every_hostile_request_is_refused_and_queues_nothing() {
         option_a: "Cats".to_owned(),
         option_b: "Dogs".to_owned(),
     };
-    let state = vote::AppState::new(&redis.url, &options, "abuse".to_owned())
-        .unwrap()
-        .with_serve_options(OPTIONS);
+    let state = vote::AppState::new(
+        &servicekit::connect::Redis::at(&redis.url).unwrap(),
+        &options,
+        "abuse".to_owned(),
+    )
+    .unwrap()
+    .with_serve_options(OPTIONS);
     let served =
         testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
     let addr = served.addr;
@@ -366,7 +370,7 @@ async fn every_hostile_request_is_refused_and_queues_nothing() {
 async fn assert_a_panicking_handler_is_seen_by_the_checks() {
     use axum::routing::get;
     let watch = testkit::abuse::Watch::install();
-    let router = common::http::with_standard_layers(
+    let router = servicekit::http::with_standard_layers(
         axum::Router::new().route(
             "/boom",
             get(|| async {
@@ -379,7 +383,7 @@ async fn assert_a_panicking_handler_is_seen_by_the_checks() {
         Duration::from_secs(5),
     );
     let served = testkit::Served::start(|listener, shutdown| {
-        common::http::serve(listener, router, shutdown, OPTIONS)
+        servicekit::http::serve(listener, router, shutdown, OPTIONS)
     })
     .await;
     let mark = watch.mark();

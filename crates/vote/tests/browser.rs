@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::config::OptionsArgs;
+use servicekit::settings::OptionsArgs;
 use testkit::browser::Browser;
 use testkit::browser::thirtyfour::prelude::*;
 
@@ -37,7 +37,12 @@ async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     };
-    let state = vote::AppState::new(&redis.url, &options, "browser-test".into()).unwrap();
+    let state = vote::AppState::new(
+        &servicekit::connect::Redis::at(&redis.url).unwrap(),
+        &options,
+        "browser-test".into(),
+    )
+    .unwrap();
     let served =
         testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
     let url = served.url("/");

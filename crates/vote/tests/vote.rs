@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use common::config::OptionsArgs;
 use contract::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+use servicekit::settings::OptionsArgs;
 
 /// A vote service running in this process on a free port.
 struct TestApp {
@@ -24,7 +24,12 @@ impl TestApp {
             option_a: a.to_owned(),
             option_b: b.to_owned(),
         };
-        let state = vote::AppState::new(redis_url, &options, "test-host".to_owned()).unwrap();
+        let state = vote::AppState::new(
+            &servicekit::connect::Redis::at(redis_url).unwrap(),
+            &options,
+            "test-host".to_owned(),
+        )
+        .unwrap();
         let served =
             testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown))
                 .await;
@@ -902,9 +907,13 @@ async fn allowed_origins_admit_votes_from_a_proxys_public_address() {
         option_a: "Cats".to_owned(),
         option_b: "Dogs".to_owned(),
     };
-    let state = vote::AppState::new(&redis.url, &options, "test-host".to_owned())
-        .unwrap()
-        .with_allowed_origins("https://vote.example.com".parse().unwrap());
+    let state = vote::AppState::new(
+        &servicekit::connect::Redis::at(&redis.url).unwrap(),
+        &options,
+        "test-host".to_owned(),
+    )
+    .unwrap()
+    .with_allowed_origins("https://vote.example.com".parse().unwrap());
     let served =
         testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
     // The proxy forwards to `vote:80`; the browser was on the public name.

@@ -38,8 +38,8 @@ pub mod summary;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use common::config::{DatabaseArgs, RedisArgs};
-use common::health::Probe;
+use servicekit::health::Probe;
+use servicekit::settings::{DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
@@ -101,7 +101,13 @@ impl Settings {
         self.worker_id
             .clone()
             .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| format!("{}-{}", common::config::hostname(), std::process::id()))
+            .unwrap_or_else(|| {
+                format!(
+                    "{}-{}",
+                    servicekit::settings::hostname(),
+                    std::process::id()
+                )
+            })
     }
 
     fn block(&self) -> Duration {
@@ -189,10 +195,11 @@ impl Worker {
     /// Builds the worker without contacting Redis or Postgres.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let id = settings.worker_id();
+        let redis = settings.redis.handle()?;
         Ok(Worker {
-            queue: Queue::new(&settings.redis.redis_url, &id)?,
-            waiter: Waiter::new(&settings.redis.redis_url, &id, settings.block())?,
-            pool: common::connect::pg_pool(
+            queue: Queue::new(&redis, &id)?,
+            waiter: Waiter::new(&redis, &id, settings.block()),
+            pool: servicekit::connect::pg_pool(
                 &settings.database.database_url,
                 4,
                 Duration::from_secs(5),
@@ -206,10 +213,9 @@ impl Worker {
 
     /// What `/readyz` checks: both stores.
     pub fn probe(&self) -> Probe {
-        Probe {
-            redis: Some(self.queue.manager().clone()),
-            postgres: Some(self.pool.clone()),
-        }
+        Probe::nothing()
+            .redis(self.queue.manager().clone())
+            .postgres(self.pool.clone())
     }
 
     /// Stores one batch: takes the batch claimed during the previous step,

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::config::redact_url;
+use servicekit::settings::redact_url;
 
 /// jemalloc, with a background thread that hands memory freed after a load
 /// back to the system within seconds (settings in `.cargo/config.toml`).
@@ -18,7 +18,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[command(name = "worker", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<common::service::Command>,
+    command: Option<servicekit::service::Command>,
     #[command(flatten)]
     settings: worker::Settings,
 }
@@ -27,10 +27,14 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return common::service::healthcheck("worker", cli.settings.admin_addr(), command.path())
-            .await;
+        return servicekit::service::healthcheck(
+            "worker",
+            cli.settings.admin_addr(),
+            command.path(),
+        )
+        .await;
     }
-    common::telemetry::init();
+    servicekit::telemetry::init();
     let s = &cli.settings;
     tracing::info!(
         worker_id = %s.worker_id(),
@@ -44,6 +48,6 @@ async fn main() -> ExitCode {
         admin_bind_address = %s.admin_bind_address,
         "starting worker"
     );
-    let shutdown = common::shutdown::on_signals();
-    common::service::exit_code("worker", worker::run(cli.settings, shutdown)).await
+    let shutdown = servicekit::shutdown::on_signals();
+    servicekit::service::exit_code("worker", worker::run(cli.settings, shutdown)).await
 }

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use contract::SeqWindow;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
-use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
+use servicekit::connect::Redis;
 
 use crate::batch::DeadLetter;
 
@@ -199,12 +199,12 @@ struct Scripts {
 
 impl Queue {
     /// Handles for worker `id`; connects lazily.
-    pub fn new(redis_url: &str, id: &str) -> anyhow::Result<Self> {
+    pub fn new(redis: &Redis, id: &str) -> anyhow::Result<Self> {
         Ok(Queue {
             id: id.to_owned(),
             processing: processing_key(id),
             heartbeat: heartbeat_key(id),
-            redis: common::connect::redis_manager(redis_url)?,
+            redis: redis.manager()?,
             scripts: Arc::new(Scripts {
                 claim: redis::Script::new(CLAIM_LUA),
                 claim_more: redis::Script::new(CLAIM_MORE_LUA),
@@ -351,7 +351,7 @@ impl Queue {
 /// Waits on an empty queue: `BLMOVE` on a connection of its own, remade
 /// after any error.
 pub struct Waiter {
-    client: redis::Client,
+    redis: Redis,
     conn: Option<MultiplexedConnection>,
     processing: String,
     block: Duration,
@@ -363,13 +363,13 @@ impl Waiter {
 
     /// A waiter for worker `id` that blocks up to `block` at a time;
     /// connects lazily.
-    pub fn new(redis_url: &str, id: &str, block: Duration) -> anyhow::Result<Self> {
-        Ok(Waiter {
-            client: common::connect::redis_client(redis_url)?,
+    pub fn new(redis: &Redis, id: &str, block: Duration) -> Self {
+        Waiter {
+            redis: redis.clone(),
             conn: None,
             processing: processing_key(id),
             block,
-        })
+        }
     }
 
     /// Blocks until a ballot arrives (it moves into the processing list) or
@@ -378,13 +378,7 @@ impl Waiter {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(common::connect::REDIS_TIMEOUT))
-                    .set_response_timeout(Some(self.block + Self::GRACE));
-                let conn = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
+                let conn = self.redis.dedicated(self.block + Self::GRACE).await?;
                 self.conn.insert(conn)
             }
         };

@@ -6,16 +6,16 @@
 //! processing list for a restart or for a live worker to take it back.
 //!
 //! A store going away is logged when it goes and when it comes back (see
-//! [`common::outage`]), not once per failed retry; the work done is logged
+//! [`servicekit::outage`]), not once per failed retry; the work done is logged
 //! as one summary line per interval (see [`crate::summary`]).
 
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::connect::Backoff;
-use common::http::ServeOptions;
-use common::outage::Outage;
+use servicekit::connect::Backoff;
+use servicekit::http::ServeOptions;
+use servicekit::outage::Outage;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -43,9 +43,9 @@ pub async fn serve(
     let mut worker = Worker::new(&settings)?;
     // The admin endpoints answer until the worker has finished.
     let admin_stop = CancellationToken::new();
-    let admin_task = tokio::spawn(common::http::serve(
+    let admin_task = tokio::spawn(servicekit::http::serve(
         admin,
-        common::health::routes(worker.probe()),
+        servicekit::health::routes(worker.probe()),
         admin_stop.clone(),
         ServeOptions::default(),
     ));

@@ -258,7 +258,11 @@ async fn the_seq_floor_comes_only_from_accepted_seqs_and_rows_stored_with_absurd
 async fn the_worker_raises_a_sane_counter_and_leaves_a_corrupt_one_alone() {
     use worker::queue::{Queue, SeqCounter};
     let env = Env::new().await;
-    let queue = Queue::new(&env.redis_url, "w1").unwrap();
+    let queue = Queue::new(
+        &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
+        "w1",
+    )
+    .unwrap();
     let window = contract::SeqWindow::now();
     let floor = now_us();
     let set = |value: String| {

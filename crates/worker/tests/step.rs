@@ -276,7 +276,11 @@ async fn a_dead_workers_batch_goes_back_to_the_head_of_the_queue_in_order() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let queue = worker::queue::Queue::new(&env.redis_url, "me").unwrap();
+    let queue = worker::queue::Queue::new(
+        &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
+        "me",
+    )
+    .unwrap();
 
     assert_eq!(queue.recover_dead_workers().await.unwrap(), 3);
 
@@ -295,7 +299,11 @@ async fn a_dead_workers_batch_goes_back_to_the_head_of_the_queue_in_order() {
 async fn an_acknowledgement_leaves_ballots_appended_after_the_claim() {
     let env = Env::new().await;
     env.migrate().await;
-    let queue = worker::queue::Queue::new(&env.redis_url, "w1").unwrap();
+    let queue = worker::queue::Queue::new(
+        &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
+        "w1",
+    )
+    .unwrap();
     env.push(&["x1".to_owned(), "x2".to_owned()]).await;
     let claimed = queue.claim(10).await.unwrap();
     assert_eq!(claimed.payloads, [b"x1".to_vec(), b"x2".to_vec()]);

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use common::http::ServeOptions;
+use servicekit::http::ServeOptions;
 use testkit::abuse::{
     Answer, Case, Effect, Entry, HttpCase, Input, Layer, check_catalogue, framing_cases, play_http,
     still_answers,
@@ -24,7 +24,7 @@ const OPTIONS: ServeOptions = ServeOptions {
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
-    max_head_bytes: common::http::DEFAULT_MAX_HEAD_BYTES,
+    max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
 };
 
 /// The request that counts a visit, for the framing cases to corrupt.
@@ -183,7 +183,7 @@ fn catalogue() {
 async fn every_hostile_request_is_refused_and_counts_nothing() {
     testkit::abuse::Watch::install();
     let redis = testkit::redis().await;
-    let state = hits::AppState::new(&redis.url)
+    let state = hits::AppState::new(&servicekit::connect::Redis::at(&redis.url).unwrap())
         .unwrap()
         .with_serve_options(OPTIONS);
     let served =

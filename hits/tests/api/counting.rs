@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use crate::helpers::{TestApp, oneshot, stored_count};
+use crate::helpers::{TestApp, oneshot, state, stored_count};
 
 #[tokio::test]
 async fn first_visit_is_counted_as_one_and_each_visit_adds_one() {
     let redis = testkit::redis().await;
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     for n in 1..=3 {
         let (status, content_type, body) = oneshot(&app, "/").await;
@@ -32,7 +32,7 @@ async fn counting_continues_from_what_redis_already_holds() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     let (status, _, body) = oneshot(&app, "/").await;
 
@@ -84,7 +84,7 @@ async fn a_thousand_concurrent_visits_count_exactly_a_thousand() {
 #[tokio::test]
 async fn only_the_home_page_counts() {
     let redis = testkit::redis().await;
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, _, _) = oneshot(&app, path).await;
@@ -108,7 +108,7 @@ async fn a_hits_key_that_is_not_a_number_gets_a_clear_500_and_is_left_alone() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     let (status, content_type, body) = oneshot(&app, "/").await;
 
@@ -132,7 +132,7 @@ async fn a_hits_key_of_another_type_gets_a_clear_500() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     let (status, _, body) = oneshot(&app, "/").await;
 
@@ -143,7 +143,7 @@ async fn a_hits_key_of_another_type_gets_a_clear_500() {
 #[tokio::test]
 async fn metrics_count_the_visits() {
     let redis = testkit::redis().await;
-    let app = hits::router(hits::AppState::new(&redis.url).unwrap());
+    let app = hits::router(state(&redis.url));
 
     oneshot(&app, "/").await;
     let (status, _, metrics) = oneshot(&app, "/metrics").await;

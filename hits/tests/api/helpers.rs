@@ -25,6 +25,11 @@ pub struct Answer {
     pub body: String,
 }
 
+/// The hit counter's state for Redis at `redis_url` (not contacted yet).
+pub fn state(redis_url: &str) -> hits::AppState {
+    hits::AppState::new(&servicekit::connect::Redis::at(redis_url).unwrap()).unwrap()
+}
+
 /// The hit counter served in-process, pointed at `redis_url`.
 pub struct TestApp {
     pub served: testkit::Served<std::io::Error>,
@@ -33,7 +38,7 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(redis_url: &str) -> TestApp {
-        let state = hits::AppState::new(redis_url).unwrap();
+        let state = state(redis_url);
         let served =
             testkit::Served::start(|listener, shutdown| hits::serve(listener, state, shutdown))
                 .await;

@@ -65,7 +65,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Before and after a growth phase: also long enough for the metrics
 /// upkeep to have folded the phase's histogram samples.
 const GROWTH_SETTLE: Duration =
-    Duration::from_secs(common::health::METRICS_UPKEEP_INTERVAL.as_secs() + 2);
+    Duration::from_secs(servicekit::health::METRICS_UPKEEP_INTERVAL.as_secs() + 2);
 /// Request-head bytes sent by the connections of the worst-case burst: just
 /// under the server's 16 KiB limit.
 const LONG_HEAD_BYTES: usize = 15 * 1024;
@@ -73,7 +73,7 @@ const LONG_HEAD_BYTES: usize = 15 * 1024;
 /// Starts a stack, measures every memory figure, stops it.
 pub async fn measure(args: &MemoryArgs, bin_dir: &Path, logs: &Path) -> anyhow::Result<Value> {
     // Thousands of connections held open at once need as many files.
-    common::limits::raise_open_files_limit();
+    servicekit::limits::raise_open_files_limit();
     let options = StackOptions {
         bin_dir: bin_dir.to_path_buf(),
         vote_port: crate::stack::free_port_or_any(0)?,

@@ -91,7 +91,7 @@ impl Options {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
-    let open_files = common::limits::raise_open_files_limit();
+    let open_files = servicekit::limits::raise_open_files_limit();
     let needed = options.clients.last().copied().unwrap_or(0) as u64 + 500;
     if open_files.is_some_and(|limit| limit < needed) {
         bail!(

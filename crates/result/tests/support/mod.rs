@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use common::config::{DatabaseArgs, HttpArgs, OptionsArgs};
 use contract::Tally;
 use futures_util::{SinkExt, StreamExt};
+use servicekit::settings::{DatabaseArgs, HttpArgs, OptionsArgs};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,7 +22,7 @@ pub fn settings(database_url: &str) -> result::Settings {
         http: HttpArgs {
             port: 0,
             bind_address: "127.0.0.1".parse().unwrap(),
-            max_connections: common::http::DEFAULT_MAX_CONNECTIONS,
+            max_connections: servicekit::http::DEFAULT_MAX_CONNECTIONS,
         },
         database: DatabaseArgs {
             database_url: database_url.to_owned(),

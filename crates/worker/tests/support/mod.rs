@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::config::{DatabaseArgs, RedisArgs};
 use contract::queue::QUEUE_KEY;
+use servicekit::settings::{DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
 use worker::batch::DeadLetter;
 use worker::queue::{DEAD_LETTER_KEY, processing_key};

@@ -1,11 +1,11 @@
 //! What one connection may make the server hold: the limits of
-//! `common::http::serve` that keep a service inside its memory limit.
+//! `servicekit::http::serve` that keep a service inside its memory limit.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use common::http::ServeOptions;
+use servicekit::http::ServeOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 async fn serve_default() -> testkit::Served<std::io::Error> {
     let router = Router::new().route("/", get(|| async { "ok" }));
     testkit::Served::start(|listener, shutdown| {
-        common::http::serve(listener, router, shutdown, ServeOptions::default())
+        servicekit::http::serve(listener, router, shutdown, ServeOptions::default())
     })
     .await
 }

@@ -23,18 +23,36 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use redis::aio::ConnectionManager;
-use sqlx::PgPool;
 
-use crate::connect::{ping_postgres, ping_redis};
+use crate::connect::ping_redis;
 
 /// What `/readyz` checks: whichever stores the service uses.
 #[derive(Clone, Default)]
 pub struct Probe {
-    pub redis: Option<ConnectionManager>,
-    pub postgres: Option<PgPool>,
+    redis: Option<ConnectionManager>,
+    #[cfg(feature = "postgres")]
+    postgres: Option<sqlx::PgPool>,
 }
 
 impl Probe {
+    /// Checks nothing: always ready.
+    pub fn nothing() -> Self {
+        Probe::default()
+    }
+
+    /// Also checks that Redis answers a PING on `conn`.
+    pub fn redis(mut self, conn: ConnectionManager) -> Self {
+        self.redis = Some(conn);
+        self
+    }
+
+    /// Also checks that Postgres answers `SELECT 1` on `pool`.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, pool: sqlx::PgPool) -> Self {
+        self.postgres = Some(pool);
+        self
+    }
+
     /// `Ok` when every configured store answers; otherwise what failed.
     pub async fn check(&self) -> Result<(), String> {
         let mut problems = Vec::new();
@@ -43,8 +61,9 @@ impl Probe {
         {
             problems.push(format!("redis: {e}"));
         }
+        #[cfg(feature = "postgres")]
         if let Some(pool) = &self.postgres
-            && let Err(e) = ping_postgres(pool).await
+            && let Err(e) = crate::connect::ping_postgres(pool).await
         {
             problems.push(format!("postgres: {e}"));
         }
@@ -196,10 +215,7 @@ mod tests {
     async fn serve_health(bind: &str) -> std::net::SocketAddr {
         let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router: Router = routes(Probe {
-            redis: None,
-            postgres: None,
-        });
+        let router: Router = routes(Probe::nothing());
         tokio::spawn(async move { axum::serve(listener, router).await });
         addr
     }

@@ -28,7 +28,7 @@ const BOUND_BYTES: usize = 1 << 20;
 #[tokio::test]
 async fn histogram_samples_are_let_go_while_nothing_scrapes() {
     // What every service's `main` does first.
-    common::telemetry::init();
+    servicekit::telemetry::init();
     let latency = metrics::histogram!("http_request_duration_seconds", "route" => "/");
     let sizes = metrics::histogram!("batch_size");
     let before = HEAP.allocated();

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
 
+use crate::connect::Redis;
 use crate::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
 use crate::origin::AllowedOrigins;
 
@@ -50,6 +51,14 @@ pub struct RedisArgs {
         hide_env_values = true
     )]
     pub redis_url: String,
+}
+
+impl RedisArgs {
+    /// The handle every connection to this Redis comes from; connects
+    /// nothing yet. A bad URL is an error.
+    pub fn handle(&self) -> anyhow::Result<Redis> {
+        Redis::at(&self.redis_url)
+    }
 }
 
 /// Where Postgres is.

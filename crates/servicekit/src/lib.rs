@@ -1,0 +1,36 @@
+//! The plumbing every service of the voting app shares, so that each
+//! service's own crate holds only what it does.
+//!
+//! - [`settings`] — the settings groups services flatten into their
+//!   `clap` settings (HTTP listener, Redis, Postgres, the ballot's
+//!   options, allowed origins), and hiding passwords in URLs;
+//! - [`connect`] — lazy connections that survive a store being down: the
+//!   [`connect::Redis`] handle every Redis connection comes from, a
+//!   Postgres pool (the `postgres` feature), back-off;
+//! - [`http`] — the HTTP server that slow clients cannot hold, the layers
+//!   every router gets (request ids, tracing, metrics, security headers,
+//!   timeouts, panics answered 500) and static assets;
+//! - [`origin`] — which requests come from the site's own pages;
+//! - [`health`] — health, readiness and metrics endpoints, the metrics
+//!   recorder and its upkeep, and the `healthcheck` subcommand's check;
+//! - [`telemetry`] — logging through `tracing`;
+//! - [`outage`] — logging a store's outage by its changes of state;
+//! - [`shutdown`] — one cancellation token for the process;
+//! - [`limits`] — raising the open-files limit;
+//! - [`service`] — the ends of a service's `main`.
+//!
+//! Must not depend on: the contract (ballots, queue keys and tables are
+//! the services' business, not the plumbing's) or any service. Postgres is
+//! behind the `postgres` feature, so services without a database compile
+//! no sqlx.
+
+pub mod connect;
+pub mod health;
+pub mod http;
+pub mod limits;
+pub mod origin;
+pub mod outage;
+pub mod service;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
