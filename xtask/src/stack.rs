@@ -1,5 +1,5 @@
-//! The whole voting app as local processes: Redis and Postgres (throwaway,
-//! started through the test harness's launcher unless URLs are given), then
+//! The whole voting app as local processes: Redis and Postgres (throwaway
+//! ones from `localstores`, unless URLs are given), then
 //! the worker, vote and result binaries.
 //!
 //! Used by `xtask up` (interactive, logs streamed with a prefix per
@@ -23,7 +23,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+use localstores::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 

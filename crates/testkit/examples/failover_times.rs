@@ -2,7 +2,7 @@
 //! primary is SIGKILLed.
 //!
 //! ```text
-//! cargo run -p testkit --example failover_times -- [--kills 10] [--store redis|postgres|both]
+//! cargo run -p testkit --features postgres --example failover_times -- [--kills 10] [--store redis|postgres|both]
 //! ```
 //!
 //! Starts a [`RedisHa`] and/or a [`PostgresHa`], then `--kills` times:

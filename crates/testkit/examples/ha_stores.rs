@@ -2,7 +2,7 @@
 //! (kill a primary with `kill -9`, watch the logs, point a service at them).
 //!
 //! ```text
-//! cargo run -p testkit --example ha_stores
+//! cargo run -p testkit --features postgres --example ha_stores
 //! ```
 //!
 //! Prints the settings a service needs (`REDIS_SENTINELS`,

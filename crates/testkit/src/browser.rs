@@ -33,7 +33,7 @@ use thirtyfour::cdp::domains::emulation::{MediaFeature, SetEmulatedMedia};
 use thirtyfour::prelude::*;
 use thirtyfour::{ChromiumLikeCapabilities, DesiredCapabilities, LoggingPrefsLogLevel};
 
-use crate::server::{find_on_path, scratch_dir};
+use localstores::process::{find_on_path, scratch_dir};
 
 pub use thirtyfour;
 

@@ -1,11 +1,14 @@
 //! The hermetic test harness: real Redis and real Postgres for every test,
-//! with nothing to set up by hand.
+//! with nothing to set up by hand. Test code only: no service and no
+//! command depends on it (xtask's screenshots borrow its browser).
 //!
 //! - [`redis`] gives a test its own, empty Redis logical database.
-//! - [`postgres`] gives a test its own, empty Postgres database.
+//! - [`postgres`] (the `postgres` feature) gives a test its own, empty
+//!   Postgres database.
 //!
-//! Both come from servers started once per test process (see [`server`]),
-//! unless `REDIS_URL` / `DATABASE_URL` point at servers you run yourself.
+//! Both come from servers started once per test process (the throwaway
+//! processes of the `localstores` crate, re-exported here), unless
+//! `REDIS_URL` / `DATABASE_URL` point at servers you run yourself.
 //! With an external Redis, tests use its logical databases 1 and up and
 //! **flush each one they take**; with an external Postgres, they create
 //! databases named `vt_<pid>_<n>`.
@@ -14,7 +17,8 @@
 //! [`RedisServer`] or [`PostgresServer`] instead, which they own.
 //!
 //! Failover tests start a replicated store: [`RedisHa`] (replicas and
-//! Sentinel) or [`PostgresHa`] (Patroni, etcd and HAProxy); see [`ha`].
+//! Sentinel) or, with the `postgres` feature, `PostgresHa` (Patroni, etcd
+//! and HAProxy); see [`ha`].
 //!
 //! A missing `redis-server`, Postgres, Patroni, etcd or HAProxy install
 //! fails the test with the `apt-get install` line that fixes it; nothing
@@ -36,18 +40,17 @@ pub mod ha;
 pub mod metrics;
 pub mod raw;
 pub mod served;
-pub mod server;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
-pub use ha::{PostgresHa, PostgresHaOptions, RedisHa, RedisHaOptions};
+#[cfg(feature = "postgres")]
+pub use ha::{PostgresHa, PostgresHaOptions};
+pub use ha::{RedisHa, RedisHaOptions};
+pub use localstores::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 pub use served::Served;
-pub use server::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 
 /// A test's own Redis logical database.
 #[derive(Debug, Clone)]
@@ -82,10 +85,11 @@ impl TestRedis {
 }
 
 /// A test's own Postgres database.
+#[cfg(feature = "postgres")]
 #[derive(Debug, Clone)]
 pub struct TestDb {
     pub url: String,
-    pub pool: PgPool,
+    pub pool: sqlx::PgPool,
 }
 
 enum SharedRedis {
@@ -93,14 +97,17 @@ enum SharedRedis {
     External { url: String, databases: u32 },
 }
 
+#[cfg(feature = "postgres")]
 enum SharedPostgres {
     Local(PostgresServer),
     External(String),
 }
 
 static REDIS: OnceCell<SharedRedis> = OnceCell::const_new();
+#[cfg(feature = "postgres")]
 static POSTGRES: OnceCell<SharedPostgres> = OnceCell::const_new();
 static NEXT_REDIS_DB: AtomicU32 = AtomicU32::new(1);
+#[cfg(feature = "postgres")]
 static NEXT_PG_DB: AtomicU32 = AtomicU32::new(1);
 
 /// A fresh, empty Redis database for this test.
@@ -144,7 +151,11 @@ pub async fn redis() -> TestRedis {
 }
 
 /// A fresh, empty Postgres database for this test (no schema).
+#[cfg(feature = "postgres")]
 pub async fn postgres() -> TestDb {
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::{Connection, PgConnection};
+
     let shared = POSTGRES
         .get_or_init(|| async {
             match std::env::var("DATABASE_URL") {
@@ -313,6 +324,7 @@ mod tests {
         assert_eq!(v, None);
     }
 
+    #[cfg(feature = "postgres")]
     #[tokio::test]
     async fn each_test_gets_its_own_postgres_database() {
         let one = postgres().await;
@@ -327,6 +339,7 @@ mod tests {
 
     /// Each #[tokio::test] has its own runtime; the harness must outlive the
     /// runtime of the test that started it.
+    #[cfg(feature = "postgres")]
     #[test]
     fn databases_can_be_made_after_the_first_tests_runtime_is_gone() {
         for _ in 0..2 {

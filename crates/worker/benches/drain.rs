@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use contract::queue::QUEUE_KEY;
-use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+use localstores::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use worker::queue::{heartbeat_key, processing_key};
 
 const STAGING_KEY: &str = "bench:staging";

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fastrand::Rng;
-use testkit::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
+use localstores::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use tokio::sync::watch;
 use worker::queue::processing_key;
 

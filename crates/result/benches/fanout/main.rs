@@ -36,9 +36,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use contract::Tally;
+use localstores::{PostgresOptions, PostgresServer};
 use serde_json::json;
 use sqlx::PgPool;
-use testkit::{PostgresOptions, PostgresServer};
 
 use clients::{Feed, open_clients};
 use service::{Service, cpu_seconds};

@@ -4,12 +4,12 @@
 //! - [`RedisHa`]: a primary, replicas and three Sentinels (quorum 2), AOF
 //!   on, the primary refusing writes it cannot replicate
 //!   (`min-replicas-to-write`).
-//! - [`PostgresHa`]: one etcd, two Patroni-managed Postgres nodes in
+//! - `PostgresHa` (the `postgres` feature): one etcd, two Patroni-managed Postgres nodes in
 //!   synchronous mode, and HAProxy giving one endpoint that always reaches
 //!   the primary (and one for the standby).
 //!
-//! Every process is a plain child started like the single servers in
-//! [`crate::server`] (launcher thread, `--pdeathsig`, own process group),
+//! Every process is a plain child started like the single servers of
+//! `localstores` ([`localstores::process::launch`]: launcher thread, `--pdeathsig`, own process group),
 //! listens on 127.0.0.1 only, on free ports, and keeps its log in a file
 //! under the topology's own temporary directory (`log_paths()`), which is
 //! removed on drop. Nothing is installed system-wide and nothing relies on
@@ -20,7 +20,7 @@
 //!
 //! The defaults make a SIGKILLed primary's replacement take writes within
 //! a few seconds on a loaded 2-core machine without failovers nobody asked
-//! for. `cargo run -p testkit --example failover_times -- --kills 20`, on
+//! for. `cargo run -p testkit --features postgres --example failover_times -- --kills 20`, on
 //! the shared VM (load average 5–10 from other builds), SIGKILL to:
 //!
 //! | store, settings | promoted p50 / max | write p50 / max |
@@ -34,14 +34,19 @@
 //! 3.23 s; Postgres with `ttl` 4 took 4.46 s (20 kills), with 5, 5.39 s
 //! (10 kills) — writes, at the median.
 //!
+#[cfg(feature = "postgres")]
 mod haproxy;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod redis;
 
+#[cfg(feature = "postgres")]
 pub use postgres::{PostgresHa, PostgresHaOptions};
 pub use redis::{RedisHa, RedisHaOptions};
 
+#[cfg(feature = "postgres")]
 use std::path::Path;
+#[cfg(feature = "postgres")]
 use std::process::Command;
 use std::time::Duration;
 
@@ -86,6 +91,7 @@ where
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Sends `signal` (e.g. `KILL`, `INT`) to `pid`.
 pub(crate) fn signal(pid: u32, signal: &str) {
     let _ = Command::new("kill")
@@ -94,6 +100,7 @@ pub(crate) fn signal(pid: u32, signal: &str) {
         .status();
 }
 
+#[cfg(feature = "postgres")]
 /// Whether `pid` is a live process (a zombie counts as gone).
 pub(crate) fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -106,6 +113,7 @@ pub(crate) fn is_running(pid: u32) -> bool {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Whether `pid` runs a command line mentioning `path`: guards against
 /// signalling a recycled pid read from a stale pid file.
 pub(crate) fn runs_with(pid: u32, path: &Path) -> bool {
@@ -116,6 +124,7 @@ pub(crate) fn runs_with(pid: u32, path: &Path) -> bool {
     cmdline.windows(needle.len()).any(|w| w == needle)
 }
 
+#[cfg(feature = "postgres")]
 /// Blocks until `pid` has exited, for at most `deadline`; then kills it.
 /// For processes that are not our children (Postgres daemonises away from
 /// Patroni), which we cannot `wait` for.
@@ -143,6 +152,7 @@ mod tests {
         assert_eq!(unique.len(), 16, "{ports:?}");
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn this_process_is_running_and_a_pid_past_pid_max_is_not() {
         assert!(is_running(std::process::id()));

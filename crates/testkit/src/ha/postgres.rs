@@ -30,7 +30,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::haproxy::{self, Backend};
 use super::{free_ports, is_running, runs_with, signal, wait_for, wait_gone_or_kill};
-use crate::server::{
+use localstores::process::{
     READY_TIMEOUT, as_postgres_user, chown_to_postgres, find_binary, find_postgres_binary, is_root,
     launch, scratch_dir,
 };

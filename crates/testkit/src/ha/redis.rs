@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::{free_ports, wait_for};
-use crate::server::{READY_TIMEOUT, find_binary, launch, scratch_dir};
+use localstores::process::{READY_TIMEOUT, find_binary, launch, scratch_dir};
 
 /// How long [`RedisHa::start`] and [`RedisHa::restart_as_replica`] wait
 /// for replication links and Sentinel's view to settle. Sentinels find
