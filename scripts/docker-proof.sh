@@ -6,7 +6,8 @@
 #   2. Static checks: the compose files against the compose-spec schema and
 #      through docker-compose 1.29's and Compose v2's own parsers, their
 #      networks/volumes/configs/dependencies defined, the Dockerfiles
-#      through hadolint, k8s/ against the Kubernetes 1.30 schemas.
+#      through hadolint, k8s/ against the Kubernetes 1.30 schemas and its
+#      Prometheus scrape config through promtool.
 #   3. Base images: stand-ins under the official names where the real ones
 #      are absent (scripts/standin-images.sh).
 #   4. Build every image with BuildKit; each under 40 MB, non-root, with a
@@ -14,7 +15,9 @@
 #   5. docker-compose.yml with docker-compose 1.29: `up -d --build`, every
 #      service healthy; a vote through :5000 with a cookie shows on :5001
 #      (page and WebSocket) and a changed vote replaces it; `--profile seed`
-#      adds 3,000 votes; Redis SIGKILLed with 500 ballots queued and
+#      adds 3,000 votes; /metrics answers 404 on :5000 and :5001 and is
+#      served by each service's admin listener (scraped from back-tier);
+#      Redis SIGKILLed with 500 ballots queued and
 #      Postgres stopped while 500 more come in lose none; worker, redis and
 #      db unreachable from front-tier; db and redis published on 127.0.0.1
 #      only; `down -v`. Then the same file with Compose v2: `up --wait`, a
@@ -199,6 +202,13 @@ seed_run() {
         --target http://vote/ --wait 60 "$@"
 }
 
+# http_in NETWORK HOST PORT PATH: the raw answer to GET PATH (HTTP/1.0, so
+# the server closes after it) from a throwaway container on NETWORK
+http_in() {
+    docker run --rm --network "$1" --entrypoint bash "$PROBE_IMAGE" -c \
+        "exec 3<>/dev/tcp/$2/$3 && printf 'GET $4 HTTP/1.0\r\nHost: $2\r\n\r\n' >&3 && timeout 5 cat <&3"
+}
+
 # probe NETWORK HOST PORT: can a container on NETWORK open HOST:PORT?
 probe() {
     docker run --rm --network "$1" --entrypoint bash "$PROBE_IMAGE" \
@@ -318,7 +328,7 @@ pass
 
 # =========================================================== 2. static checks
 if skipping static; then skipped "2. Static checks"; else
-step "2. Static checks: compose schema and parsers, hadolint, k8s schemas"
+step "2. Static checks: compose schema and parsers, hadolint, k8s schemas, promtool"
 ensure_venv
 COMPOSE_FILES=(docker-compose.yml docker-stack.yml hits/docker-compose.yml)
 run "check-jsonschema (compose-spec)" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "${COMPOSE_FILES[@]}"
@@ -373,6 +383,14 @@ DOCKERFILES=(Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile
 run_quiet "hadolint" "$VENV/bin/hadolint" --failure-threshold warning "${DOCKERFILES[@]}"
 log "hadolint: ${DOCKERFILES[*]}: no warnings"
 run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 k8s/*.yaml
+# Debian's promtool is built without Kubernetes discovery: check a copy
+# with static targets in place of `kubernetes_sd_configs`, so the rest of
+# the file (the relabelling above all) is checked as written.
+command -v promtool >/dev/null || run_quiet "apt-get install prometheus (for promtool)" apt_install prometheus
+sed -e 's/^\( *\)kubernetes_sd_configs:$/\1static_configs:/' \
+    -e 's/^\( *\)- role: pod$/\1- targets: ["vote:8081"]/' k8s/prometheus.yml >"$WORK/prometheus.yml"
+! grep -q kubernetes_sd_configs "$WORK/prometheus.yml" || die "could not swap the discovery block of k8s/prometheus.yml"
+run "promtool check config (k8s/prometheus.yml)" promtool check config "$WORK/prometheus.yml"
 pass
 fi
 
@@ -442,7 +460,26 @@ feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect 0,1 --timeout 15)" || die
 log "changed vote: one row; WebSocket: ${feed##*$'\n'}"
 pass
 
-step "5c. --profile seed: 3,000 more votes arrive (the seed verifies over the feed)"
+step "5c. Metrics on the admin ports only: 404 on :5000, :5001; scraped on 8081, 8082, 8080"
+for port in 5000 5001; do
+    code="$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")" || die "GET :$port/metrics failed"
+    [ "$code" = 404 ] || die ":$port/metrics answered $code, not 404"
+done
+log ":5000/metrics and :5001/metrics answer 404 (the pages' ports)"
+back="${PROJECT}_back-tier"
+for target in vote:8081:ballots_queued_total result:8082:result_clients_connected worker:8080:ballots_stored_total; do
+    IFS=: read -r svc port metric <<<"$target"
+    answer="$(http_in "$back" "$svc" "$port" /metrics)" || die "cannot scrape $svc:$port/metrics from $back"
+    head -n1 <<<"$answer" | grep -qE '^HTTP/1\.[01] 200' || die "$svc:$port/metrics answered: $(head -n1 <<<"$answer")"
+    grep -qE "^$metric(\{| )" <<<"$answer" || die "$svc:$port/metrics has no $metric"
+    grep -E "^$metric(\{| )" <<<"$answer" | head -n 2 | sed "s/^/    | $svc:$port  /"
+    ready="$(http_in "$back" "$svc" "$port" /readyz)" || die "cannot ask $svc:$port/readyz"
+    head -n1 <<<"$ready" | grep -qE '^HTTP/1\.[01] 200' || die "$svc:$port/readyz answered: $(head -n1 <<<"$ready")"
+    log "$svc:$port serves /metrics ($(grep -c '^[a-z]' <<<"$answer") series) and /readyz 200"
+done
+pass
+
+step "5d. --profile seed: 3,000 more votes arrive (the seed verifies over the feed)"
 read -r a0 b0 <<<"$(tally)"
 run_quiet "compose --profile seed up -d" compose_seed up -d
 seed_id="$(compose_seed ps -q seed)"
@@ -454,7 +491,7 @@ grep -vE '^seed: progress|^ *[0-9]+/[0-9]+ ' "$WORK/seed.log" | tail -n 20 | sed
 wait_until 60 "tally a=$((a0 + 2000)) b=$((b0 + 1000))" tally_is "$((a0 + 2000)) $((b0 + 1000))"
 pass
 
-step "5d. Redis SIGKILLed with 500 ballots queued, Postgres down while 500 more come: none lost"
+step "5e. Redis SIGKILLed with 500 ballots queued, Postgres down while 500 more come: none lost"
 read -r a0 b0 <<<"$(tally)"
 run_quiet "compose stop worker" compose stop worker
 run_quiet "seed run (300 a, 200 b)" seed_run -a 300 -b 200 -c 20
@@ -482,7 +519,7 @@ feed="$(ws_tally --url ws://127.0.0.1:5001/ws --expect "$((a0 + 500)),$((b0 + 50
 log "WebSocket: ${feed##*$'\n'}; queue and dead-letter list empty"
 pass
 
-step "5e. Networks: worker, redis, db unreachable from front-tier; db, redis on 127.0.0.1 only"
+step "5f. Networks: worker, redis, db unreachable from front-tier; db, redis on 127.0.0.1 only"
 front="${PROJECT}_front-tier"
 back="${PROJECT}_back-tier"
 probe "$front" vote 80 || die "the probe itself fails: vote:80 unreachable from $front"
@@ -505,16 +542,22 @@ for pair in db:5432 redis:6379; do
 done
 [ -z "$(docker port "$(cid worker)")" ] || die "worker publishes a port: $(docker port "$(cid worker)")"
 log "worker publishes no port"
+for pair in vote:80 result:80; do
+    svc="${pair%:*}"
+    published="$(docker port "$(cid "$svc")" | cut -d' ' -f1 | sort -u | tr '\n' ' ')"
+    [ "$published" = "80/tcp " ] || die "$svc publishes more than its page's port: $published"
+done
+log "vote and result publish their page's port only, not their admin listener's"
 pass
 
-step "5f. docker-compose.yml: down -v"
+step "5g. docker-compose.yml: down -v"
 run "compose down -v" compose_seed down -v --remove-orphans
 [ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")" ] || die "containers left"
 [ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")" ] || die "volumes left"
 [ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT")" ] || die "networks left"
 pass
 
-step "5g. The same file with Docker Compose v2: up --wait, a vote, the seed profile, down -v"
+step "5h. The same file with Docker Compose v2: up --wait, a vote, the seed profile, down -v"
 ensure_venv
 v2=("$VENV/bin/docker-compose" -p "${PROJECT}v2" -f "$ROOT/docker-compose.yml")
 log "$("${v2[0]}" version)"

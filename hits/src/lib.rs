@@ -28,8 +28,11 @@
 //!   cannot tell whether Redis counted it. The connection to Redis is
 //!   remade as soon as Redis drops it, so the first visit after a restart
 //!   is counted.
-//! - `/healthz`, `/readyz` and `/metrics` (see [`servicekit::health`]), a
-//!   `healthcheck` subcommand, and a graceful stop on SIGTERM.
+//! - An admin listener (`ADMIN_PORT`, 8083) with `/healthz`, `/readyz` and
+//!   `/metrics` (see [`servicekit::admin`]); `/healthz` and `/readyz` on the
+//!   page's port too; a `healthcheck` subcommand; a graceful stop on
+//!   SIGTERM. The shared scaffold (`servicekit::launch`) starts it like
+//!   every service of the voting app.
 //! - A Redis outage is logged when it starts and when it ends (see
 //!   [`servicekit::outage`]), not once per visit that fails meanwhile.
 
@@ -47,10 +50,12 @@ use axum::routing::get;
 use clap::builder::NonEmptyStringValueParser;
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
+use servicekit::admin::Probe;
 use servicekit::connect::Redis;
-use servicekit::health::Probe;
 use servicekit::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
+use servicekit::launch::Service;
 use servicekit::outage::Outage;
+use servicekit::settings::AdminArgs;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +87,8 @@ pub struct Settings {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    #[command(flatten)]
+    pub admin: AdminArgs<8083>,
 }
 
 impl Settings {
@@ -277,14 +284,16 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface: `/` counts, the rest is for operators.
+/// The public HTTP surface: `/` counts; `/healthz` and `/readyz` are for
+/// load balancers (metrics and the reasons for readiness are on the admin
+/// listener).
 pub fn router(state: AppState) -> Router {
-    let probe = Probe::nothing().redis(state.redis.clone());
+    let probe = state.probe();
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(hello))
         .with_state(state)
-        .merge(servicekit::health::routes(probe));
+        .merge(servicekit::admin::public_routes(probe));
     servicekit::http::with_standard_layers(app, request_timeout)
 }
 
@@ -299,8 +308,9 @@ async fn hello(State(state): State<AppState>) -> Result<Response, HitError> {
         .into_response())
 }
 
-/// Serves the hit counter on `listener` until `shutdown` fires, then lets
-/// requests in flight finish.
+/// Serves the hit counter's public side on `listener` until `shutdown`
+/// fires, then lets requests in flight finish (the scaffold adds the admin
+/// listener: [`Service::serve`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -310,30 +320,66 @@ pub async fn serve(
     servicekit::http::serve(listener, router(state), shutdown, options).await
 }
 
-/// Runs the hit counter with `settings` until `shutdown` fires.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let url = settings.redis_url();
-    // The only way to get here with a bad URL is a REDIS_HOST that is no
-    // host name: say so in the words of the settings the user wrote.
-    let state = Redis::at(&url)
-        .and_then(|redis| AppState::new(&redis))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",
-                settings.redis_host,
-                settings.redis_port
-            )
-        })?
-        .with_serve_options(ServeOptions::with_max_connections(settings.max_connections));
-    let addr = settings.addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let addr = listener.local_addr().unwrap_or(addr);
-    tracing::info!(%addr, "hits listening");
-    serve(listener, state, shutdown).await?;
-    tracing::info!("hits stopped");
-    Ok(())
+impl Service for AppState {
+    const NAME: &'static str = "hits";
+    const ABOUT: &'static str = "A web page that counts its views in Redis: every `GET /` runs \
+                                 `INCR hits` and answers \"Hello from Redis! I have been seen N \
+                                 times.\"";
+    const AFTER_HELP: &'static str = "Settings come from the environment, as in the original \
+        app: REDIS_HOST, REDIS_PORT, BIND_PORT. Where the original crashes without them, hits \
+        uses the defaults above (Redis at redis:6379, serving on port 5000). Logs go to \
+        stderr; RUST_LOG sets the level, RUST_LOG_FORMAT=json makes them JSON.";
+    type Settings = Settings;
+
+    fn admin_addr(settings: &Settings) -> SocketAddr {
+        settings.admin.addr()
+    }
+
+    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
+        Some(settings.addr())
+    }
+
+    fn log_settings(s: &Settings) {
+        tracing::info!(
+            redis_host = %s.redis_host,
+            redis_port = s.redis_port,
+            bind_port = s.bind_port,
+            bind_address = %s.bind_address,
+            max_connections = s.max_connections,
+            admin_port = s.admin.admin_port,
+            admin_bind_address = %s.admin.admin_bind_address,
+            "starting hits"
+        );
+    }
+
+    fn build(settings: Settings) -> anyhow::Result<Self> {
+        let url = settings.redis_url();
+        // The only way to get here with a bad URL is a REDIS_HOST that is
+        // no host name: say so in the words of the settings the user wrote.
+        let state = Redis::at(&url)
+            .and_then(|redis| AppState::new(&redis))
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "REDIS_HOST={:?} with REDIS_PORT={} is not a valid Redis address ({url})",
+                    settings.redis_host,
+                    settings.redis_port
+                )
+            })?;
+        Ok(state.with_serve_options(ServeOptions::with_max_connections(settings.max_connections)))
+    }
+
+    fn probe(&self) -> Probe {
+        Probe::nothing().redis(self.redis.clone())
+    }
+
+    async fn serve(
+        self,
+        public: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let listener = public.context("hits serves on a public listener")?;
+        Ok(serve(listener, self, shutdown).await?)
+    }
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ struct UpArgs {
     /// `RUST_LOG` for the services.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
-    /// Address vote, result and the worker's admin listener bind (e.g.
+    /// Address vote, result and every admin listener bind (e.g.
     /// 0.0.0.0 to be reachable from other machines). The throwaway Redis
     /// and Postgres, which have no password, stay on 127.0.0.1.
     #[arg(long, default_value = "127.0.0.1")]

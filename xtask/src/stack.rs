@@ -6,9 +6,10 @@
 //! service) and by `xtask bench` (logs to files).
 //!
 //! Everything listens on 127.0.0.1 unless `BIND_ADDRESS` in
-//! [`StackOptions::env`] says otherwise (then vote, result and the worker's
-//! admin listener bind that; the throwaway stores, which have no password,
-//! stay on loopback).
+//! [`StackOptions::env`] says otherwise (then vote, result and every admin
+//! listener bind that; the throwaway stores, which have no password, stay
+//! on loopback). Each service's admin listener (health, readiness,
+//! metrics) gets a free port.
 //!
 //! Stopping goes in dependency order — vote and result, then the worker
 //! (it finishes its batch and deregisters), then Redis and Postgres — and
@@ -59,7 +60,7 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
-    /// Where vote, result and the worker's admin listener bind:
+    /// Where vote, result and the admin listeners bind:
     /// `BIND_ADDRESS` from [`env`](Self::env), else 127.0.0.1.
     pub fn bind_address(&self) -> anyhow::Result<IpAddr> {
         match self.env.iter().rev().find(|(k, _)| k == "BIND_ADDRESS") {
@@ -88,6 +89,9 @@ pub struct Stack {
     /// listens on every interface.
     pub vote_url: String,
     pub result_url: String,
+    /// The admin listeners (`/healthz`, `/readyz`, `/metrics`).
+    pub vote_admin_url: String,
+    pub result_admin_url: String,
     pub worker_admin_url: String,
     /// Where each listens: (name, address), in the order to print them.
     pub listening: Vec<(&'static str, String)>,
@@ -104,7 +108,12 @@ impl Stack {
             );
         }
         let bind = options.bind_address()?;
-        let admin_port = free_port_or_any(0)?;
+        let admin_ports = [
+            free_port_or_any(0)?,
+            free_port_or_any(0)?,
+            free_port_or_any(0)?,
+        ];
+        let [vote_admin, result_admin, worker_admin] = admin_ports;
         let at = |port: u16| SocketAddr::new(bind, port);
         let reach = |port: u16| {
             let ip = if bind.is_unspecified() {
@@ -122,14 +131,18 @@ impl Stack {
             database_url: String::new(),
             vote_url: reach(options.vote_port),
             result_url: reach(options.result_port),
-            worker_admin_url: reach(admin_port),
+            vote_admin_url: reach(vote_admin),
+            result_admin_url: reach(result_admin),
+            worker_admin_url: reach(worker_admin),
             listening: vec![
                 ("vote", format!("http://{}/", at(options.vote_port))),
                 ("result", format!("http://{}/", at(options.result_port))),
                 (
-                    "worker admin",
-                    format!("http://{}/ (/healthz, /readyz, /metrics)", at(admin_port)),
+                    "vote admin",
+                    format!("http://{}/ (/healthz, /readyz, /metrics)", at(vote_admin)),
                 ),
+                ("result admin", format!("http://{}/", at(result_admin))),
+                ("worker admin", format!("http://{}/", at(worker_admin))),
             ],
         };
 
@@ -180,9 +193,21 @@ impl Stack {
             ("ADMIN_BIND_ADDRESS", bind.to_string()),
         ];
         let plan: [(&'static str, Vec<(&str, String)>); 3] = [
-            ("worker", vec![("ADMIN_PORT", admin_port.to_string())]),
-            ("vote", vec![("PORT", options.vote_port.to_string())]),
-            ("result", vec![("PORT", options.result_port.to_string())]),
+            ("worker", vec![("ADMIN_PORT", worker_admin.to_string())]),
+            (
+                "vote",
+                vec![
+                    ("PORT", options.vote_port.to_string()),
+                    ("ADMIN_PORT", vote_admin.to_string()),
+                ],
+            ),
+            (
+                "result",
+                vec![
+                    ("PORT", options.result_port.to_string()),
+                    ("ADMIN_PORT", result_admin.to_string()),
+                ],
+            ),
         ];
         for (name, env) in plan {
             // Its own process group: a Ctrl-C meant for xtask must not stop
@@ -210,8 +235,8 @@ impl Stack {
         let deadline = Duration::from_secs(60);
         for (name, url) in [
             ("worker", stack.worker_admin_url.clone()),
-            ("vote", stack.vote_url.clone()),
-            ("result", stack.result_url.clone()),
+            ("vote", stack.vote_admin_url.clone()),
+            ("result", stack.result_admin_url.clone()),
         ] {
             wait_ready(name, &format!("{url}readyz"), deadline)
                 .await

@@ -246,9 +246,10 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
     if !exposed.is_empty() {
         problems.push(format!("not on loopback: {exposed:?}"));
     }
-    if sockets.len() < 5 {
+    if sockets.len() < 7 {
         problems.push(format!(
-            "expected vote, result, worker admin, Redis and Postgres listening; found {sockets:?}"
+            "expected vote, result, three admin listeners, Redis and Postgres listening; \
+             found {sockets:?}"
         ));
     }
     let banner = output
@@ -263,7 +264,15 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
             break;
         }
     }
-    for name in ["vote", "result", "worker admin", "redis", "postgres"] {
+    for name in [
+        "vote",
+        "result",
+        "vote admin",
+        "result admin",
+        "worker admin",
+        "redis",
+        "postgres",
+    ] {
         match summary.iter().find(|l| l.trim_start().starts_with(name)) {
             Some(line) if line.contains("127.0.0.1:") => {}
             Some(line) => {

@@ -25,6 +25,7 @@ pub mod live;
 pub mod page;
 pub mod tally;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +35,13 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use contract::Tally;
-use servicekit::health::Probe;
+use servicekit::admin::Probe;
 use servicekit::http::ServeOptions;
+use servicekit::launch::Service;
 use servicekit::origin::AllowedOrigins;
-use servicekit::settings::{DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs};
+use servicekit::settings::{
+    AdminArgs, DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs, redact_url,
+};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -66,6 +70,8 @@ pub struct Settings {
     pub options: OptionsArgs,
     #[command(flatten)]
     pub origins: OriginArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs<8082>,
     /// Most live pages (WebSocket clients) at once; more are refused with
     /// 503. Each costs about 3.5 KiB: the default, with `MAX_CONNECTIONS`
     /// at its default, fits a 128 MiB memory limit.
@@ -156,9 +162,11 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface of the result service.
+/// The result service's public HTTP surface: the page, its assets, the
+/// live feed, and `/healthz` and `/readyz` for load balancers (metrics and
+/// the reasons for readiness are on the admin listener).
 pub fn router(state: AppState) -> Router {
-    let probe = Probe::nothing().postgres(state.pool.clone());
+    let probe = state.probe();
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page))
@@ -167,11 +175,12 @@ pub fn router(state: AppState) -> Router {
         .route("/static/result.js", get(page::script))
         .route("/static/favicon.svg", get(page::favicon))
         .with_state(state)
-        .merge(servicekit::health::routes(probe));
+        .merge(servicekit::admin::public_routes(probe));
     servicekit::http::with_standard_layers(app, request_timeout)
 }
 
-/// Serves the result service on `listener` until `shutdown` fires: starts
+/// Serves the result service's public side on `listener` until `shutdown`
+/// fires (the scaffold adds the admin listener: [`Service::serve`]): starts
 /// the poller, serves pages and live clients, then closes every client
 /// with a close frame and waits (briefly) for them to go.
 pub async fn serve(
@@ -208,17 +217,55 @@ pub async fn serve(
     served
 }
 
-/// Runs the service with `settings` until `shutdown` fires.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let state = AppState::new(&settings)?;
-    let addr = settings.http.addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "result service listening");
-    serve(listener, state, shutdown).await?;
-    tracing::info!("result service stopped");
-    Ok(())
+impl Service for AppState {
+    const NAME: &'static str = "result";
+    const ABOUT: &'static str =
+        "The voting app's result page: shows the tally from Postgres, live.";
+    type Settings = Settings;
+
+    fn admin_addr(settings: &Settings) -> SocketAddr {
+        settings.admin.addr()
+    }
+
+    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
+        Some(settings.http.addr())
+    }
+
+    fn log_settings(s: &Settings) {
+        tracing::info!(
+            port = s.http.port,
+            bind_address = %s.http.bind_address,
+            max_connections = s.http.max_connections,
+            admin_port = s.admin.admin_port,
+            admin_bind_address = %s.admin.admin_bind_address,
+            database_url = %redact_url(&s.database.database_url),
+            option_a = %s.options.option_a,
+            option_b = %s.options.option_b,
+            allowed_origins = %s.origins.allowed_origins,
+            max_clients = s.max_clients,
+            max_clients_per_address = s.max_clients_per_address,
+            poll_interval_ms = s.poll_interval_ms,
+            ping_interval_ms = s.ping_interval_ms,
+            "starting result"
+        );
+    }
+
+    fn build(settings: Settings) -> anyhow::Result<Self> {
+        AppState::new(&settings)
+    }
+
+    fn probe(&self) -> Probe {
+        Probe::nothing().postgres(self.pool.clone())
+    }
+
+    async fn serve(
+        self,
+        public: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let listener = public.context("result serves on a public listener")?;
+        Ok(serve(listener, self, shutdown).await?)
+    }
 }
 
 async fn show_page(State(state): State<AppState>) -> Response {

@@ -268,7 +268,10 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     let check = || async {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_result"))
             .arg("healthcheck")
-            .env("PORT", app.served.addr.port().to_string())
+            .env(
+                "ADMIN_PORT",
+                app.served.admin_addr.unwrap().port().to_string(),
+            )
             .output()
             .await
             .unwrap()

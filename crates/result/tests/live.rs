@@ -141,7 +141,7 @@ async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
     let mut third = app.connect().await;
     assert_eq!(third.next_tally().await, tally(0, 0));
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("result_clients_refused_total"),
         "{metrics}"
@@ -247,7 +247,7 @@ async fn the_metrics_count_clients_ticks_queries_and_messages() {
     client.next_tally().await;
     insert_vote(&db.pool, "v1", "a").await;
     client.wait_for(tally(1, 0)).await;
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
     for name in [
         "result_clients_connected",
         "result_ticks_total",

@@ -122,8 +122,18 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     for path in ["/healthz", "/readyz"] {
         let res = app.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            app.admin_get(path).await.status(),
+            StatusCode::OK,
+            "admin {path}"
+        );
     }
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        StatusCode::NOT_FOUND,
+        "/metrics on the page's port"
+    );
+    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
     for name in ["http_requests_total", "result_ticks_total"] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
@@ -178,9 +188,10 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         "/static/favicon.svg",
         "/healthz",
         "/readyz",
-        "/metrics",
     ];
-    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
+    let admin = app.served.admin_addr.unwrap();
+    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, admin, &routes, 1500, 400)
+        .await;
 }
 
 #[tokio::test]

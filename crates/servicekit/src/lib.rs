@@ -11,26 +11,31 @@
 //!   every router gets (request ids, tracing, metrics, security headers,
 //!   timeouts, panics answered 500) and static assets;
 //! - [`origin`] — which requests come from the site's own pages;
-//! - [`health`] — health, readiness and metrics endpoints, the metrics
-//!   recorder and its upkeep, and the `healthcheck` subcommand's check;
+//! - [`admin`] — the admin listener beside every service's public one:
+//!   health, readiness and metrics endpoints, the metrics recorder and its
+//!   upkeep, and the `healthcheck` subcommand's check;
 //! - [`telemetry`] — logging through `tracing`;
 //! - [`outage`] — logging a store's outage by its changes of state;
 //! - [`shutdown`] — one cancellation token for the process;
 //! - [`limits`] — raising the open-files limit;
-//! - [`service`] — the ends of a service's `main`.
+//! - [`healthcheck`] — the `healthcheck` subcommand;
+//! - [`launch`] — one way to start a service: the [`launch::Service`]
+//!   trait every service implements, and the `main` every service binary
+//!   is ([`main!`]).
 //!
 //! Must not depend on: the contract (ballots, queue keys and tables are
 //! the services' business, not the plumbing's) or any service. Postgres is
 //! behind the `postgres` feature, so services without a database compile
 //! no sqlx.
 
+pub mod admin;
 pub mod connect;
-pub mod health;
+pub mod healthcheck;
 pub mod http;
+pub mod launch;
 pub mod limits;
 pub mod origin;
 pub mod outage;
-pub mod service;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -40,6 +40,37 @@ impl HttpArgs {
     }
 }
 
+/// Where a service's admin listener listens: `/healthz`, `/readyz` and
+/// `/metrics`, for probes and Prometheus, never for visitors (see
+/// [`crate::admin`]). `PORT` is the service's default, one per service so
+/// that all of them can run on one machine without flags: worker 8080,
+/// vote 8081, result 8082, hits 8083.
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs<const PORT: u16> {
+    /// Port of the admin listener: /healthz, /readyz (with the reason when
+    /// not ready) and /metrics.
+    #[arg(long, env = "ADMIN_PORT", default_value_t = PORT)]
+    pub admin_port: u16,
+    /// Address the admin listener binds.
+    #[arg(long, env = "ADMIN_BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub admin_bind_address: IpAddr,
+}
+
+impl<const PORT: u16> AdminArgs<PORT> {
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.admin_bind_address, self.admin_port)
+    }
+
+    /// On `addr` instead (tests: loopback, port 0).
+    pub fn at(addr: SocketAddr) -> Self {
+        AdminArgs {
+            admin_port: addr.port(),
+            admin_bind_address: addr.ip(),
+        }
+    }
+}
+
 /// Where Redis is.
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {

@@ -1,6 +1,6 @@
-//! Reading a service's `/metrics` page (Prometheus text format) in tests:
-//! which series exist and with which labels, so a test can check that no
-//! client input creates new ones.
+//! Reading a service's `/metrics` page (Prometheus text format, on its
+//! admin listener) in tests: which series exist and with which labels, so
+//! a test can check that no client input creates new ones.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ pub fn series(text: &str, name: &str) -> Vec<Series> {
 
 /// Sends `count` requests with made-up methods and `count` with made-up
 /// paths to the service at `addr` (on one keep-alive connection), then
-/// checks its `/metrics`: every `http_requests_total` and
+/// checks the `/metrics` of its admin listener at `admin`: every `http_requests_total` and
 /// `http_request_duration_seconds` series is labelled from a closed set —
 /// a method of [`METHOD_LABELS`], a route of `routes` or
 /// [`UNMATCHED_ROUTE`] — and there are at most `max_series` of the former.
@@ -54,6 +54,7 @@ pub fn series(text: &str, name: &str) -> Vec<Series> {
 /// value a client chose.
 pub async fn assert_request_labels_are_bounded(
     addr: SocketAddr,
+    admin: SocketAddr,
     routes: &[&str],
     count: usize,
     max_series: usize,
@@ -77,7 +78,7 @@ pub async fn assert_request_labels_are_bounded(
             assert!(answer.status >= 400, "{}", answer.status_line);
         }
     }
-    let text = crate::raw::send(addr, &request("GET", "/metrics", &[], b""))
+    let text = crate::raw::send(admin, &request("GET", "/metrics", &[], b""))
         .await
         .expect("reading /metrics")
         .text();

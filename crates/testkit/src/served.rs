@@ -1,10 +1,13 @@
 //! A service under test, served in this test process (on a free loopback
 //! port unless told otherwise): the in-process counterpart of starting the binary.
 //!
-//! Every service library exposes `serve(listener, …, shutdown)`; [`Served`]
-//! binds the listener, spawns that future and owns its shutdown token, so a
-//! test can stop the service and see that it stopped cleanly. Dropping it
-//! cancels the token, so a failing test never leaves a server behind.
+//! Every service library exposes `serve(listener, …, shutdown)` for its
+//! public side, and the scaffold serves a whole service, admin listener
+//! included (`servicekit::launch::serve`); [`Served`] binds the listener
+//! (or both: [`Served::start_with_admin`]), spawns that future and owns its
+//! shutdown token, so a test can stop the service and see that it stopped
+//! cleanly. Dropping it cancels the token, so a failing test never leaves
+//! a server behind.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -22,6 +25,9 @@ const STOP_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Served<E: Debug> {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin listener listens (health, readiness, metrics), if it
+    /// was started with one.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), E>>>,
 }
@@ -43,9 +49,7 @@ impl<E: Debug + Send + 'static> Served<E> {
         F: FnOnce(TcpListener, CancellationToken) -> Fut,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
     {
-        let listener = TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("binding {addr}: {e}"));
+        let listener = bind(addr).await;
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -53,9 +57,40 @@ impl<E: Debug + Send + 'static> Served<E> {
         let task = tokio::spawn(serve(listener, shutdown.clone()));
         Served {
             addr,
+            admin_addr: None,
             shutdown,
             task: Some(task),
         }
+    }
+
+    /// Like [`Served::start`], with a second free loopback port for the
+    /// admin listener: spawns `serve(public, admin, shutdown)`.
+    pub async fn start_with_admin<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        Self::start_with_admin_on(SocketAddr::from(([127, 0, 0, 1], 0)), serve).await
+    }
+
+    /// Like [`Served::start_with_admin`], the public side on `addr`.
+    pub async fn start_with_admin_on<F, Fut>(addr: SocketAddr, serve: F) -> Self
+    where
+        F: FnOnce(TcpListener, TcpListener, CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let admin = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await;
+        let admin_addr = admin.local_addr().expect("a bound listener has an address");
+        let mut served =
+            Self::start_on(addr, |public, shutdown| serve(public, admin, shutdown)).await;
+        served.admin_addr = Some(admin_addr);
+        served
+    }
+
+    /// `http://<admin addr><path>`; panics if it was started without one.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin_addr.expect("started with an admin listener");
+        format!("http://{admin}{path}")
     }
 
     /// `http://<addr><path>`.
@@ -74,6 +109,12 @@ impl<E: Debug + Send + 'static> Served<E> {
                 .expect("the service returned an error");
         }
     }
+}
+
+async fn bind(addr: SocketAddr) -> TcpListener {
+    TcpListener::bind(addr)
+        .await
+        .unwrap_or_else(|e| panic!("binding {addr}: {e}"))
 }
 
 impl<E: Debug> Drop for Served<E> {

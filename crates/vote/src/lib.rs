@@ -23,6 +23,7 @@ pub mod form;
 pub mod page;
 pub mod visitor;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,12 +37,13 @@ use axum::response::Response;
 use axum::routing::get;
 use contract::{Ballot, Vote, VoterId};
 use redis::aio::ConnectionManager;
+use servicekit::admin::Probe;
 use servicekit::connect::Redis;
-use servicekit::health::Probe;
 use servicekit::http::ServeOptions;
+use servicekit::launch::Service;
 use servicekit::origin::{AllowedOrigins, check_same_origin};
 use servicekit::outage::Outage;
-use servicekit::settings::{HttpArgs, OptionsArgs, OriginArgs, RedisArgs};
+use servicekit::settings::{AdminArgs, HttpArgs, OptionsArgs, OriginArgs, RedisArgs, redact_url};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +69,8 @@ pub struct Settings {
     pub options: OptionsArgs,
     #[command(flatten)]
     pub origins: OriginArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs<8081>,
 }
 
 /// Shared by every request: cheap to clone.
@@ -203,9 +207,11 @@ fn was_refused(e: &redis::RedisError) -> bool {
     )
 }
 
-/// The whole HTTP surface of the vote service.
+/// The vote service's public HTTP surface: the page, its assets, and
+/// `/healthz` and `/readyz` for load balancers (metrics and the reasons for
+/// readiness are on the admin listener).
 pub fn router(state: AppState) -> Router {
-    let probe = Probe::nothing().redis(state.redis.clone());
+    let probe = state.probe();
     let request_timeout = state.serve.request_timeout;
     let app = Router::new()
         .route("/", get(show_page).post(cast_vote))
@@ -213,11 +219,12 @@ pub fn router(state: AppState) -> Router {
         .route("/static/favicon.svg", get(favicon))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         .with_state(state)
-        .merge(servicekit::health::routes(probe));
+        .merge(servicekit::admin::public_routes(probe));
     servicekit::http::with_standard_layers(app, request_timeout)
 }
 
-/// Serves the vote service on `listener` until `shutdown` fires.
+/// Serves the vote service's public side on `listener` until `shutdown`
+/// fires (the scaffold adds the admin listener: [`Service::serve`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -227,23 +234,57 @@ pub async fn serve(
     servicekit::http::serve(listener, router(state), shutdown, options).await
 }
 
-/// Runs the service with `settings` until `shutdown` fires.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let state = AppState::new(
-        &settings.redis.handle()?,
-        &settings.options,
-        servicekit::settings::hostname(),
-    )?
-    .with_allowed_origins(settings.origins.allowed_origins.clone())
-    .with_serve_options(settings.http.serve_options());
-    let addr = settings.http.addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(%addr, "vote service listening");
-    serve(listener, state, shutdown).await?;
-    tracing::info!("vote service stopped");
-    Ok(())
+impl Service for AppState {
+    const NAME: &'static str = "vote";
+    const ABOUT: &'static str =
+        "The voting app's vote page: queues each visitor's choice in Redis.";
+    type Settings = Settings;
+
+    fn admin_addr(settings: &Settings) -> SocketAddr {
+        settings.admin.addr()
+    }
+
+    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
+        Some(settings.http.addr())
+    }
+
+    fn log_settings(s: &Settings) {
+        tracing::info!(
+            port = s.http.port,
+            bind_address = %s.http.bind_address,
+            max_connections = s.http.max_connections,
+            admin_port = s.admin.admin_port,
+            admin_bind_address = %s.admin.admin_bind_address,
+            redis_url = %redact_url(&s.redis.redis_url),
+            option_a = %s.options.option_a,
+            option_b = %s.options.option_b,
+            allowed_origins = %s.origins.allowed_origins,
+            "starting vote"
+        );
+    }
+
+    fn build(settings: Settings) -> anyhow::Result<Self> {
+        Ok(AppState::new(
+            &settings.redis.handle()?,
+            &settings.options,
+            servicekit::settings::hostname(),
+        )?
+        .with_allowed_origins(settings.origins.allowed_origins)
+        .with_serve_options(settings.http.serve_options()))
+    }
+
+    fn probe(&self) -> Probe {
+        Probe::nothing().redis(self.redis.clone())
+    }
+
+    async fn serve(
+        self,
+        public: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let listener = public.context("vote serves on a public listener")?;
+        Ok(serve(listener, self, shutdown).await?)
+    }
 }
 
 /// The identity to answer with, and the cookies that carry it.

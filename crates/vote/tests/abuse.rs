@@ -431,6 +431,8 @@ async fn the_binary_refuses_the_catalogue_and_logs_no_panic() {
         .env("REDIS_URL", &redis.url)
         .env("PORT", port.to_string())
         .env("BIND_ADDRESS", "127.0.0.1")
+        .env("ADMIN_PORT", "0")
+        .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
         .env("RUST_LOG", "info")
         .env("RUST_LOG_FORMAT", "json")
         .stdin(Stdio::null())
@@ -493,7 +495,8 @@ async fn the_binary_refuses_the_catalogue_and_logs_no_panic() {
         .collect();
     assert!(bad.is_empty(), "the binary logged: {bad:#?}");
     assert!(
-        log.iter().any(|l| l.contains("vote service stopped")),
+        log.iter()
+            .any(|l| l.contains(r#""message":"vote stopped""#)),
         "{log:#?}"
     );
 }

@@ -8,9 +8,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use servicekit::settings::OptionsArgs;
 
-/// A vote service running in this process on a free port.
+/// A vote service running in this process, as its binary runs it: its
+/// page on a free port, its admin listener on another.
 struct TestApp {
-    served: testkit::Served<std::io::Error>,
+    served: testkit::Served<anyhow::Error>,
     http: reqwest::Client,
 }
 
@@ -30,9 +31,10 @@ impl TestApp {
             "test-host".to_owned(),
         )
         .unwrap();
-        let served =
-            testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown))
-                .await;
+        let served = testkit::Served::start_with_admin(|public, admin, shutdown| {
+            servicekit::launch::serve(state, Some(public), admin, shutdown)
+        })
+        .await;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -42,6 +44,17 @@ impl TestApp {
 
     fn url(&self, path: &str) -> String {
         self.served.url(path)
+    }
+
+    /// `GET path` on the admin listener: the status and the body.
+    async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let res = self
+            .http
+            .get(self.served.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
     }
 
     async fn get(&self, cookie: Option<&str>) -> reqwest::Response {
@@ -498,16 +511,10 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     for path in ["/healthz", "/readyz"] {
         let res = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
+        assert_eq!(app.admin_get(path).await.0, StatusCode::OK, "admin {path}");
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (status, metrics) = app.admin_get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
     for name in [
         "ballots_queued_total",
         "http_requests_total",
@@ -516,6 +523,41 @@ async fn health_readiness_and_metrics_endpoints_answer() {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
     assert!(metrics.contains(r#"route="/""#));
+}
+
+#[tokio::test]
+async fn metrics_and_the_reasons_for_readiness_are_only_on_the_admin_listener() {
+    let mut server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let app = TestApp::spawn(&server.url(0)).await;
+    let public = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        public.status(),
+        StatusCode::NOT_FOUND,
+        "/metrics on the page's port"
+    );
+    assert_eq!(app.admin_get("/metrics").await.0, StatusCode::OK);
+
+    server.stop();
+    let (status, why) = testkit::eventually(
+        "vote to see Redis gone",
+        Duration::from_secs(10),
+        || async {
+            let (status, why) = app.admin_get("/readyz").await;
+            (status == StatusCode::SERVICE_UNAVAILABLE).then_some((status, why))
+        },
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(why.starts_with("not ready: redis: "), "{why}");
+    let public = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        public.text().await.unwrap(),
+        "not ready\n",
+        "no reason on the page's port"
+    );
 }
 
 #[tokio::test]
@@ -529,7 +571,10 @@ async fn the_healthcheck_subcommand_reports_readiness_or_with_live_liveness() {
     let check = |args: &'static [&'static str]| async move {
         tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
             .args(args)
-            .env("PORT", app.served.addr.port().to_string())
+            .env(
+                "ADMIN_PORT",
+                app.served.admin_addr.unwrap().port().to_string(),
+            )
             .output()
             .await
             .unwrap()
@@ -583,6 +628,8 @@ async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_ballot() {
         .env("REDIS_URL", redis.url(0))
         .env("PORT", port.to_string())
         .env("BIND_ADDRESS", "127.0.0.1")
+        .env("ADMIN_PORT", "0")
+        .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
         .env("RUST_LOG", "info")
         .env("RUST_LOG_FORMAT", "json")
         .stdin(std::process::Stdio::null())
@@ -666,9 +713,10 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         "/static/favicon.svg",
         "/healthz",
         "/readyz",
-        "/metrics",
     ];
-    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, &routes, 1500, 400).await;
+    let admin = app.served.admin_addr.unwrap();
+    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, admin, &routes, 1500, 400)
+        .await;
 }
 
 #[tokio::test]
@@ -831,15 +879,7 @@ async fn a_vote_redis_did_not_confirm_is_reported_as_unconfirmed_not_as_lost() {
         },
     )
     .await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = app.admin_get("/metrics").await;
     let unconfirmed = testkit::metrics::series(&metrics, "ballots_unconfirmed_total");
     assert!(
         unconfirmed

@@ -35,11 +35,10 @@ pub mod schema;
 pub mod store;
 pub mod summary;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use servicekit::health::Probe;
-use servicekit::settings::{DatabaseArgs, RedisArgs};
+use servicekit::admin::Probe;
+use servicekit::settings::{AdminArgs, DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
@@ -47,8 +46,8 @@ use tracing::instrument;
 use batch::Batch;
 use contract::SeqWindow;
 use queue::{Claimed, Queue, SeqCounter, Waiter};
+pub use run::serve;
 use run::wait_until;
-pub use run::{run, serve};
 use summary::Summary;
 
 /// The worker's settings.
@@ -82,20 +81,11 @@ pub struct Settings {
     /// without batches; each batch is logged at DEBUG.
     #[arg(long, env = "SUMMARY_SECONDS", default_value_t = 30.0, value_parser = parse_summary_seconds)]
     pub summary_seconds: f64,
-    /// Port of the admin listener: /healthz, /readyz, /metrics.
-    #[arg(long, env = "ADMIN_PORT", default_value_t = 8080)]
-    pub admin_port: u16,
-    /// Address the admin listener binds.
-    #[arg(long, env = "ADMIN_BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub admin_bind_address: IpAddr,
+    #[command(flatten)]
+    pub admin: AdminArgs<8080>,
 }
 
 impl Settings {
-    /// Where the admin listener (health, readiness, metrics) listens.
-    pub fn admin_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::new(self.admin_bind_address, self.admin_port)
-    }
-
     /// The configured worker id, or `<hostname>-<pid>`.
     pub fn worker_id(&self) -> String {
         self.worker_id
@@ -189,6 +179,10 @@ pub struct Worker {
     prefetched: Option<Claimed>,
     /// What was stored since the last summary line.
     summary: Summary,
+    /// How long this worker's heartbeat lives.
+    heartbeat_ttl: Duration,
+    /// How often the summary line is logged.
+    summary_every: Duration,
 }
 
 impl Worker {
@@ -207,6 +201,8 @@ impl Worker {
             batch_size: settings.batch_size as usize,
             prefetched: None,
             summary: Summary::new(),
+            heartbeat_ttl: settings.heartbeat_ttl(),
+            summary_every: settings.summary_interval(),
             id,
         })
     }

@@ -1,6 +1,8 @@
-//! Running a worker as a service: the start-up waits (Postgres and the
-//! schema, then Redis), the heartbeat task, the step loop with back-off
-//! after errors, the admin listener, and a clean stop: on shutdown the
+//! Running a worker as a service (the shared scaffold,
+//! `servicekit::launch`, starts it and runs its admin listener): the
+//! start-up waits (Postgres and the schema, then Redis), the heartbeat
+//! task, the step loop with back-off after errors, and a clean stop: on
+//! shutdown the
 //! batch in flight is finished, the heartbeat stopped and the worker
 //! unregistered — unless it still holds a batch, which then waits in its
 //! processing list for a restart or for a live worker to take it back.
@@ -10,58 +12,82 @@
 //! as one summary line per interval (see [`crate::summary`]).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context;
+use servicekit::admin::Probe;
 use servicekit::connect::Backoff;
-use servicekit::http::ServeOptions;
+use servicekit::launch::{self, Service};
 use servicekit::outage::Outage;
+use servicekit::settings::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::Queue;
 use crate::{Settings, StepError, Worker};
 
-/// Runs the worker with `settings` until `shutdown` fires.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = settings.admin_addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let addr = listener.local_addr().unwrap_or(addr);
-    tracing::info!(%addr, "admin listener (health, readiness, metrics)");
-    serve(listener, settings, shutdown).await
+impl Service for Worker {
+    const NAME: &'static str = "worker";
+    const ABOUT: &'static str = "The voting app's worker: stores each voter's latest ballot \
+                                 from the Redis queue `votes` in the Postgres table `votes`.";
+    type Settings = Settings;
+
+    fn admin_addr(settings: &Settings) -> SocketAddr {
+        settings.admin.addr()
+    }
+
+    fn public_addr(_: &Settings) -> Option<SocketAddr> {
+        None
+    }
+
+    fn log_settings(s: &Settings) {
+        tracing::info!(
+            worker_id = %s.worker_id(),
+            redis_url = %redact_url(&s.redis.redis_url),
+            database_url = %redact_url(&s.database.database_url),
+            batch_size = s.batch_size,
+            block_seconds = s.block_seconds,
+            heartbeat_seconds = s.heartbeat_seconds,
+            summary_seconds = s.summary_seconds,
+            admin_port = s.admin.admin_port,
+            admin_bind_address = %s.admin.admin_bind_address,
+            "starting worker"
+        );
+    }
+
+    fn build(settings: Settings) -> anyhow::Result<Self> {
+        Worker::new(&settings)
+    }
+
+    fn probe(&self) -> Probe {
+        Worker::probe(self)
+    }
+
+    /// Start-up waits, then steps until `shutdown` fires; then finishes the
+    /// batch in flight and deregisters.
+    async fn serve(
+        mut self,
+        _public: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        consume(&mut self, &shutdown).await
+    }
 }
 
-/// Runs the worker, with its admin endpoints on `admin`, until `shutdown`
-/// fires; then finishes the batch in flight and returns.
+/// Runs a worker with `settings`, its admin endpoints on `admin`, until
+/// `shutdown` fires; then finishes the batch in flight and returns. What
+/// the binary does after binding, for tests that run a worker in-process.
 pub async fn serve(
     admin: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut worker = Worker::new(&settings)?;
-    // The admin endpoints answer until the worker has finished.
-    let admin_stop = CancellationToken::new();
-    let admin_task = tokio::spawn(servicekit::http::serve(
-        admin,
-        servicekit::health::routes(worker.probe()),
-        admin_stop.clone(),
-        ServeOptions::default(),
-    ));
-    let outcome = consume(&mut worker, &settings, &shutdown).await;
-    admin_stop.cancel();
-    let _ = admin_task.await;
-    outcome
+    launch::serve(Worker::build(settings)?, None, admin, shutdown).await
 }
 
 /// Start-up waits, then steps until shutdown, then deregisters.
-async fn consume(
-    worker: &mut Worker,
-    settings: &Settings,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let ttl = settings.heartbeat_ttl();
+async fn consume(worker: &mut Worker, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let ttl = worker.heartbeat_ttl;
     if worker.prepare_schema(shutdown).await?.is_none()
         || worker.register(ttl, shutdown).await.is_none()
     {
@@ -82,7 +108,7 @@ async fn consume(
                            list) and are retried";
     let redis = Outage::new("Redis", WAITING);
     let postgres = Outage::new("Postgres", WAITING);
-    let every = settings.summary_interval();
+    let every = worker.summary_every;
     // Retry delays after a failed step: 100 ms doubling up to 2 s.
     let mut backoff = Backoff::up_to(Duration::from_secs(2));
     while !shutdown.is_cancelled() {

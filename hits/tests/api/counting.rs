@@ -86,10 +86,13 @@ async fn only_the_home_page_counts() {
     let redis = testkit::redis().await;
     let app = hits::router(state(&redis.url));
 
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in ["/healthz", "/readyz"] {
         let (status, _, _) = oneshot(&app, path).await;
         assert_eq!(status, 200, "{path}");
     }
+    // Metrics are on the admin listener only.
+    let (status, _, _) = oneshot(&app, "/metrics").await;
+    assert_eq!(status, 404);
     let (status, _, _) = oneshot(&app, "/favicon.ico").await;
     assert_eq!(status, 404);
     assert_eq!(stored_count(&redis.url).await, None);
@@ -142,11 +145,14 @@ async fn a_hits_key_of_another_type_gets_a_clear_500() {
 
 #[tokio::test]
 async fn metrics_count_the_visits() {
+    use servicekit::launch::Service;
     let redis = testkit::redis().await;
-    let app = hits::router(state(&redis.url));
+    let state = state(&redis.url);
+    let admin = servicekit::admin::router(state.probe());
+    let app = hits::router(state);
 
     oneshot(&app, "/").await;
-    let (status, _, metrics) = oneshot(&app, "/metrics").await;
+    let (status, _, metrics) = oneshot(&admin, "/metrics").await;
 
     assert_eq!(status, 200);
     assert!(metrics.contains("hits_counted_total"), "{metrics}");

@@ -30,18 +30,20 @@ pub fn state(redis_url: &str) -> hits::AppState {
     hits::AppState::new(&servicekit::connect::Redis::at(redis_url).unwrap()).unwrap()
 }
 
-/// The hit counter served in-process, pointed at `redis_url`.
+/// The hit counter served in-process as its binary serves it (its page on
+/// a free port, its admin listener on another), pointed at `redis_url`.
 pub struct TestApp {
-    pub served: testkit::Served<std::io::Error>,
+    pub served: testkit::Served<anyhow::Error>,
     pub client: reqwest::Client,
 }
 
 impl TestApp {
     pub async fn spawn(redis_url: &str) -> TestApp {
         let state = state(redis_url);
-        let served =
-            testkit::Served::start(|listener, shutdown| hits::serve(listener, state, shutdown))
-                .await;
+        let served = testkit::Served::start_with_admin(|public, admin, shutdown| {
+            servicekit::launch::serve(state, Some(public), admin, shutdown)
+        })
+        .await;
         TestApp {
             served,
             client: reqwest::Client::new(),
@@ -55,6 +57,12 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Answer {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         answer(response).await
+    }
+
+    /// `GET path` on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        let url = self.served.admin_url(path);
+        answer(self.client.get(url).send().await.unwrap()).await
     }
 
     /// Stops the server and waits until it has drained.
@@ -131,15 +139,25 @@ pub struct AppProcess {
 }
 
 /// The settings the tests control; inherited values are removed.
-const SETTINGS: [&str; 4] = ["REDIS_HOST", "REDIS_PORT", "BIND_PORT", "BIND_ADDRESS"];
+const SETTINGS: [&str; 6] = [
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "BIND_PORT",
+    "BIND_ADDRESS",
+    "ADMIN_PORT",
+    "ADMIN_BIND_ADDRESS",
+];
 
-/// `hits` with the given arguments and a clean environment plus `env`.
+/// `hits` with the given arguments and a clean environment plus `env`;
+/// its admin listener on any free loopback port unless `env` says.
 pub fn hits_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hits"));
     cmd.args(args);
     for name in SETTINGS {
         cmd.env_remove(name);
     }
+    cmd.env("ADMIN_PORT", "0")
+        .env("ADMIN_BIND_ADDRESS", "127.0.0.1");
     cmd.env("RUST_LOG", "info").env("RUST_LOG_FORMAT", "json");
     cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).kill_on_drop(true);

@@ -19,10 +19,11 @@ fn assert_not_counted(answer: &Answer) {
     assert_eq!(answer.body, NOT_COUNTED);
 }
 
-/// Waits until `/readyz` says Redis is not answering.
+/// Waits until the admin listener's `/readyz` says Redis is not
+/// answering.
 async fn wait_until_not_ready(app: &TestApp) -> Answer {
     testkit::eventually("the app to see Redis gone", DEADLINE, || async {
-        let ready = app.get("/readyz").await;
+        let ready = app.admin_get("/readyz").await;
         (ready.status == 503).then_some(ready)
     })
     .await
@@ -61,6 +62,9 @@ async fn redis_down_gets_a_clear_503_and_counting_resumes_where_it_stopped() {
     // counted.
     let ready = wait_until_not_ready(&app).await;
     assert!(ready.body.contains("redis"), "{}", ready.body);
+    // The page's port says only that it is not ready.
+    let public = app.get("/readyz").await;
+    assert_eq!((public.status, public.body.as_str()), (503, "not ready\n"));
     assert_not_counted(&app.get("/").await);
     assert_eq!(
         app.get("/healthz").await.status,

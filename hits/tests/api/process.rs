@@ -88,22 +88,24 @@ async fn a_redis_host_that_is_no_host_name_is_refused_with_a_clear_error() {
 
 #[tokio::test]
 async fn healthcheck_subcommand_passes_only_while_the_app_answers() {
-    // Redis is not needed: an app whose Redis is down is still healthy.
+    // `--live`: Redis is not needed; an app whose Redis is down is alive.
     let bind_port = free_port().to_string();
+    let admin_port = free_port().to_string();
     let env = [
         ("REDIS_HOST", "127.0.0.1"),
         ("REDIS_PORT", "1"),
         ("BIND_PORT", bind_port.as_str()),
         ("BIND_ADDRESS", "127.0.0.1"),
+        ("ADMIN_PORT", admin_port.as_str()),
     ];
-    let healthcheck = || async {
-        tokio::time::timeout(DEADLINE, hits_command(&["healthcheck"], &env).output())
+    let healthcheck = |args: &'static [&'static str]| async move {
+        tokio::time::timeout(DEADLINE, hits_command(args, &env).output())
             .await
             .unwrap()
             .unwrap()
     };
 
-    let before = healthcheck().await;
+    let before = healthcheck(&["healthcheck", "--live"]).await;
     assert!(!before.status.success());
     assert!(
         String::from_utf8_lossy(&before.stderr).contains("hits healthcheck failed"),
@@ -111,7 +113,15 @@ async fn healthcheck_subcommand_passes_only_while_the_app_answers() {
     );
 
     let app = AppProcess::start(&env).await;
-    assert!(healthcheck().await.status.success());
+    assert!(
+        healthcheck(&["healthcheck", "--live"])
+            .await
+            .status
+            .success()
+    );
+    // Not ready, though: its Redis does not answer.
+    let ready = healthcheck(&["healthcheck"]).await;
+    assert!(!ready.status.success(), "{ready:?}");
     assert!(app.terminate().await.success());
 }
 

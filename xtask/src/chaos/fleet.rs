@@ -216,7 +216,9 @@ impl Votes {
         let mut cmd = command(&self.binary);
         cmd.env("REDIS_URL", &self.redis_url)
             .env("PORT", slot.port.to_string())
-            .env("BIND_ADDRESS", "127.0.0.1");
+            .env("BIND_ADDRESS", "127.0.0.1")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1");
         slot.child = Some(spawn(cmd, &slot.log, &format!("vote {n}"))?);
         Ok(())
     }

@@ -21,6 +21,8 @@ impl Service {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_result"))
             .env("PORT", port.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
             .env("DATABASE_URL", database_url)
             .env("MAX_CLIENTS", "20000")
             .env("RUST_LOG", "warn")

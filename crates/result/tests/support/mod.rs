@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contract::Tally;
 use futures_util::{SinkExt, StreamExt};
-use servicekit::settings::{DatabaseArgs, HttpArgs, OptionsArgs};
+use servicekit::settings::{AdminArgs, DatabaseArgs, HttpArgs, OptionsArgs};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,6 +32,7 @@ pub fn settings(database_url: &str) -> result::Settings {
             option_b: "Dogs".to_owned(),
         },
         origins: Default::default(),
+        admin: AdminArgs::at("127.0.0.1:0".parse().unwrap()),
         max_clients: 100,
         max_clients_per_address: 0,
         poll_interval_ms: 1000,
@@ -39,9 +40,11 @@ pub fn settings(database_url: &str) -> result::Settings {
     }
 }
 
-/// A result service running in this process.
+/// A result service running in this process, as its binary runs it: its
+/// page on a free port (or the one its settings name), its admin listener
+/// on another.
 pub struct TestApp {
-    pub served: testkit::Served<std::io::Error>,
+    pub served: testkit::Served<anyhow::Error>,
     pub http: reqwest::Client,
     pub state: result::AppState,
 }
@@ -53,9 +56,11 @@ impl TestApp {
 
     pub async fn spawn_with(settings: result::Settings) -> Self {
         let state = result::AppState::new(&settings).unwrap();
-        let served = testkit::Served::start_on(settings.http.addr(), {
+        let served = testkit::Served::start_with_admin_on(settings.http.addr(), {
             let state = state.clone();
-            |listener, shutdown| result::serve(listener, state, shutdown)
+            |public, admin, shutdown| {
+                servicekit::launch::serve(state, Some(public), admin, shutdown)
+            }
         })
         .await;
         TestApp {
@@ -71,6 +76,15 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `GET path` on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.served.admin_url(path))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn page(&self) -> String {

@@ -5,12 +5,12 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use contract::queue::QUEUE_KEY;
-use servicekit::settings::{DatabaseArgs, RedisArgs};
+use servicekit::settings::{AdminArgs, DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
 use worker::batch::DeadLetter;
 use worker::queue::{DEAD_LETTER_KEY, processing_key};
@@ -66,8 +66,7 @@ impl Env {
             block_seconds: 0.2,
             heartbeat_seconds: 10,
             summary_seconds: 30.0,
-            admin_port: 0,
-            admin_bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            admin: AdminArgs::at((Ipv4Addr::LOCALHOST, 0).into()),
         }
     }
 

@@ -168,6 +168,8 @@ impl Hits {
             .env("REDIS_PORT", port)
             .env("BIND_PORT", port_number.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)

@@ -1,10 +1,19 @@
-//! Health, readiness and metrics endpoints, and the `healthcheck`
-//! subcommand that lets container images check themselves without curl.
+//! The admin listener every service runs beside its public one, and the
+//! health and metrics endpoints.
+//!
+//! On the admin listener (`ADMIN_PORT`, `ADMIN_BIND_ADDRESS`; see
+//! [`AdminArgs`](crate::settings::AdminArgs)), for probes and Prometheus:
 //!
 //! - `GET /healthz` — the process is alive and serving: always 200.
 //! - `GET /readyz` — the stores this service needs answer: 200, or 503
-//!   naming what is down.
+//!   naming what is down and why (addresses and errors included: this
+//!   port is for operators).
 //! - `GET /metrics` — Prometheus text format.
+//!
+//! The public listener of a web service answers `/healthz` and `/readyz`
+//! too ([`public_routes`]), for load balancers that probe the port they
+//! send traffic to, but its `/readyz` says only "ready" or "not ready": the
+//! reason names internal addresses. `/metrics` is never public.
 //!
 //! The exporter keeps every raw histogram sample until its upkeep folds
 //! them into buckets. Installed the way we install it (so `/metrics` can be
@@ -13,6 +22,7 @@
 //! [`METRICS_UPKEEP_INTERVAL`], whether or not anyone scrapes. Without it a
 //! busy service keeps about 20 bytes per request for good.
 
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,8 +33,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use redis::aio::ConnectionManager;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::connect::ping_redis;
+use crate::http::ServeOptions;
 
 /// What `/readyz` checks: whichever stores the service uses.
 #[derive(Clone, Default)]
@@ -146,16 +159,13 @@ fn keep_up(handle: PrometheusHandle, interval: Duration) {
     }
 }
 
-/// `/healthz`, `/readyz` and `/metrics`, ready to merge into a service's
-/// router (or to serve alone on an admin port).
-pub fn routes<S>(probe: Probe) -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-{
+/// The admin listener's router: `/healthz`, `/readyz` with the reason
+/// when not ready, and `/metrics`.
+pub fn router(probe: Probe) -> Router {
     let handle = metrics_handle();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz).with_state(probe))
+        .route("/readyz", get(readyz_with_reason).with_state(probe))
         .route(
             "/metrics",
             get(move || {
@@ -165,7 +175,25 @@ where
         )
 }
 
+/// `/healthz` and `/readyz` for a service's public router: readiness
+/// without the reason, which names internal addresses and errors.
+pub fn public_routes<S>(probe: Probe) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz).with_state(probe))
+}
+
 async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
+    match probe.check().await {
+        Ok(()) => (StatusCode::OK, "ready\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+    }
+}
+
+async fn readyz_with_reason(State(probe): State<Probe>) -> impl IntoResponse {
     match probe.check().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
         Err(why) => (
@@ -175,62 +203,81 @@ async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
     }
 }
 
-/// The `healthcheck` subcommand: asks this service, listening on `listen`,
-/// for `path` and succeeds only on a 2xx answer within five seconds. A
-/// service bound to every interface (`0.0.0.0`, `::`) is asked on loopback.
-pub async fn healthcheck(listen: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let mut addr = listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+/// Serves the admin router on `listener` until `stop` fires. Probes and
+/// scrapes are few and quick: the default server limits, none of the
+/// public router's layers (a scrape is not a request of the service's).
+pub async fn serve(
+    listener: TcpListener,
+    probe: Probe,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    crate::http::serve(listener, router(probe), stop, ServeOptions::default()).await
+}
+
+/// Runs `service` with the admin listener on `admin` beside it: the admin
+/// endpoints answer from before the service starts until after it has
+/// finished (a stopping worker drains its batch, a web service its
+/// connections), then stop. The service's outcome is returned.
+pub async fn alongside<E>(
+    admin: TcpListener,
+    probe: Probe,
+    service: impl Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let stop = CancellationToken::new();
+    let admin = tokio::spawn(serve(admin, probe, stop.clone()));
+    let outcome = service.await;
+    stop.cancel();
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the admin listener failed"),
+        Err(e) => tracing::warn!(error = %e, "the admin listener's task failed"),
     }
-    let check = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("cannot connect to {addr}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        let request = axum::http::Request::get(path)
-            .header("host", addr.to_string())
-            .body(axum::body::Body::empty())?;
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        anyhow::ensure!(status.is_success(), "{path} answered {status}");
-        anyhow::Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(5), check)
-        .await
-        .map_err(|_| anyhow::anyhow!("{path} did not answer within 5s"))?
+    outcome
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Serves `/healthz` on `bind` (port 0); returns the bound address.
-    async fn serve_health(bind: &str) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router: Router = routes(Probe::nothing());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        addr
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    /// A probe of a Redis nobody listens on: never ready.
+    fn unready() -> Probe {
+        let dead = crate::connect::Redis::at("redis://127.0.0.1:1").unwrap();
+        Probe::nothing().redis(dead.manager().unwrap())
     }
 
     #[tokio::test]
-    async fn the_healthcheck_asks_the_address_the_service_listens_on() {
-        // A service bound to one address only is asked there.
-        let own = serve_health("127.0.0.2:0").await;
-        healthcheck(own, "/healthz").await.unwrap();
-        // A service bound to every interface is asked on loopback.
-        let everywhere = serve_health("127.0.0.1:0").await;
-        let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], everywhere.port()));
-        healthcheck(unspecified, "/healthz").await.unwrap();
-        // Nothing there: a clear failure.
-        let error = healthcheck(own, "/nope").await.unwrap_err().to_string();
-        assert!(error.contains("404"), "{error}");
+    async fn only_the_admin_router_says_why_it_is_not_ready_and_serves_metrics() {
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        tokio::spawn(serve(admin, unready(), CancellationToken::new()));
+        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let public_addr = public.local_addr().unwrap();
+        let router: Router = public_routes(unready());
+        tokio::spawn(async move { axum::serve(public, router).await });
+
+        let (status, why) = get(admin_addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(why.starts_with("not ready: redis: "), "{why}");
+        assert_eq!(get(admin_addr, "/metrics").await.0, 200);
+        assert_eq!(get(admin_addr, "/healthz").await, (200, "ok\n".to_owned()));
+
+        assert_eq!(
+            get(public_addr, "/readyz").await,
+            (503, "not ready\n".to_owned())
+        );
+        assert_eq!(get(public_addr, "/healthz").await.0, 200);
+        assert_eq!(get(public_addr, "/metrics").await.0, 404);
     }
 }

@@ -1,0 +1,208 @@
+//! One way to start a service: every binary of the voting app (vote,
+//! result, worker, hits) is a [`Service`] started by [`main`], and its
+//! `main.rs` is the one line of [`crate::main!`].
+//!
+//! What [`main`] does, in order:
+//!
+//! 1. parses the settings (flags and environment variables; `--help`
+//!    lists them all) and the `healthcheck` subcommand, which asks the
+//!    service's admin listener and exits ([`crate::healthcheck`]);
+//! 2. sets up logging and the metrics recorder ([`crate::telemetry`]),
+//!    raises the open-files limit ([`crate::limits`]) and logs the
+//!    settings, passwords hidden ([`Service::log_settings`]);
+//! 3. builds the service from its settings, contacting no store yet
+//!    ([`Service::build`]);
+//! 4. binds the admin listener (health, readiness, metrics: see
+//!    [`crate::admin`]) and, for a web service, the public one;
+//! 5. runs the service until SIGTERM or Ctrl-C ([`crate::shutdown`]),
+//!    with the admin endpoints answering until it has finished;
+//! 6. exits 0, or 1 with the error logged.
+//!
+//! Tests start a service in-process the same way, minus the process-wide
+//! steps: [`serve`] with listeners they bound themselves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Probe;
+use crate::healthcheck::Healthcheck;
+
+/// A long-running service of the voting app, as [`main`] starts it.
+pub trait Service: Sized + Send + 'static {
+    /// The binary's name: in `--help`, in the log and in the healthcheck's
+    /// messages.
+    const NAME: &'static str;
+    /// What it is, in one line, for `--help`.
+    const ABOUT: &'static str;
+    /// Said after the flags in `--help`, if anything.
+    const AFTER_HELP: &'static str = "";
+
+    /// Its settings, as flags and environment variables.
+    type Settings: clap::Args + Send + 'static;
+
+    /// Where its admin listener listens.
+    fn admin_addr(settings: &Self::Settings) -> SocketAddr;
+
+    /// Where its public listener listens; `None` for a service without one
+    /// (the worker).
+    fn public_addr(settings: &Self::Settings) -> Option<SocketAddr>;
+
+    /// Logs the settings once at start, passwords hidden: one INFO line,
+    /// `starting <name>`, with a field per setting.
+    fn log_settings(settings: &Self::Settings);
+
+    /// The service, built from its settings without contacting any store:
+    /// connections are made on first use.
+    fn build(settings: Self::Settings) -> anyhow::Result<Self>;
+
+    /// What its `/readyz` checks.
+    fn probe(&self) -> Probe;
+
+    /// Runs until `shutdown` fires, then finishes what is in flight.
+    /// `public` is the bound public listener, given exactly when
+    /// [`Service::public_addr`] names one.
+    fn serve(
+        self,
+        public: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A service binary's whole `main`, with the services' allocator:
+/// `servicekit::main!(vote::Vote);`.
+///
+/// jemalloc, with a background thread that hands memory freed after a
+/// load back to the system within seconds (settings in
+/// `.cargo/config.toml`), is the allocator of every service binary.
+#[macro_export]
+macro_rules! main {
+    ($service:ty) => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::launch::Jemalloc = $crate::launch::Jemalloc;
+
+        fn main() -> ::std::process::ExitCode {
+            $crate::launch::main::<$service>()
+        }
+    };
+}
+
+pub use tikv_jemallocator::Jemalloc;
+
+/// What a service binary understands besides its settings.
+#[derive(clap::Subcommand, Debug, Clone, Copy)]
+enum Command {
+    /// Exit 0 if this service is ready (the stores it needs answer), 1 if
+    /// not, asking its admin listener. For container health checks: no
+    /// curl needed.
+    Healthcheck(Healthcheck),
+}
+
+#[derive(clap::Parser, Debug)]
+struct Cli<S: clap::Args> {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    settings: S,
+}
+
+/// Parses the command line of service `S`; exits with clap's message on
+/// bad input or `--help`.
+fn parse<S: Service>() -> Cli<S::Settings> {
+    let command = Cli::<S::Settings>::command()
+        .name(S::NAME)
+        .bin_name(S::NAME)
+        .about(S::ABOUT)
+        .after_help(S::AFTER_HELP)
+        .version(env!("CARGO_PKG_VERSION"));
+    let matches = command.get_matches();
+    Cli::<S::Settings>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Starts service `S` as its binary: see the module docs.
+pub fn main<S: Service>() -> ExitCode {
+    let cli = parse::<S>();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        if let Some(Command::Healthcheck(check)) = cli.command {
+            return check.run(S::NAME, S::admin_addr(&cli.settings)).await;
+        }
+        crate::telemetry::init();
+        S::log_settings(&cli.settings);
+        // Every connection, live page included, is an open file.
+        let open_files = crate::limits::raise_open_files_limit();
+        tracing::info!(open_files, "open-files limit");
+        let shutdown = crate::shutdown::on_signals();
+        match run::<S>(cli.settings, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(
+                    service = S::NAME,
+                    error = format!("{e:#}"),
+                    "stopped with an error"
+                );
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Builds service `S` from `settings`, binds its listeners and serves
+/// until `shutdown` fires.
+pub async fn run<S: Service>(
+    settings: S::Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let admin_addr = S::admin_addr(&settings);
+    let public_addr = S::public_addr(&settings);
+    let service = S::build(settings)?;
+    let admin = bind(admin_addr).await?;
+    tracing::info!(
+        addr = %admin.local_addr().unwrap_or(admin_addr),
+        "{} admin listener (/healthz, /readyz, /metrics)",
+        S::NAME
+    );
+    let public = match public_addr {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let addr = listener.local_addr().unwrap_or(addr);
+            tracing::info!(%addr, "{} listening", S::NAME);
+            Some(listener)
+        }
+        None => None,
+    };
+    serve(service, public, admin, shutdown).await?;
+    tracing::info!("{} stopped", S::NAME);
+    Ok(())
+}
+
+/// Serves `service` on listeners bound by the caller — its public one, if
+/// it has one, and `admin` — until `shutdown` fires. The admin endpoints
+/// answer until the service has finished (a stopping worker drains its
+/// batch, a web service its connections).
+pub async fn serve<S: Service>(
+    service: S,
+    public: Option<TcpListener>,
+    admin: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let probe = service.probe();
+    crate::admin::alongside(admin, probe, service.serve(public, shutdown)).await
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
