@@ -40,7 +40,7 @@ use servicekit::http::ServeOptions;
 use servicekit::launch::Service;
 use servicekit::origin::AllowedOrigins;
 use servicekit::settings::{
-    AdminArgs, DatabaseArgs, HttpArgs, OptionsArgs, OriginArgs, redact_url,
+    AdminArgs, BallotChoices, DatabaseArgs, HttpArgs, OriginArgs, redact_url,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -51,7 +51,6 @@ use tokio_util::task::TaskTracker;
 use addresses::AddressCap;
 use feed::{FeedSender, PollOptions};
 use live::LiveOptions;
-pub use page::PageConfig;
 
 /// How long a page view waits for the first tally after start before it
 /// renders an empty one.
@@ -67,7 +66,7 @@ pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseArgs,
     #[command(flatten)]
-    pub options: OptionsArgs,
+    pub choices: BallotChoices,
     #[command(flatten)]
     pub origins: OriginArgs,
     #[command(flatten)]
@@ -100,7 +99,7 @@ pub struct Settings {
 pub struct AppState {
     pool: PgPool,
     feed: FeedSender,
-    page: Arc<PageConfig>,
+    choices: Arc<BallotChoices>,
     clients: Arc<Semaphore>,
     /// The per-address cap, if one is set.
     per_address: Option<Arc<AddressCap>>,
@@ -122,10 +121,7 @@ impl AppState {
         Ok(AppState {
             pool: servicekit::connect::pg_pool(url, 4, Duration::from_secs(2))?,
             feed: watch::Sender::new(None),
-            page: Arc::new(PageConfig {
-                option_a: settings.options.option_a.clone(),
-                option_b: settings.options.option_b.clone(),
-            }),
+            choices: Arc::new(settings.choices.clone()),
             clients: Arc::new(Semaphore::new(settings.max_clients as usize)),
             per_address: (settings.max_clients_per_address > 0)
                 .then(|| AddressCap::new(settings.max_clients_per_address)),
@@ -239,8 +235,8 @@ impl Service for AppState {
             admin_port = s.admin.admin_port,
             admin_bind_address = %s.admin.admin_bind_address,
             database_url = %redact_url(&s.database.database_url),
-            option_a = %s.options.option_a,
-            option_b = %s.options.option_b,
+            option_a = %s.choices.option_a,
+            option_b = %s.choices.option_b,
             allowed_origins = %s.origins.allowed_origins,
             max_clients = s.max_clients,
             max_clients_per_address = s.max_clients_per_address,
@@ -276,5 +272,5 @@ async fn show_page(State(state): State<AppState>) -> Response {
         Ok(Ok(snapshot)) => snapshot.as_ref().map(|s| s.tally),
         _ => None,
     };
-    page::result_page(&state.page, tally)
+    page::result_page(&state.choices, tally)
 }

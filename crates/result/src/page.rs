@@ -16,13 +16,7 @@ use askama_web::WebTemplate;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use contract::Tally;
-
-/// The option names, fixed at start.
-#[derive(Debug, Clone)]
-pub struct PageConfig {
-    pub option_a: String,
-    pub option_b: String,
-}
+use servicekit::settings::BallotChoices;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "index.html")]
@@ -70,14 +64,14 @@ pub fn votes_label(tally: Tally) -> String {
 pub const WAITING_LABEL: &str = "Waiting for the vote count…";
 
 /// The result page showing `tally`, or that it is not known yet.
-pub fn result_page(config: &PageConfig, tally: Option<Tally>) -> Response {
+pub fn result_page(choices: &BallotChoices, tally: Option<Tally>) -> Response {
     let page = match tally {
         Some(tally) => {
             let (a_width, b_width) = percentages(tally);
             let (a_percent, b_percent) = percent_labels(tally);
             ResultPage {
-                option_a: &config.option_a,
-                option_b: &config.option_b,
+                option_a: &choices.option_a,
+                option_b: &choices.option_b,
                 a_width,
                 b_width,
                 a_percent,
@@ -86,8 +80,8 @@ pub fn result_page(config: &PageConfig, tally: Option<Tally>) -> Response {
             }
         }
         None => ResultPage {
-            option_a: &config.option_a,
-            option_b: &config.option_b,
+            option_a: &choices.option_a,
+            option_b: &choices.option_b,
             a_width: 50,
             b_width: 50,
             a_percent: "–".to_owned(),

@@ -63,8 +63,8 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
 async fn custom_option_names_are_shown_and_escaped() {
     let db = testkit::postgres().await;
     let mut settings = settings(&db.url);
-    settings.options.option_a = "Tabs".to_owned();
-    settings.options.option_b = "<Spaces & co>".to_owned();
+    settings.choices.option_a = "Tabs".to_owned();
+    settings.choices.option_b = "<Spaces & co>".to_owned();
     let app = TestApp::spawn_with(settings).await;
     let html = app.page().await;
     assert!(

@@ -2,8 +2,9 @@
 //! service's own crate holds only what it does.
 //!
 //! - [`settings`] — the settings groups services flatten into their
-//!   `clap` settings (HTTP listener, Redis, Postgres, the ballot's
-//!   options, allowed origins), and hiding passwords in URLs;
+//!   `clap` settings (HTTP listener, admin listener, Redis, Postgres, the
+//!   ballot's two choices, allowed origins), and hiding passwords in URLs;
+//! - [`host`] — the machine's name (not a setting: it is read, not set);
 //! - [`connect`] — lazy connections that survive a store being down: the
 //!   [`connect::Redis`] handle every Redis connection comes from, a
 //!   Postgres pool (the `postgres` feature), back-off;
@@ -12,13 +13,14 @@
 //!   timeouts, panics answered 500) and static assets;
 //! - [`origin`] — which requests come from the site's own pages;
 //! - [`admin`] — the admin listener beside every service's public one:
-//!   health, readiness and metrics endpoints, the metrics recorder and its
-//!   upkeep, and the `healthcheck` subcommand's check;
+//!   health, readiness and metrics endpoints, and the metrics recorder
+//!   and its upkeep;
 //! - [`telemetry`] — logging through `tracing`;
 //! - [`outage`] — logging a store's outage by its changes of state;
 //! - [`shutdown`] — one cancellation token for the process;
 //! - [`limits`] — raising the open-files limit;
-//! - [`healthcheck`] — the `healthcheck` subcommand;
+//! - [`healthcheck`] — the `healthcheck` subcommand, which asks the admin
+//!   listener;
 //! - [`launch`] — one way to start a service: the [`launch::Service`]
 //!   trait every service implements, and the `main` every service binary
 //!   is ([`main!`]).
@@ -31,6 +33,7 @@
 pub mod admin;
 pub mod connect;
 pub mod healthcheck;
+pub mod host;
 pub mod http;
 pub mod launch;
 pub mod limits;

@@ -105,9 +105,11 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
-/// The two options on the ballot.
+/// The two choices on the ballot: the names the pages show for `a` and
+/// `b`. (The ballot itself only ever carries `a` or `b`: see
+/// `contract::Vote`.)
 #[derive(Args, Debug, Clone)]
-pub struct OptionsArgs {
+pub struct BallotChoices {
     /// Name of option `a`.
     #[arg(long, env = "OPTION_A", default_value = "Cats")]
     pub option_a: String,
@@ -160,21 +162,6 @@ fn redact_userinfo(url: &str) -> String {
         ),
         None => url.to_owned(),
     }
-}
-
-/// The machine's name, as the vote page shows it ("Processed by container
-/// ID …"). In a container this is the container id.
-pub fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@
 //! fails the test with the `apt-get install` line that fixes it; nothing
 //! is skipped.
 //!
-//! [`Served`] runs a service's `serve` in the test process on a free
+//! [`Served`] ([`served`]) runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
 //! it (hostile requests), and [`metrics`] reads its `/metrics` page.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps

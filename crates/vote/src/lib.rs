@@ -43,11 +43,11 @@ use servicekit::http::ServeOptions;
 use servicekit::launch::Service;
 use servicekit::origin::{AllowedOrigins, check_same_origin};
 use servicekit::outage::Outage;
-use servicekit::settings::{AdminArgs, HttpArgs, OptionsArgs, OriginArgs, RedisArgs, redact_url};
+use servicekit::settings::{AdminArgs, BallotChoices, HttpArgs, OriginArgs, RedisArgs, redact_url};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use page::{PageConfig, VoteError};
+pub use page::{VoteError, VotePageText};
 use visitor::{Identity, Visitor};
 
 /// Largest accepted form body. `vote=a` is 6 bytes.
@@ -66,7 +66,7 @@ pub struct Settings {
     #[command(flatten)]
     pub redis: RedisArgs,
     #[command(flatten)]
-    pub options: OptionsArgs,
+    pub choices: BallotChoices,
     #[command(flatten)]
     pub origins: OriginArgs,
     #[command(flatten)]
@@ -77,7 +77,7 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct AppState {
     redis: ConnectionManager,
-    page: Arc<PageConfig>,
+    page: Arc<VotePageText>,
     /// Failed pushes, logged by state changes rather than one by one.
     outage: Arc<Outage>,
     /// Sites besides the request's own host whose pages may post votes.
@@ -89,12 +89,12 @@ pub struct AppState {
 impl AppState {
     /// Builds the state without contacting Redis: the connection is made on
     /// first use and remade after failures.
-    pub fn new(redis: &Redis, options: &OptionsArgs, hostname: String) -> anyhow::Result<Self> {
+    pub fn new(redis: &Redis, choices: &BallotChoices, hostname: String) -> anyhow::Result<Self> {
         Ok(AppState {
             redis: redis.manager_reconnecting_on_drop()?,
-            page: Arc::new(PageConfig {
-                option_a: options.option_a.clone(),
-                option_b: options.option_b.clone(),
+            page: Arc::new(VotePageText {
+                option_a: choices.option_a.clone(),
+                option_b: choices.option_b.clone(),
                 hostname,
             }),
             outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
@@ -256,8 +256,8 @@ impl Service for AppState {
             admin_port = s.admin.admin_port,
             admin_bind_address = %s.admin.admin_bind_address,
             redis_url = %redact_url(&s.redis.redis_url),
-            option_a = %s.options.option_a,
-            option_b = %s.options.option_b,
+            option_a = %s.choices.option_a,
+            option_b = %s.choices.option_b,
             allowed_origins = %s.origins.allowed_origins,
             "starting vote"
         );
@@ -266,8 +266,8 @@ impl Service for AppState {
     fn build(settings: Settings) -> anyhow::Result<Self> {
         Ok(AppState::new(
             &settings.redis.handle()?,
-            &settings.options,
-            servicekit::settings::hostname(),
+            &settings.choices,
+            servicekit::host::name(),
         )?
         .with_allowed_origins(settings.origins.allowed_origins)
         .with_serve_options(settings.http.serve_options()))

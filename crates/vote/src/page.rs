@@ -10,9 +10,10 @@ use contract::Vote;
 
 use crate::form::FormError;
 
-/// The options and the machine name, fixed at start.
+/// What the vote page says that is fixed at start: the two choices and
+/// the machine name.
 #[derive(Debug, Clone)]
-pub struct PageConfig {
+pub struct VotePageText {
     pub option_a: String,
     pub option_b: String,
     pub hostname: String,
@@ -38,7 +39,7 @@ struct ErrorPage<'a> {
 }
 
 /// The vote page, with `chosen` marked if the visitor has voted.
-pub fn vote_page(config: &PageConfig, chosen: Option<Vote>, cookies: Vec<String>) -> Response {
+pub fn vote_page(config: &VotePageText, chosen: Option<Vote>, cookies: Vec<String>) -> Response {
     let (a_state, b_state) = match chosen {
         None => ("", ""),
         Some(Vote::A) => ("chosen", "dimmed"),
@@ -164,7 +165,7 @@ impl VoteError {
     }
 
     /// The error page for this failure, carrying the visitor's cookies.
-    pub fn into_page(self, config: &PageConfig, cookies: Vec<String>) -> Response {
+    pub fn into_page(self, config: &VotePageText, cookies: Vec<String>) -> Response {
         let status = self.status();
         let page = ErrorPage {
             heading: self.heading(),

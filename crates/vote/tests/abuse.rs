@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
 use servicekit::http::ServeOptions;
-use servicekit::settings::OptionsArgs;
+use servicekit::settings::BallotChoices;
 use testkit::abuse::{
     Answer, Case, Effect, Entry, HttpCase, Input, Layer, check_catalogue, framing_cases, play_http,
     still_answers,
@@ -333,13 +333,13 @@ async fn every_hostile_request_is_refused_and_queues_nothing() {
     let _turn = ONE_AT_A_TIME.lock().await;
     assert_a_panicking_handler_is_seen_by_the_checks().await;
     let redis = testkit::redis().await;
-    let options = OptionsArgs {
+    let choices = BallotChoices {
         option_a: "Cats".to_owned(),
         option_b: "Dogs".to_owned(),
     };
     let state = vote::AppState::new(
         &servicekit::connect::Redis::at(&redis.url).unwrap(),
-        &options,
+        &choices,
         "abuse".to_owned(),
     )
     .unwrap()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use servicekit::settings::OptionsArgs;
+use servicekit::settings::BallotChoices;
 use testkit::browser::Browser;
 use testkit::browser::thirtyfour::prelude::*;
 
@@ -33,13 +33,13 @@ async fn class_of(browser: &Browser, id: &str) -> String {
 #[tokio::test]
 async fn clicking_votes_marks_the_choice_and_a_reload_remembers_it() {
     let redis = testkit::redis().await;
-    let options = OptionsArgs {
+    let choices = BallotChoices {
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     };
     let state = vote::AppState::new(
         &servicekit::connect::Redis::at(&redis.url).unwrap(),
-        &options,
+        &choices,
         "browser-test".into(),
     )
     .unwrap();

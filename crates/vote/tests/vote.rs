@@ -6,7 +6,7 @@ use std::time::Duration;
 use contract::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use servicekit::settings::OptionsArgs;
+use servicekit::settings::BallotChoices;
 
 /// A vote service running in this process, as its binary runs it: its
 /// page on a free port, its admin listener on another.
@@ -21,13 +21,13 @@ impl TestApp {
     }
 
     async fn spawn_with(redis_url: &str, a: &str, b: &str) -> Self {
-        let options = OptionsArgs {
+        let choices = BallotChoices {
             option_a: a.to_owned(),
             option_b: b.to_owned(),
         };
         let state = vote::AppState::new(
             &servicekit::connect::Redis::at(redis_url).unwrap(),
-            &options,
+            &choices,
             "test-host".to_owned(),
         )
         .unwrap();
@@ -943,13 +943,13 @@ async fn votes_posted_from_another_sites_page_are_refused_and_queue_nothing() {
 async fn allowed_origins_admit_votes_from_a_proxys_public_address() {
     use testkit::raw::{request, send};
     let redis = testkit::redis().await;
-    let options = OptionsArgs {
+    let choices = BallotChoices {
         option_a: "Cats".to_owned(),
         option_b: "Dogs".to_owned(),
     };
     let state = vote::AppState::new(
         &servicekit::connect::Redis::at(&redis.url).unwrap(),
-        &options,
+        &choices,
         "test-host".to_owned(),
     )
     .unwrap()

@@ -21,8 +21,15 @@
 //!   queue instead of polling.
 //!
 //! The loop is built from [`Worker::step`], which does exactly one unit of
-//! work and says what happened; [`serve`] adds start-up waits, the
-//! heartbeat, the admin listener and clean shutdown around it.
+//! work and says what happened; [`serve`] (in `run`, with the worker's
+//! [`servicekit::launch::Service`] implementation) adds start-up waits,
+//! the heartbeat, the admin listener and clean shutdown around it.
+//!
+//! Modules: [`queue`] (claiming, acknowledging, heartbeats: the worker's
+//! Redis keys), [`batch`] (parsing a batch, dead letters), [`store`] (the
+//! upsert into Postgres), [`schema`] (migrations, and telling a Postgres
+//! that is not up yet from a migration that failed), [`summary`] (the
+//! periodic INFO line), `run` (the service around the step loop).
 //!
 //! At INFO it logs what an operator acts on — start and stop, outages,
 //! takeovers, the first dead letter of an interval — and one [`summary`]
@@ -45,7 +52,7 @@ use tracing::instrument;
 
 use batch::Batch;
 use contract::SeqWindow;
-use queue::{Claimed, Queue, SeqCounter, Waiter};
+use queue::{Claimed, Consumer, SeqCounter, Waiter};
 pub use run::serve;
 use run::wait_until;
 use summary::Summary;
@@ -91,13 +98,7 @@ impl Settings {
         self.worker_id
             .clone()
             .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}-{}",
-                    servicekit::settings::hostname(),
-                    std::process::id()
-                )
-            })
+            .unwrap_or_else(|| format!("{}-{}", servicekit::host::name(), std::process::id()))
     }
 
     fn block(&self) -> Duration {
@@ -170,7 +171,7 @@ pub enum StepError {
 /// One worker: its queue handles and its database pool.
 pub struct Worker {
     id: String,
-    queue: Queue,
+    consumer: Consumer,
     waiter: Waiter,
     pool: PgPool,
     batch_size: usize,
@@ -191,7 +192,7 @@ impl Worker {
         let id = settings.worker_id();
         let redis = settings.redis.handle()?;
         Ok(Worker {
-            queue: Queue::new(&redis, &id)?,
+            consumer: Consumer::new(&redis, &id)?,
             waiter: Waiter::new(&redis, &id, settings.block()),
             pool: servicekit::connect::pg_pool(
                 &settings.database.database_url,
@@ -210,7 +211,7 @@ impl Worker {
     /// What `/readyz` checks: both stores.
     pub fn probe(&self) -> Probe {
         Probe::nothing()
-            .redis(self.queue.manager().clone())
+            .redis(self.consumer.manager().clone())
             .postgres(self.pool.clone())
     }
 
@@ -223,14 +224,14 @@ impl Worker {
         if let Some(claimed) = self.prefetched.take() {
             return self.store_batch(claimed, true).await.map(Outcome::Stored);
         }
-        let mut claimed = self.queue.claim(self.batch_size).await?;
+        let mut claimed = self.consumer.claim(self.batch_size).await?;
         if claimed.payloads.is_empty() {
             metrics::gauge!("queue_depth").set(0.0);
             if !self.waiter.wait_for_ballot().await? {
                 return Ok(Outcome::Idle);
             }
             // Top the one ballot that woke us up with whatever came after it.
-            claimed = self.queue.claim(self.batch_size).await?;
+            claimed = self.consumer.claim(self.batch_size).await?;
             if claimed.payloads.is_empty() {
                 // Our list was taken over in between (heartbeat lapsed).
                 return Ok(Outcome::Idle);
@@ -270,7 +271,7 @@ impl Worker {
         };
         let next = async {
             if prefetch && claimed.queue_depth > 0 && claimed.behind == 0 {
-                Some(self.queue.claim_more(self.batch_size).await)
+                Some(self.consumer.claim_more(self.batch_size).await)
             } else {
                 None
             }
@@ -278,7 +279,7 @@ impl Worker {
         let ((changed, commit), next) = tokio::join!(commit, next);
         let changed = changed?;
         let acknowledged = self
-            .queue
+            .consumer
             .acknowledge(&claimed.payloads, &batch.dead)
             .await?;
         self.prefetched = match next {
@@ -365,7 +366,7 @@ impl Worker {
     /// Waits for Redis and registers this worker, so no other worker takes
     /// its processing list while it runs.
     async fn register(&self, ttl: Duration, shutdown: &CancellationToken) -> Option<()> {
-        wait_until("Redis", shutdown, || self.queue.beat(ttl)).await?;
+        wait_until("Redis", shutdown, || self.consumer.beat(ttl)).await?;
         tracing::info!("registered with Redis");
         Some(())
     }
@@ -391,7 +392,7 @@ impl Worker {
         }
         let counter = match store::highest_seq(&self.pool, window).await {
             Ok(highest) => self
-                .queue
+                .consumer
                 .raise_seq(highest.unwrap_or(0), window)
                 .await
                 .map_err(StepError::from),

@@ -1,11 +1,14 @@
-//! The worker's side of the Redis reliable queue.
+//! The worker's side of the Redis reliable queue: [`Consumer`], one
+//! worker's handle for claiming, acknowledging and heartbeats (not the
+//! queue itself, which is the list `votes` every producer shares), and
+//! [`Waiter`], its blocking wait for the next ballot.
 //!
 //! A ballot leaves Redis only after Postgres has committed it. Between the
 //! two it sits in this worker's *processing list*
 //! (`votes:processing:<worker id>`), so a worker that dies mid-batch leaves
 //! its batch in Redis, not in a lost buffer:
 //!
-//! 1. [`Queue::claim`] — one Lua script: top the processing list up from the
+//! 1. [`Consumer::claim`] — one Lua script: top the processing list up from the
 //!    head of `votes` (`LPOP n` + `RPUSH`, atomic) and return its contents.
 //!    Whatever is already there — a batch left by a crash, or one whose
 //!    acknowledgement failed — is returned first, so the same call serves
@@ -15,14 +18,14 @@
 //!    ballot lands in the processing list, so even a reply lost to a broken
 //!    connection is found by the next claim.
 //! 3. The caller commits the batch to Postgres. Meanwhile it may claim the
-//!    next batch with [`Queue::claim_more`], which appends it to the
+//!    next batch with [`Consumer::claim_more`], which appends it to the
 //!    processing list behind the batch being committed.
-//! 4. [`Queue::acknowledge`] — one Lua script: drop the batch from the head
+//! 4. [`Consumer::acknowledge`] — one Lua script: drop the batch from the head
 //!    of the processing list (`LTRIM`, not `DEL`: anything appended after
 //!    the claim stays for the next one) and push the batch's dead letters.
 //!
 //! Liveness: each worker keeps a heartbeat key with a TTL and its id in the
-//! set `votes:workers` ([`Queue::beat`]). [`Queue::recover_dead_workers`]
+//! set `votes:workers` ([`Consumer::beat`]). [`Consumer::recover_dead_workers`]
 //! moves the processing list of every registered worker whose heartbeat
 //! expired back to the head of `votes`, in its original order, and forgets
 //! that worker.
@@ -149,7 +152,7 @@ end
 return 0
 "#;
 
-/// What [`Queue::raise_seq`] found in `votes:seq`.
+/// What [`Consumer::raise_seq`] found in `votes:seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqCounter {
     /// It was below the floor (or missing) and now holds the floor.
@@ -176,10 +179,10 @@ pub struct Claimed {
     pub behind: u64,
 }
 
-/// One worker's handles on Redis for short commands: claims, acks,
-/// heartbeats. Cheap to clone (the heartbeat task holds one).
+/// One worker's handle on the queue, for short commands: claims, acks,
+/// heartbeats, taking over lapsed workers' batches. Cheap to clone (the heartbeat task holds one).
 #[derive(Clone)]
-pub struct Queue {
+pub struct Consumer {
     id: String,
     processing: String,
     heartbeat: String,
@@ -197,10 +200,10 @@ struct Scripts {
     raise_seq: redis::Script,
 }
 
-impl Queue {
+impl Consumer {
     /// Handles for worker `id`; connects lazily.
     pub fn new(redis: &Redis, id: &str) -> anyhow::Result<Self> {
-        Ok(Queue {
+        Ok(Consumer {
             id: id.to_owned(),
             processing: processing_key(id),
             heartbeat: heartbeat_key(id),

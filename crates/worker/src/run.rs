@@ -1,11 +1,12 @@
 //! Running a worker as a service (the shared scaffold,
 //! `servicekit::launch`, starts it and runs its admin listener): the
 //! start-up waits (Postgres and the schema, then Redis), the heartbeat
-//! task, the step loop with back-off after errors, and a clean stop: on
-//! shutdown the
-//! batch in flight is finished, the heartbeat stopped and the worker
-//! unregistered — unless it still holds a batch, which then waits in its
-//! processing list for a restart or for a live worker to take it back.
+//! task (renewing this worker's heartbeat, requeueing the batches of
+//! workers whose heartbeat lapsed, the queue-depth gauge), the step loop
+//! with back-off after errors, and a clean stop: on shutdown the batch in
+//! flight is finished, the heartbeat stopped and the worker unregistered —
+//! unless it still holds a batch, which then waits in its processing list
+//! for a restart or for a live worker to take it back.
 //!
 //! A store going away is logged when it goes and when it comes back (see
 //! [`servicekit::outage`]), not once per failed retry; the work done is logged
@@ -23,7 +24,7 @@ use servicekit::settings::redact_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::Queue;
+use crate::queue::Consumer;
 use crate::{Settings, StepError, Worker};
 
 impl Service for Worker {
@@ -97,8 +98,8 @@ async fn consume(worker: &mut Worker, shutdown: &CancellationToken) -> anyhow::R
     worker.raise_seq_floor().await;
 
     let heartbeat_stop = CancellationToken::new();
-    let heartbeat = tokio::spawn(keep_alive(
-        worker.queue.clone(),
+    let heartbeat = tokio::spawn(on_every_heartbeat(
+        worker.consumer.clone(),
         ttl,
         heartbeat_stop.clone(),
     ));
@@ -158,7 +159,7 @@ async fn consume(worker: &mut Worker, shutdown: &CancellationToken) -> anyhow::R
     worker.summary.flush();
     heartbeat_stop.cancel();
     let _ = heartbeat.await;
-    match worker.queue.deregister().await {
+    match worker.consumer.deregister().await {
         Ok(true) => tracing::info!("worker stopped; nothing left in flight"),
         Ok(false) => tracing::warn!(
             "worker stopped with a batch left in its processing list; it is taken again \
@@ -171,9 +172,13 @@ async fn consume(worker: &mut Worker, shutdown: &CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// Renews the heartbeat every fifth of its lifetime and, each time, puts
-/// the batches of workers whose heartbeat lapsed back on the queue.
-async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
+/// The worker's duties on every heartbeat tick (every fifth of the
+/// heartbeat's lifetime), until `stop` fires: renew its own heartbeat
+/// ([`renew_heartbeat`]), put the batches of workers whose heartbeat lapsed
+/// back on the queue ([`requeue_lapsed_workers`]) and publish the queue
+/// depth ([`gauge_queue_depth`]). A separate task from the step loop, so a
+/// long commit cannot let the heartbeat lapse.
+async fn on_every_heartbeat(consumer: Consumer, ttl: Duration, stop: CancellationToken) {
     // Apart from the step loop's: a heartbeat that works while steps fail
     // (or the reverse) must not make either look like it flaps.
     let redis = Outage::new(
@@ -187,31 +192,53 @@ async fn keep_alive(queue: Queue, ttl: Duration, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = queue.beat(ttl).await {
-            metrics::counter!("redis_errors_total").increment(1);
-            redis.failed(&e);
+        if !renew_heartbeat(&consumer, ttl, &redis).await {
             continue;
         }
-        match queue.recover_dead_workers().await {
-            Ok(moved) => {
-                redis.succeeded();
-                if moved > 0 {
-                    metrics::counter!("ballots_requeued_total").increment(moved);
-                    tracing::info!(
-                        ballots = moved,
-                        "requeued the unfinished batches of workers whose heartbeat lapsed"
-                    );
-                }
-            }
-            Err(e) => {
-                metrics::counter!("redis_errors_total").increment(1);
-                redis.failed(&e);
+        requeue_lapsed_workers(&consumer, &redis).await;
+        gauge_queue_depth(&consumer).await;
+    }
+}
+
+/// Renews this worker's heartbeat for `ttl`; false if Redis failed.
+async fn renew_heartbeat(consumer: &Consumer, ttl: Duration, redis: &Outage) -> bool {
+    match consumer.beat(ttl).await {
+        Ok(()) => true,
+        Err(e) => {
+            metrics::counter!("redis_errors_total").increment(1);
+            redis.failed(&e);
+            false
+        }
+    }
+}
+
+/// Moves the unfinished batches of workers whose heartbeat lapsed back to
+/// the head of the queue, and counts them in `ballots_requeued_total`.
+async fn requeue_lapsed_workers(consumer: &Consumer, redis: &Outage) {
+    match consumer.recover_dead_workers().await {
+        Ok(moved) => {
+            redis.succeeded();
+            if moved > 0 {
+                metrics::counter!("ballots_requeued_total").increment(moved);
+                tracing::info!(
+                    ballots = moved,
+                    "requeued the unfinished batches of workers whose heartbeat lapsed"
+                );
             }
         }
-        match queue.depth().await {
-            Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
-            Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
+        Err(e) => {
+            metrics::counter!("redis_errors_total").increment(1);
+            redis.failed(&e);
         }
+    }
+}
+
+/// Sets the `queue_depth` gauge, so it is current while this worker is
+/// idle or stuck too (steps set it as they claim).
+async fn gauge_queue_depth(consumer: &Consumer) {
+    match consumer.depth().await {
+        Ok(depth) => metrics::gauge!("queue_depth").set(depth as f64),
+        Err(e) => tracing::debug!(error = %e, "could not read the queue depth"),
     }
 }
 

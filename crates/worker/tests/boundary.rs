@@ -256,9 +256,9 @@ async fn the_seq_floor_comes_only_from_accepted_seqs_and_rows_stored_with_absurd
 
 #[tokio::test]
 async fn the_worker_raises_a_sane_counter_and_leaves_a_corrupt_one_alone() {
-    use worker::queue::{Queue, SeqCounter};
+    use worker::queue::{Consumer, SeqCounter};
     let env = Env::new().await;
-    let queue = Queue::new(
+    let queue = Consumer::new(
         &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
         "w1",
     )

@@ -276,7 +276,7 @@ async fn a_dead_workers_batch_goes_back_to_the_head_of_the_queue_in_order() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let queue = worker::queue::Queue::new(
+    let queue = worker::queue::Consumer::new(
         &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
         "me",
     )
@@ -299,7 +299,7 @@ async fn a_dead_workers_batch_goes_back_to_the_head_of_the_queue_in_order() {
 async fn an_acknowledgement_leaves_ballots_appended_after_the_claim() {
     let env = Env::new().await;
     env.migrate().await;
-    let queue = worker::queue::Queue::new(
+    let queue = worker::queue::Consumer::new(
         &servicekit::connect::Redis::at(&env.redis_url).unwrap(),
         "w1",
     )

@@ -8,6 +8,7 @@
 //! - [`abuse`]: the catalogue of hostile requests (`docs/abuse.md`).
 //! - [`process`]: the binary itself: environment, `--help`, the
 //!   `healthcheck` subcommand, SIGTERM.
+//! - [`helpers`]: starting the app in the test process or as the binary.
 
 #![allow(clippy::unwrap_used)]
 

@@ -29,6 +29,10 @@
 //! that mode reports what it lost rather than proving anything. Postgres
 //! runs with `fsync` and `synchronous_commit` on, its defaults.
 //!
+//! The run's size and shape are a [`plan`]; the vote and worker processes
+//! are a [`fleet`] of slots that can be killed and restarted; what a run
+//! measured and how it is printed is its [`report`].
+//!
 //! `cargo xtask chaos` runs any size with release binaries;
 //! `xtask/tests/chaos.rs` runs a CI-sized one with the debug binaries. Both
 //! call [`run_single_node`].

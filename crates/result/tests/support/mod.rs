@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use contract::Tally;
 use futures_util::{SinkExt, StreamExt};
-use servicekit::settings::{AdminArgs, DatabaseArgs, HttpArgs, OptionsArgs};
+use servicekit::settings::{AdminArgs, BallotChoices, DatabaseArgs, HttpArgs};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,7 +27,7 @@ pub fn settings(database_url: &str) -> result::Settings {
         database: DatabaseArgs {
             database_url: database_url.to_owned(),
         },
-        options: OptionsArgs {
+        choices: BallotChoices {
             option_a: "Cats".to_owned(),
             option_b: "Dogs".to_owned(),
         },
