@@ -23,7 +23,9 @@
 #      only; `down -v`. Then the same file with Compose v2: `up --wait`, a
 #      vote, the seed profile, `down -v`.
 #   6. hits/docker-compose.yml: the count goes on across removing and
-#      re-creating the Redis container and across `down` + `up` (volume).
+#      re-creating the Redis container and across `down` + `up` (volume);
+#      /metrics answers 404 on :5000 and is served by the admin listener
+#      (app:8083, scraped from the project's network).
 #   7. docker-stack.yml on a single-node Swarm: 3 vote, 2 worker and 2
 #      result replicas; votes through the published ports reach the result
 #      pages (where the kernel has no IPVS, as on CI's VMs, vote and result
@@ -582,7 +584,7 @@ fi
 
 # =========================================================== 6. hits
 if skipping hits; then skipped "6. hits/docker-compose.yml"; else
-step "6. hits/docker-compose.yml: the count survives re-creating Redis, and down + up"
+step "6. hits/docker-compose.yml: the count survives re-creating Redis, and down + up; metrics on app:8083 only"
 hits_compose down -v --remove-orphans >/dev/null 2>&1 || true
 require_ports_free 5000
 run_quiet "hits: compose up -d --build" hits_compose up -d --build
@@ -607,6 +609,13 @@ for want in 1 2 3; do
     [ "$got" = "$want" ] || die "hits: view $want answered count '$got'"
 done
 log "views counted 1, 2, 3 on a fresh volume"
+code="$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/metrics)" || die "GET :5000/metrics failed"
+[ "$code" = 404 ] || die "hits: :5000/metrics answered $code, not 404"
+hits_net="${HITS_PROJECT}_default"
+answer="$(http_in "$hits_net" "$hits_app" 8083 /metrics)" || die "cannot scrape $hits_app:8083/metrics from $hits_net"
+head -n1 <<<"$answer" | grep -qE '^HTTP/1\.[01] 200' || die "$hits_app:8083/metrics answered: $(head -n1 <<<"$answer")"
+grep -qE '^hits_counted_total 3$' <<<"$answer" || die "$hits_app:8083/metrics does not count the 3 views: $(grep '^hits_' <<<"$answer" | head -n 3)"
+log "metrics: :5000/metrics answers 404; the admin listener ($hits_app:8083) counts hits_counted_total 3"
 run_quiet "hits: remove the Redis container" hits_compose rm -sfv db
 [ -z "$(hits_cid db)" ] || die "hits: the db container is still there"
 run_quiet "hits: re-create it" hits_compose up -d

@@ -66,6 +66,11 @@ pub const HIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
+/// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
+/// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
+pub const DEFAULT_ADMIN_PORT: u16 = 8083;
+
 /// The hit counter's settings: the original's three environment variables,
 /// with defaults instead of a crash when they are missing.
 #[derive(clap::Args, Debug, Clone)]
@@ -88,7 +93,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     #[command(flatten)]
-    pub admin: AdminArgs<8083>,
+    pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
 }
 
 impl Settings {

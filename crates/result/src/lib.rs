@@ -58,6 +58,11 @@ const FIRST_TALLY_WAIT: Duration = Duration::from_secs(1);
 /// How long shutdown waits for live clients to take their close frames.
 const CLIENTS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
+/// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
+/// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
+pub const DEFAULT_ADMIN_PORT: u16 = 8082;
+
 /// The result service's settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
@@ -70,7 +75,7 @@ pub struct Settings {
     #[command(flatten)]
     pub origins: OriginArgs,
     #[command(flatten)]
-    pub admin: AdminArgs<8082>,
+    pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
     /// Most live pages (WebSocket clients) at once; more are refused with
     /// 503. Each costs about 3.5 KiB: the default, with `MAX_CONNECTIONS`
     /// at its default, fits a 128 MiB memory limit.

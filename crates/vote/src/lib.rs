@@ -58,6 +58,11 @@ pub const MAX_FORM_BYTES: usize = 1024;
 /// default), so a stalled Redis is reported after about a second.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
+/// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
+/// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
+pub const DEFAULT_ADMIN_PORT: u16 = 8081;
+
 /// The vote service's settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
@@ -70,7 +75,7 @@ pub struct Settings {
     #[command(flatten)]
     pub origins: OriginArgs,
     #[command(flatten)]
-    pub admin: AdminArgs<8081>,
+    pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
 }
 
 /// Shared by every request: cheap to clone.

@@ -57,6 +57,11 @@ pub use run::serve;
 use run::wait_until;
 use summary::Summary;
 
+/// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
+/// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
+/// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
+pub const DEFAULT_ADMIN_PORT: u16 = 8080;
+
 /// The worker's settings.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
@@ -89,7 +94,7 @@ pub struct Settings {
     #[arg(long, env = "SUMMARY_SECONDS", default_value_t = 30.0, value_parser = parse_summary_seconds)]
     pub summary_seconds: f64,
     #[command(flatten)]
-    pub admin: AdminArgs<8080>,
+    pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
 }
 
 impl Settings {
