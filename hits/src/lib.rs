@@ -40,7 +40,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,7 +52,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use servicekit::admin::Probe;
 use servicekit::connect::Redis;
 use servicekit::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
-use servicekit::launch::Service;
+use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::outage::Outage;
 use servicekit::settings::AdminArgs;
 use tokio::net::TcpListener;
@@ -336,12 +335,8 @@ impl Service for AppState {
         stderr; RUST_LOG sets the level, RUST_LOG_FORMAT=json makes them JSON.";
     type Settings = Settings;
 
-    fn admin_addr(settings: &Settings) -> SocketAddr {
-        settings.admin.addr()
-    }
-
-    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
-        Some(settings.addr())
+    fn listeners(settings: &Settings) -> Listeners {
+        Listeners::web(settings.addr(), settings.admin.addr())
     }
 
     fn log_settings(s: &Settings) {
@@ -351,8 +346,6 @@ impl Service for AppState {
             bind_port = s.bind_port,
             bind_address = %s.bind_address,
             max_connections = s.max_connections,
-            admin_port = s.admin.admin_port,
-            admin_bind_address = %s.admin.admin_bind_address,
             "starting hits"
         );
     }
@@ -382,8 +375,7 @@ impl Service for AppState {
         public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let listener = public.context("hits serves on a public listener")?;
-        Ok(serve(listener, self, shutdown).await?)
+        Ok(serve(public_listener::<Self>(public)?, self, shutdown).await?)
     }
 }
 

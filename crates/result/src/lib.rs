@@ -25,11 +25,9 @@ pub mod live;
 pub mod page;
 pub mod tally;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
@@ -37,7 +35,7 @@ use axum::routing::get;
 use contract::Tally;
 use servicekit::admin::Probe;
 use servicekit::http::ServeOptions;
-use servicekit::launch::Service;
+use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::origin::AllowedOrigins;
 use servicekit::settings::{
     AdminArgs, BallotChoices, DatabaseArgs, HttpArgs, OriginArgs, redact_url,
@@ -224,21 +222,13 @@ impl Service for AppState {
         "The voting app's result page: shows the tally from Postgres, live.";
     type Settings = Settings;
 
-    fn admin_addr(settings: &Settings) -> SocketAddr {
-        settings.admin.addr()
-    }
-
-    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
-        Some(settings.http.addr())
+    fn listeners(settings: &Settings) -> Listeners {
+        Listeners::web(settings.http.addr(), settings.admin.addr())
     }
 
     fn log_settings(s: &Settings) {
         tracing::info!(
-            port = s.http.port,
-            bind_address = %s.http.bind_address,
             max_connections = s.http.max_connections,
-            admin_port = s.admin.admin_port,
-            admin_bind_address = %s.admin.admin_bind_address,
             database_url = %redact_url(&s.database.database_url),
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
@@ -264,8 +254,7 @@ impl Service for AppState {
         public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let listener = public.context("result serves on a public listener")?;
-        Ok(serve(listener, self, shutdown).await?)
+        Ok(serve(public_listener::<Self>(public)?, self, shutdown).await?)
     }
 }
 

@@ -46,15 +46,12 @@ pub trait Service: Sized + Send + 'static {
     /// Its settings, as flags and environment variables.
     type Settings: clap::Args + Send + 'static;
 
-    /// Where its admin listener listens.
-    fn admin_addr(settings: &Self::Settings) -> SocketAddr;
-
-    /// Where its public listener listens; `None` for a service without one
-    /// (the worker).
-    fn public_addr(settings: &Self::Settings) -> Option<SocketAddr>;
+    /// Where its listeners listen.
+    fn listeners(settings: &Self::Settings) -> Listeners;
 
     /// Logs the settings once at start, passwords hidden: one INFO line,
-    /// `starting <name>`, with a field per setting.
+    /// `starting <name>`, with a field per setting. Where the listeners
+    /// listen is logged by the scaffold, as each is bound.
     fn log_settings(settings: &Self::Settings);
 
     /// The service, built from its settings without contacting any store:
@@ -66,12 +63,48 @@ pub trait Service: Sized + Send + 'static {
 
     /// Runs until `shutdown` fires, then finishes what is in flight.
     /// `public` is the bound public listener, given exactly when
-    /// [`Service::public_addr`] names one.
+    /// [`Service::listeners`] names one ([`public_listener`] takes it).
     fn serve(
         self,
         public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Where a service's listeners listen: always an admin listener (health,
+/// readiness, metrics), and a public one for a web service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    /// The admin listener's address.
+    pub admin: SocketAddr,
+    /// The public listener's address; `None` for a service without one
+    /// (the worker).
+    pub public: Option<SocketAddr>,
+}
+
+impl Listeners {
+    /// A web service: its pages on `public`, its admin endpoints on `admin`.
+    pub fn web(public: SocketAddr, admin: SocketAddr) -> Self {
+        Listeners {
+            admin,
+            public: Some(public),
+        }
+    }
+
+    /// A service without a public side: only the admin listener.
+    pub fn admin_only(admin: SocketAddr) -> Self {
+        Listeners {
+            admin,
+            public: None,
+        }
+    }
+}
+
+/// The public listener a web service's [`Service::serve`] is given; an
+/// error if it was started without one (a service that names a public
+/// address in [`Service::listeners`] always gets it).
+pub fn public_listener<S: Service>(public: Option<TcpListener>) -> anyhow::Result<TcpListener> {
+    public.with_context(|| format!("{} serves on a public listener, and got none", S::NAME))
 }
 
 /// A service binary's whole `main`, with the services' allocator:
@@ -136,7 +169,7 @@ pub fn main<S: Service>() -> ExitCode {
     };
     runtime.block_on(async {
         if let Some(Command::Healthcheck(check)) = cli.command {
-            return check.run(S::NAME, S::admin_addr(&cli.settings)).await;
+            return check.run(S::NAME, S::listeners(&cli.settings).admin).await;
         }
         crate::telemetry::init();
         S::log_settings(&cli.settings);
@@ -164,16 +197,15 @@ pub async fn run<S: Service>(
     settings: S::Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let admin_addr = S::admin_addr(&settings);
-    let public_addr = S::public_addr(&settings);
+    let listeners = S::listeners(&settings);
     let service = S::build(settings)?;
-    let admin = bind(admin_addr).await?;
+    let admin = bind(listeners.admin).await?;
     tracing::info!(
-        addr = %admin.local_addr().unwrap_or(admin_addr),
+        addr = %admin.local_addr().unwrap_or(listeners.admin),
         "{} admin listener (/healthz, /readyz, /metrics)",
         S::NAME
     );
-    let public = match public_addr {
+    let public = match listeners.public {
         Some(addr) => {
             let listener = bind(addr).await?;
             let addr = listener.local_addr().unwrap_or(addr);

@@ -23,11 +23,9 @@ pub mod form;
 pub mod page;
 pub mod visitor;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -40,7 +38,7 @@ use redis::aio::ConnectionManager;
 use servicekit::admin::Probe;
 use servicekit::connect::Redis;
 use servicekit::http::ServeOptions;
-use servicekit::launch::Service;
+use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::origin::{AllowedOrigins, check_same_origin};
 use servicekit::outage::Outage;
 use servicekit::settings::{AdminArgs, BallotChoices, HttpArgs, OriginArgs, RedisArgs, redact_url};
@@ -245,21 +243,13 @@ impl Service for AppState {
         "The voting app's vote page: queues each visitor's choice in Redis.";
     type Settings = Settings;
 
-    fn admin_addr(settings: &Settings) -> SocketAddr {
-        settings.admin.addr()
-    }
-
-    fn public_addr(settings: &Settings) -> Option<SocketAddr> {
-        Some(settings.http.addr())
+    fn listeners(settings: &Settings) -> Listeners {
+        Listeners::web(settings.http.addr(), settings.admin.addr())
     }
 
     fn log_settings(s: &Settings) {
         tracing::info!(
-            port = s.http.port,
-            bind_address = %s.http.bind_address,
             max_connections = s.http.max_connections,
-            admin_port = s.admin.admin_port,
-            admin_bind_address = %s.admin.admin_bind_address,
             redis_url = %redact_url(&s.redis.redis_url),
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
@@ -287,8 +277,7 @@ impl Service for AppState {
         public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let listener = public.context("vote serves on a public listener")?;
-        Ok(serve(listener, self, shutdown).await?)
+        Ok(serve(public_listener::<Self>(public)?, self, shutdown).await?)
     }
 }
 

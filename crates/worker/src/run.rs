@@ -13,12 +13,11 @@
 //! as one summary line per interval (see [`crate::summary`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use servicekit::admin::Probe;
 use servicekit::connect::Backoff;
-use servicekit::launch::{self, Service};
+use servicekit::launch::{self, Listeners, Service};
 use servicekit::outage::Outage;
 use servicekit::settings::redact_url;
 use tokio::net::TcpListener;
@@ -33,12 +32,8 @@ impl Service for Worker {
                                  from the Redis queue `votes` in the Postgres table `votes`.";
     type Settings = Settings;
 
-    fn admin_addr(settings: &Settings) -> SocketAddr {
-        settings.admin.addr()
-    }
-
-    fn public_addr(_: &Settings) -> Option<SocketAddr> {
-        None
+    fn listeners(settings: &Settings) -> Listeners {
+        Listeners::admin_only(settings.admin.addr())
     }
 
     fn log_settings(s: &Settings) {
@@ -50,8 +45,6 @@ impl Service for Worker {
             block_seconds = s.block_seconds,
             heartbeat_seconds = s.heartbeat_seconds,
             summary_seconds = s.summary_seconds,
-            admin_port = s.admin.admin_port,
-            admin_bind_address = %s.admin.admin_bind_address,
             "starting worker"
         );
     }
