@@ -35,6 +35,11 @@
 //!   every service of the voting app.
 //! - A Redis outage is logged when it starts and when it ends (see
 //!   [`servicekit::outage`]), not once per visit that fails meanwhile.
+//!
+//! Must not depend on: the voting app's `contract` (the hit counter is a
+//! separate system that shares no data with it), Postgres or sqlx, or the
+//! test harness outside `[dev-dependencies]`. It uses `servicekit` for the
+//! plumbing every service shares.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -11,6 +11,10 @@
 //!
 //! The binary (`src/main.rs`) adds argument parsing, release builds and the
 //! reports that write files.
+//!
+//! Must not be depended on by anything but itself: it is tooling. It may
+//! use every crate of the workspace (it starts the real services) and the
+//! test harness's browser; the throwaway stores come from `localstores`.
 
 pub mod chaos;
 pub mod screenshots;

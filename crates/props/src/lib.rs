@@ -29,6 +29,11 @@
 //! Typed inputs are built with [`arbitrary`] from the raw bytes exactly as
 //! libFuzzer's `fuzz_target!` does, so a corpus file means the same input
 //! to both runners.
+//!
+//! Must not depend on: a running store or the test harness: the properties
+//! take bytes and call the parsers directly (`contract`'s, and the vote
+//! form, cookie and percentage code of `vote` and `result`), so a fuzz run
+//! starts nothing.
 
 pub use arbitrary;
 

@@ -18,6 +18,11 @@
 //!
 //! Replicas share nothing but Postgres, so any number of them can run
 //! behind a plain load balancer.
+//!
+//! Must not depend on: Redis (it reads only Postgres), another service's
+//! crate, or the test harness outside `[dev-dependencies]`. The table, the
+//! tally and its feed message come from `contract`; the plumbing from
+//! `servicekit`.
 
 pub mod addresses;
 pub mod feed;

@@ -32,6 +32,10 @@
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
+//!
+//! Must not depend on: a service's crate (the services' tests depend on
+//! the harness, never the reverse), and nothing but tests and `xtask`'s
+//! screenshots may depend on it.
 
 pub mod abuse;
 #[cfg(feature = "browser")]

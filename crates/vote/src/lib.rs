@@ -18,6 +18,12 @@
 //!   [`servicekit::outage`]), not once per refused ballot. The connection is
 //!   remade as soon as Redis drops it, and a push that finds it dropped is
 //!   sent once more, so the first vote after a Redis restart is accepted.
+//!
+//! Must not depend on: Postgres or sqlx (the vote service never touches the
+//! database: `cargo tree -p vote` shows no sqlx), another service's crate,
+//! or the test harness outside `[dev-dependencies]`. What it shares with the
+//! worker is the ballot and the queue, from `contract`; its plumbing comes
+//! from `servicekit`.
 
 pub mod form;
 pub mod page;

@@ -34,6 +34,11 @@
 //! At INFO it logs what an operator acts on — start and stop, outages,
 //! takeovers, the first dead letter of an interval — and one [`summary`]
 //! line per `SUMMARY_SECONDS` while it works; each batch is a DEBUG line.
+//!
+//! Must not depend on: another service's crate or the test harness outside
+//! `[dev-dependencies]`. The ballot, the shared queue keys, the enqueue
+//! script's counter and the migrations come from `contract`; everything only
+//! the worker uses (its Redis keys, dead letters, start-up waits) stays here.
 
 pub mod batch;
 pub mod queue;
