@@ -391,7 +391,7 @@ run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 k8s
 command -v promtool >/dev/null || run_quiet "apt-get install prometheus (for promtool)" apt_install prometheus
 sed -e 's/^\( *\)kubernetes_sd_configs:$/\1static_configs:/' \
     -e 's/^\( *\)- role: pod$/\1- targets: ["vote:8081"]/' k8s/prometheus.yml >"$WORK/prometheus.yml"
-! grep -q kubernetes_sd_configs "$WORK/prometheus.yml" || die "could not swap the discovery block of k8s/prometheus.yml"
+! grep -q "^ *kubernetes_sd_configs:" "$WORK/prometheus.yml" || die "could not swap the discovery block of k8s/prometheus.yml"
 run "promtool check config (k8s/prometheus.yml)" promtool check config "$WORK/prometheus.yml"
 pass
 fi
