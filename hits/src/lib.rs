@@ -52,10 +52,9 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::builder::NonEmptyStringValueParser;
-use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use servicekit::admin::Probe;
-use servicekit::connect::Redis;
+use servicekit::connect::{Primary, Redis};
 use servicekit::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
 use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::outage::Outage;
@@ -190,7 +189,7 @@ impl IntoResponse for HitError {
 /// Shared by every request: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    redis: ConnectionManager,
+    redis: Primary,
     /// Where Redis is, for the log (any password hidden); never shown to
     /// visitors.
     redis_at: Arc<str>,

@@ -32,17 +32,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::ping_redis;
+use crate::connect::{Primary, ping_redis};
 use crate::http::ServeOptions;
 
 /// What `/readyz` checks: whichever stores the service uses.
 #[derive(Clone, Default)]
 pub struct Probe {
-    redis: Option<ConnectionManager>,
+    redis: Option<Primary>,
     #[cfg(feature = "postgres")]
     postgres: Option<sqlx::PgPool>,
 }
@@ -54,7 +53,7 @@ impl Probe {
     }
 
     /// Also checks that Redis answers a PING on `conn`.
-    pub fn redis(mut self, conn: ConnectionManager) -> Self {
+    pub fn redis(mut self, conn: Primary) -> Self {
         self.redis = Some(conn);
         self
     }

@@ -13,100 +13,16 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
+mod primary;
 
+pub use primary::{LOOKUP_GAP, Primary, Redis, Suspicion, is_not_writable_primary, suspicion};
+
+#[cfg(feature = "postgres")]
 use crate::settings::redact_url;
 
 /// How long any single Redis command or connection attempt may take before
 /// the caller gets an error (and a web client a 503).
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Where Redis is, and the connections a service makes to it. Cheap to
-/// clone; connects nothing by itself.
-#[derive(Debug, Clone)]
-pub struct Redis {
-    info: ConnectionInfo,
-    /// The URL without its password, for logs and errors.
-    shown: String,
-}
-
-impl Redis {
-    /// Redis at `url` (`redis://host:port[/db]`, `redis+unix:///path.sock`);
-    /// a bad URL is an error that names `REDIS_URL` without its password.
-    pub fn at(url: &str) -> anyhow::Result<Redis> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
-        Ok(Redis {
-            info,
-            shown: redact_url(url),
-        })
-    }
-
-    /// Where Redis is, without a password: for logs, never for visitors.
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
-
-    fn client(&self, info: ConnectionInfo) -> anyhow::Result<redis::Client> {
-        redis::Client::open(info)
-            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", self.shown))
-    }
-
-    /// A handle for short commands that connects on first use and
-    /// reconnects after errors. Commands fail fast (within
-    /// [`REDIS_TIMEOUT`]) while Redis is away.
-    pub fn manager(&self) -> anyhow::Result<ConnectionManager> {
-        Ok(ConnectionManager::new_lazy_with_config(
-            self.client(self.info.clone())?,
-            manager_config(),
-        )?)
-    }
-
-    /// Like [`Redis::manager`], but it also reconnects as soon as Redis
-    /// drops the connection (a restart, a crash), not when the next command
-    /// fails on the dead one: the connection speaks RESP3, over which
-    /// redis-rs learns of the disconnect and reconnects in the background
-    /// (Redis ≥ 6). After a restart, the first command finds a fresh
-    /// connection, or — if Redis was still down when the manager tried — an
-    /// error from connecting, so it was never sent ([`was_never_sent`]) and
-    /// can be retried safely.
-    pub fn manager_reconnecting_on_drop(&self) -> anyhow::Result<ConnectionManager> {
-        let resp3 = self
-            .info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        Ok(ConnectionManager::new_lazy_with_config(
-            self.client(self.info.clone().set_redis_settings(resp3))?,
-            manager_config(),
-        )?)
-    }
-
-    /// A connection of its own, for a blocking command (`BLMOVE`): nothing
-    /// else waits behind it, and its replies may take up to
-    /// `response_timeout` (redis-rs would give up after 500 ms).
-    pub async fn dedicated(
-        &self,
-        response_timeout: Duration,
-    ) -> redis::RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(response_timeout));
-        redis::Client::open(self.info.clone())?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-}
-
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(REDIS_TIMEOUT))
-        .set_response_timeout(Some(REDIS_TIMEOUT))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200))
-}
 
 /// Whether a failed command certainly never reached Redis: no connection
 /// could be made (refused, or no socket file), so nothing was sent. Any
@@ -117,7 +33,7 @@ pub fn was_never_sent(e: &redis::RedisError) -> bool {
 }
 
 /// PINGs Redis within [`REDIS_TIMEOUT`].
-pub async fn ping_redis(conn: &mut ConnectionManager) -> anyhow::Result<()> {
+pub async fn ping_redis(conn: &mut Primary) -> anyhow::Result<()> {
     let pong: String = tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("PING").query_async(conn))
         .await
         .map_err(|_| anyhow::anyhow!("Redis did not answer within {REDIS_TIMEOUT:?}"))??;

@@ -71,10 +71,12 @@ impl<const PORT: u16> AdminArgs<PORT> {
     }
 }
 
-/// Where Redis is.
+/// Where Redis is: one server at `REDIS_URL`, or, with both Sentinel
+/// settings, the primary the Sentinels name (see [`crate::connect::Redis`]).
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
     /// Redis URL (`redis://host:port[/db]`, `redis+unix:///path.sock`).
+    /// With Sentinels, only its database number and credentials are used.
     #[arg(
         long,
         env = "REDIS_URL",
@@ -82,13 +84,42 @@ pub struct RedisArgs {
         hide_env_values = true
     )]
     pub redis_url: String,
+    /// Sentinels to ask for the Redis primary, comma-separated
+    /// `host:port` (needs REDIS_SENTINEL_MASTER). Unset: one Redis at
+    /// REDIS_URL.
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The name the Sentinels monitor the primary under (needs
+    /// REDIS_SENTINELS).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
 }
 
 impl RedisArgs {
+    /// One Redis at `url` (tests).
+    pub fn at(url: impl Into<String>) -> Self {
+        RedisArgs {
+            redis_url: url.into(),
+            redis_sentinels: None,
+            redis_sentinel_master: None,
+        }
+    }
+
     /// The handle every connection to this Redis comes from; connects
-    /// nothing yet. A bad URL is an error.
+    /// nothing yet. A bad URL or Sentinel list, or only one of the two
+    /// Sentinel settings, is an error.
     pub fn handle(&self) -> anyhow::Result<Redis> {
-        Redis::at(&self.redis_url)
+        Redis::from_settings(
+            &self.redis_url,
+            // An empty variable (a compose file's `${REDIS_SENTINELS:-}`)
+            // means unset.
+            self.redis_sentinels
+                .as_deref()
+                .filter(|s| !s.trim().is_empty()),
+            self.redis_sentinel_master
+                .as_deref()
+                .filter(|s| !s.trim().is_empty()),
+        )
     }
 }
 

@@ -40,9 +40,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use contract::{Ballot, Vote, VoterId};
-use redis::aio::ConnectionManager;
 use servicekit::admin::Probe;
-use servicekit::connect::Redis;
+use servicekit::connect::{Primary, Redis};
 use servicekit::http::ServeOptions;
 use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::origin::{AllowedOrigins, check_same_origin};
@@ -85,7 +84,7 @@ pub struct Settings {
 /// Shared by every request: cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    redis: ConnectionManager,
+    redis: Primary,
     page: Arc<VotePageText>,
     /// Failed pushes, logged by state changes rather than one by one.
     outage: Arc<Outage>,
@@ -257,6 +256,8 @@ impl Service for AppState {
         tracing::info!(
             max_connections = s.http.max_connections,
             redis_url = %redact_url(&s.redis.redis_url),
+            redis_sentinels = s.redis.redis_sentinels.as_deref().unwrap_or(""),
+            redis_sentinel_master = s.redis.redis_sentinel_master.as_deref().unwrap_or(""),
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
             allowed_origins = %s.origins.allowed_origins,

@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use contract::SeqWindow;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use servicekit::connect::Redis;
+use redis::aio::MultiplexedConnection;
+use servicekit::connect::{Primary, Redis};
 
 use crate::batch::DeadLetter;
 
@@ -187,7 +187,7 @@ pub struct Consumer {
     processing: String,
     heartbeat: String,
     /// Fails fast (1 s) and reconnects after errors.
-    redis: ConnectionManager,
+    redis: Primary,
     scripts: Arc<Scripts>,
 }
 
@@ -220,7 +220,7 @@ impl Consumer {
     }
 
     /// The connection for short commands (health checks share it).
-    pub fn manager(&self) -> &ConnectionManager {
+    pub fn manager(&self) -> &Primary {
         &self.redis
     }
 

@@ -40,6 +40,8 @@ impl Service for Worker {
         tracing::info!(
             worker_id = %s.worker_id(),
             redis_url = %redact_url(&s.redis.redis_url),
+            redis_sentinels = s.redis.redis_sentinels.as_deref().unwrap_or(""),
+            redis_sentinel_master = s.redis.redis_sentinel_master.as_deref().unwrap_or(""),
             database_url = %redact_url(&s.database.database_url),
             batch_size = s.batch_size,
             block_seconds = s.block_seconds,

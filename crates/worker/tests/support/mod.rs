@@ -55,9 +55,7 @@ impl Env {
     /// Settings for a worker with id `id` on this environment.
     pub fn settings(&self, id: &str) -> worker::Settings {
         worker::Settings {
-            redis: RedisArgs {
-                redis_url: self.redis_url.clone(),
-            },
+            redis: RedisArgs::at(self.redis_url.clone()),
             database: DatabaseArgs {
                 database_url: self.db_url.clone(),
             },

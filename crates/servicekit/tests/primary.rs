@@ -1,0 +1,103 @@
+//! The Sentinel handle follows the primary for real: a SIGKILLed primary
+//! and a demoted one (a manual failover) are left behind by themselves,
+//! without every caller asking the Sentinels at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use servicekit::connect::{LOOKUP_GAP, Primary, Redis};
+use testkit::{RedisHa, RedisHaOptions};
+use tokio::time::Instant;
+
+/// Far above the few seconds a failover takes.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn handle(ha: &RedisHa) -> Primary {
+    Redis::through_sentinels(&ha.sentinels_env(), ha.master_name(), "redis://unused/0")
+        .unwrap()
+        .manager()
+        .unwrap()
+}
+
+async fn incr(conn: &mut Primary) -> redis::RedisResult<u64> {
+    redis::cmd("INCR").arg("count").query_async(conn).await
+}
+
+#[tokio::test]
+async fn a_killed_primary_is_left_for_the_one_sentinel_promotes_with_few_lookups() {
+    let mut ha = RedisHa::start(RedisHaOptions::default()).await.unwrap();
+    let primary = handle(&ha);
+    assert_eq!(incr(&mut primary.clone()).await.unwrap(), 1);
+    assert_eq!(primary.connected_to().unwrap(), ha.node_addr(0).to_string());
+
+    let old = ha.kill_primary().await.unwrap();
+    let killed = Instant::now();
+    // A hundred callers hammer the handle until each gets through.
+    let callers = 100;
+    let done = Arc::new(tokio::sync::Semaphore::new(0));
+    for _ in 0..callers {
+        let mut conn = primary.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            while incr(&mut conn).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            done.add_permits(1);
+        });
+    }
+    let all = tokio::time::timeout(DEADLINE, done.acquire_many(callers))
+        .await
+        .expect("every caller got through to the new primary");
+    drop(all);
+    let took = killed.elapsed();
+
+    let new = ha.primary_node().await.unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        primary.connected_to().unwrap(),
+        ha.node_addr(new).to_string()
+    );
+    // One lookup per gap at most while no primary could be found, and a
+    // few more around the kill and the promotion — not one per failure.
+    let bound = 4 + (took.as_millis() / LOOKUP_GAP.as_millis()) as u64;
+    println!(
+        "{callers} callers through after {took:?}, {} lookups",
+        primary.lookups()
+    );
+    assert!(
+        primary.lookups() <= bound,
+        "{} lookups in {took:?} (at most {bound})",
+        primary.lookups()
+    );
+    // The count kept the write from before the kill (the replica had it).
+    assert!(incr(&mut primary.clone()).await.unwrap() > callers as u64);
+}
+
+#[tokio::test]
+async fn a_demoted_primary_is_left_for_the_new_one() {
+    let ha = RedisHa::start(RedisHaOptions::default()).await.unwrap();
+    let mut primary = handle(&ha);
+    incr(&mut primary).await.unwrap();
+    let old = primary.connected_to().unwrap();
+
+    // A manual failover: the old primary lives on as a replica, so a
+    // connection to it that survived would be refused writes (READONLY).
+    let sentinel = redis::Client::open(format!("redis://{}", ha.sentinels()[0])).unwrap();
+    let () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(ha.master_name())
+        .query_async(&mut sentinel.get_multiplexed_async_connection().await.unwrap())
+        .await
+        .unwrap();
+    let moved = testkit::eventually("the handle to reach the new primary", DEADLINE, || {
+        let mut primary = primary.clone();
+        let old = old.clone();
+        async move {
+            incr(&mut primary).await.ok()?;
+            primary.connected_to().filter(|now| *now != old)
+        }
+    })
+    .await;
+    assert_eq!(moved, ha.primary().await.unwrap().to_string());
+}
