@@ -103,6 +103,64 @@ pub async fn enqueue<C: redis::aio::ConnectionLike + Send>(
         .await
 }
 
+/// Queues one ballot like [`enqueue`], then waits until at least
+/// `replicas` replicas hold it (`WAIT`), for at most `timeout`. Returns
+/// the queue length and how many replicas confirmed; fewer than asked
+/// means the ballot is on the primary but may be lost with it.
+///
+/// The push and the `WAIT` go out as one pipeline on one connection:
+/// `WAIT` counts the writes made *on its own connection*, so a `WAIT` sent
+/// on a fresh connection (after a reconnect between the two) would confirm
+/// nothing and still report every replica.
+#[cfg(feature = "redis")]
+pub async fn enqueue_replicated<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    ballot: &Ballot,
+    replicas: u32,
+    timeout: std::time::Duration,
+) -> redis::RedisResult<(u64, u64)> {
+    let unstamped = Ballot {
+        seq: None,
+        ..ballot.clone()
+    };
+    let json = unstamped.to_json();
+    let script = enqueue_script();
+    let mut invocation = script.key(QUEUE_KEY);
+    invocation
+        .key(SEQ_KEY)
+        .arg(json)
+        .arg(SeqWindow::ahead_us())
+        .arg(SeqWindow::LIMIT);
+    let wait = || {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(
+            u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
+        wait
+    };
+    let pushed: redis::RedisResult<(u64, u64)> = redis::pipe()
+        .invoke_script(&invocation)
+        .add_command(wait())
+        .query_async(conn)
+        .await;
+    match pushed {
+        // A server that has not seen the script yet (a new primary after a
+        // failover, a restart): nothing was pushed; load it and push.
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            redis::pipe()
+                .load_script(script)
+                .ignore()
+                .invoke_script(&invocation)
+                .add_command(wait())
+                .query_async(conn)
+                .await
+        }
+        pushed => pushed,
+    }
+}
+
 /// True when [`enqueue`] failed because [`SEQ_KEY`] holds something no
 /// ballot can be stamped from: not an integer, or beyond the window. Only
 /// an operator (or a worker) can fix that; retrying cannot.

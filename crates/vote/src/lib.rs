@@ -41,7 +41,7 @@ use axum::response::Response;
 use axum::routing::get;
 use contract::{Ballot, Vote, VoterId};
 use servicekit::admin::Probe;
-use servicekit::connect::{Primary, Redis};
+use servicekit::connect::{Primary, Redis, is_not_writable_primary};
 use servicekit::http::ServeOptions;
 use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::origin::{AllowedOrigins, check_same_origin};
@@ -60,6 +60,12 @@ pub const MAX_FORM_BYTES: usize = 1024;
 /// [`servicekit::connect::REDIS_TIMEOUT`] (redis-rs would wait only 500 ms by
 /// default), so a stalled Redis is reported after about a second.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
+/// With `REDIS_MIN_REPLICAS_ACK`, how long a push waits for the replicas
+/// to confirm its ballot (`WAIT`). Replicas on a healthy network confirm
+/// within milliseconds; past this the vote is reported unconfirmed. Below
+/// [`servicekit::connect::REDIS_TIMEOUT`], so the answer to `WAIT` arrives
+/// before the connection gives up on it.
+pub const REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
 /// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
@@ -79,6 +85,13 @@ pub struct Settings {
     pub origins: OriginArgs,
     #[command(flatten)]
     pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
+    /// Answer a vote only after this many Redis replicas confirm they hold
+    /// its ballot (`WAIT`, for at most 500 ms); if fewer do, the visitor is
+    /// told the vote is unconfirmed. 0: answer as soon as the primary has
+    /// it. Set it with Sentinel, so that an acknowledged ballot survives
+    /// the primary's loss.
+    #[arg(long, env = "REDIS_MIN_REPLICAS_ACK", default_value_t = 0)]
+    pub redis_min_replicas_ack: u32,
 }
 
 /// Shared by every request: cheap to clone.
@@ -92,6 +105,9 @@ pub struct AppState {
     allowed_origins: Arc<AllowedOrigins>,
     /// Connection limits and timeouts.
     serve: ServeOptions,
+    /// Replicas that must confirm a ballot before the visitor is told it
+    /// counts (`REDIS_MIN_REPLICAS_ACK`); 0: the primary alone.
+    min_replicas_ack: u32,
 }
 
 impl AppState {
@@ -108,7 +124,15 @@ impl AppState {
             outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
             allowed_origins: Arc::default(),
             serve: ServeOptions::default(),
+            min_replicas_ack: 0,
         })
+    }
+
+    /// Confirms a vote only once `replicas` Redis replicas hold its ballot
+    /// (`REDIS_MIN_REPLICAS_ACK`); see [`REPLICA_ACK_TIMEOUT`].
+    pub fn with_min_replicas_ack(mut self, replicas: u32) -> Self {
+        self.min_replicas_ack = replicas;
+        self
     }
 
     /// Serves with these limits and timeouts instead of the defaults (tests
@@ -163,27 +187,77 @@ impl AppState {
     }
 
     /// Pushes one ballot, once more if the connection turns out dropped
-    /// (Redis restarted or crashed; the manager is reconnecting). Pushing a
-    /// ballot twice is harmless: both carry the same choice, and the later
-    /// `seq` wins.
+    /// (Redis restarted or crashed; the manager is reconnecting) or the
+    /// node it reached turns out not to be a primary that takes writes (a
+    /// demoted primary after a failover; the handle asks Sentinel again).
+    /// Pushing a ballot twice is harmless: both carry the same choice, and
+    /// the later `seq` wins.
     async fn push_retrying_once(&self, ballot: &Ballot) -> Result<u64, PushFailure> {
         let mut conn = self.redis.clone();
-        match contract::queue::enqueue(&mut conn, ballot).await {
-            Err(first) if first.is_connection_dropped() => {
-                tracing::debug!(error = %first, "Redis connection dropped; pushing again");
-                contract::queue::enqueue(&mut conn, ballot)
+        match self.push(&mut conn, ballot).await {
+            Err(Pushed::Failed(first))
+                if first.is_connection_dropped() || is_not_writable_primary(&first) =>
+            {
+                tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing again");
+                self.push(&mut conn, ballot)
                     .await
-                    .map_err(|again| PushFailure {
-                        maybe_queued: maybe_queued(&first) || maybe_queued(&again),
-                        refused: was_refused(&again),
-                        cause: again.to_string(),
-                    })
+                    .map_err(|again| again.failure(maybe_queued(&first)))
             }
-            pushed => pushed.map_err(|e| PushFailure {
-                maybe_queued: maybe_queued(&e),
-                refused: was_refused(&e),
+            pushed => pushed.map_err(|e| e.failure(false)),
+        }
+    }
+
+    /// Pushes one ballot; with [`AppState::with_min_replicas_ack`], also
+    /// waits for the replicas to confirm it.
+    async fn push(&self, conn: &mut Primary, ballot: &Ballot) -> Result<u64, Pushed> {
+        if self.min_replicas_ack == 0 {
+            return contract::queue::enqueue(conn, ballot)
+                .await
+                .map_err(Pushed::Failed);
+        }
+        let (length, confirmed) = contract::queue::enqueue_replicated(
+            conn,
+            ballot,
+            self.min_replicas_ack,
+            REPLICA_ACK_TIMEOUT,
+        )
+        .await
+        .map_err(Pushed::Failed)?;
+        if confirmed < u64::from(self.min_replicas_ack) {
+            metrics::counter!("ballots_replica_ack_missing_total").increment(1);
+            return Err(Pushed::NotReplicated { confirmed });
+        }
+        Ok(length)
+    }
+}
+
+/// Why a push did not succeed.
+enum Pushed {
+    /// Redis failed the push, or could not be reached.
+    Failed(redis::RedisError),
+    /// The primary queued the ballot, but fewer replicas than asked
+    /// confirmed it within [`REPLICA_ACK_TIMEOUT`].
+    NotReplicated { confirmed: u64 },
+}
+
+impl Pushed {
+    /// As a failure to report; `earlier_maybe_queued` if an earlier try may
+    /// have queued the ballot already.
+    fn failure(self, earlier_maybe_queued: bool) -> PushFailure {
+        match self {
+            Pushed::Failed(e) => PushFailure {
+                maybe_queued: earlier_maybe_queued || maybe_queued(&e),
+                refused: was_refused(&e) && !is_not_writable_primary(&e),
                 cause: e.to_string(),
-            }),
+            },
+            Pushed::NotReplicated { confirmed } => PushFailure {
+                maybe_queued: true,
+                refused: false,
+                cause: format!(
+                    "the ballot is queued on the Redis primary, but only {confirmed} replica(s) \
+                     confirmed it within {REPLICA_ACK_TIMEOUT:?}"
+                ),
+            },
         }
     }
 }
@@ -261,6 +335,7 @@ impl Service for AppState {
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
             allowed_origins = %s.origins.allowed_origins,
+            redis_min_replicas_ack = s.redis_min_replicas_ack,
             "starting vote"
         );
     }
@@ -272,7 +347,8 @@ impl Service for AppState {
             servicekit::host::name(),
         )?
         .with_allowed_origins(settings.origins.allowed_origins)
-        .with_serve_options(settings.http.serve_options()))
+        .with_serve_options(settings.http.serve_options())
+        .with_min_replicas_ack(settings.redis_min_replicas_ack))
     }
 
     fn probe(&self) -> Probe {
