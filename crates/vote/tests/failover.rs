@@ -134,7 +134,7 @@ async fn after_the_primary_is_killed_votes_are_accepted_again_and_none_acknowled
     let http = reqwest::Client::new();
 
     // Voters vote one after another, each a new voter, until told to stop;
-    // every 200 is recorded with its time.
+    // every 200 is recorded with the time its request was sent.
     let acknowledged = Arc::new(Mutex::new(Vec::<(Instant, String)>::new()));
     let refused = Arc::new(Mutex::new(0usize));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -147,9 +147,10 @@ async fn after_the_primary_is_killed_votes_are_accepted_again_and_none_acknowled
         );
         tokio::spawn(async move {
             while !stop.is_cancelled() {
+                let sent = Instant::now();
                 let (status, voter, _) = vote_as_new_voter(&http, &served).await;
                 if status == StatusCode::OK {
-                    acknowledged.lock().unwrap().push((Instant::now(), voter));
+                    acknowledged.lock().unwrap().push((sent, voter));
                 } else {
                     *refused.lock().unwrap() += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -165,6 +166,7 @@ async fn after_the_primary_is_killed_votes_are_accepted_again_and_none_acknowled
 
     let old = ha.kill_primary().await.unwrap();
     let killed = Instant::now();
+    // The first vote sent after the kill that was acknowledged.
     let first_after = testkit::eventually("a vote to be acknowledged again", DEADLINE, || {
         let first = acknowledged
             .lock()
