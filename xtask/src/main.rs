@@ -5,12 +5,14 @@
 //!   worker, vote on :5000 and result on :5001, all on 127.0.0.1 (unless
 //!   `--bind-address` says otherwise), logs streamed with a prefix. Ctrl-C
 //!   stops everything in dependency order and removes the throwaway data.
+//!   With `--ha`, replicated stores instead (see [`xtask::ha`]).
 //! - `bench` — starts the same stack, measures it, and writes
 //!   `docs/benchmarks.md` and `docs/benchmarks.json`.
 //! - `chaos` — posts ballots over HTTP from many voters while it SIGKILLs
 //!   workers and crash-restarts Redis and Postgres, then checks every
 //!   voter's row against their last acknowledged ballot (see
-//!   [`xtask::chaos`]).
+//!   [`xtask::chaos`]); with `--ha`, kills the primaries of replicated
+//!   stores instead.
 //! - `fuzz` — runs every fuzz target in `fuzz/` for a set time (see
 //!   [`fuzz`]).
 //! - `screenshots` — pictures of the vote and result pages at a desktop
@@ -22,7 +24,8 @@
 mod bench;
 mod fuzz;
 
-use xtask::{chaos, screenshots, stack};
+use xtask::chaos::Stores;
+use xtask::{chaos, ha, screenshots, stack};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -75,6 +78,13 @@ struct ScreenshotsArgs {
 struct ChaosArgs {
     #[command(flatten)]
     plan: chaos::Plan,
+    /// Against replicated stores (as `up --ha`): a Redis crash SIGKILLs the
+    /// current Redis primary and a Postgres crash the current Postgres
+    /// primary; Sentinel and Patroni fail over, and the old primary rejoins
+    /// as a replica before the next fault. Also runs result and reports how
+    /// long its live feed stood still after each Postgres failover.
+    #[arg(long)]
+    ha: bool,
     /// Run the binaries in this directory instead of building release ones.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -106,6 +116,16 @@ struct UpArgs {
     /// `RUST_LOG` for the services.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
+    /// Replicated stores instead of one Redis and one Postgres: a Redis
+    /// primary with a replica and three Sentinels, two Postgres nodes under
+    /// Patroni (synchronous mode, etcd) behind HAProxy, all on 127.0.0.1
+    /// and free ports. vote and the worker find Redis through the
+    /// Sentinels, vote confirms each ballot on the replica
+    /// (REDIS_MIN_REPLICAS_ACK=1), and DATABASE_URL is HAProxy's primary
+    /// endpoint. Needs `apt-get install redis-server postgresql patroni
+    /// etcd-server haproxy`.
+    #[arg(long, conflicts_with_all = ["redis_url", "database_url"])]
+    ha: bool,
     /// Address vote, result and every admin listener bind (e.g.
     /// 0.0.0.0 to be reachable from other machines). The throwaway Redis
     /// and Postgres, which have no password, stay on 127.0.0.1.
@@ -165,7 +185,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => dir,
         None => build_release(&["vote", "worker", "result"]).await?,
     };
-    let options = StackOptions {
+    let mut options = StackOptions {
         bin_dir,
         vote_port: args.vote_port,
         result_port: args.result_port,
@@ -176,6 +196,19 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         logs: Logs::Prefixed,
         log_level: args.log_level,
         env: vec![("BIND_ADDRESS".to_owned(), args.bind_address.to_string())],
+    };
+    // Kept until the stack has stopped: dropping them stops the stores.
+    let _replicated = if args.ha {
+        let stores = ha::Replicated::start().await?;
+        options.redis_url = Some(stores.redis_url());
+        options.database_url = Some(stores.database_url());
+        options.env.extend(stores.service_env());
+        for line in stores.describe() {
+            println!("{line}");
+        }
+        Some(stores)
+    } else {
+        None
     };
     // Ctrl-C during start-up stops it too.
     let shutdown = servicekit::shutdown::on_signals();
@@ -215,9 +248,15 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 async fn chaos_run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     let bin_dir = match args.bin_dir {
         Some(dir) => dir,
+        None if args.ha => build_release(&["vote", "worker", "result"]).await?,
         None => build_release(&["vote", "worker"]).await?,
     };
-    let report = chaos::run_single_node(&args.plan, &bin_dir).await?;
+    let report = if args.ha {
+        let stores = ha::Replicated::start().await?;
+        chaos::run(&args.plan, &bin_dir, stores).await?
+    } else {
+        chaos::run_single_node(&args.plan, &bin_dir).await?
+    };
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS

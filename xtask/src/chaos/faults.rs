@@ -108,12 +108,23 @@ pub struct Record {
 /// what a crash is (a SIGKILL and restart, a primary's death and a
 /// failover); each returns once the store serves again.
 pub trait Stores: Send + 'static {
-    /// Where vote and the workers find Redis.
+    /// Where vote and the workers find Redis, and where the run reads the
+    /// queue (with replicas: the current primary).
     fn redis_url(&self) -> String;
     /// Where the workers find Postgres.
     fn database_url(&self) -> String;
     /// What durability the run measures, in words, for the report.
     fn durability(&self) -> String;
+    /// More environment for vote and the workers (Sentinel settings);
+    /// none for one Redis at [`redis_url`](Self::redis_url).
+    fn service_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Whether the run also starts a result process and measures how long
+    /// its live feed stands still after each Postgres crash.
+    fn watch_feed(&self) -> bool {
+        false
+    }
     /// Crashes Redis; it stays down for `downtime`, then comes back.
     fn crash_redis(
         &mut self,
@@ -254,7 +265,6 @@ pub async fn drive<S: Stores>(
     mut settled: watch::Receiver<u64>,
     limit: watch::Sender<u64>,
 ) -> anyhow::Result<(Driver<S>, Vec<Record>)> {
-    let redis = redis::Client::open(driver.stores.redis_url()).context("the Redis URL")?;
     let mut records = Vec::with_capacity(events.len());
     for (i, &event) in events.iter().enumerate() {
         // The voters hold the sender until they are done, and they settle
@@ -279,7 +289,7 @@ pub async fn drive<S: Stores>(
             Fault::KillWorker => {
                 let slot = driver.rng.usize(..driver.workers.len());
                 let id = driver.workers.kill(slot).await?;
-                record.mid_batch = batch_in_flight(&redis, &id).await;
+                record.mid_batch = batch_in_flight(&driver.stores.redis_url(), &id).await;
                 tokio::time::sleep(downtime).await;
                 record.fresh_id = driver.rng.f64() < driver.fresh_id_share;
                 driver.workers.restart(slot, record.fresh_id)?;
@@ -302,7 +312,8 @@ pub async fn drive<S: Stores>(
 
 /// Whether worker `id` left ballots in its processing list (None if Redis
 /// could not say).
-async fn batch_in_flight(redis: &redis::Client, id: &str) -> Option<bool> {
+async fn batch_in_flight(redis_url: &str, id: &str) -> Option<bool> {
+    let redis = redis::Client::open(redis_url).ok()?;
     let mut conn = redis.get_multiplexed_async_connection().await.ok()?;
     let held: u64 = redis::cmd("LLEN")
         .arg(processing_key(id))

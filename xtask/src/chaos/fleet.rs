@@ -30,6 +30,8 @@ const STOP_WITHIN: Duration = Duration::from_secs(15);
 pub struct WorkerSettings {
     pub redis_url: String,
     pub database_url: String,
+    /// More environment for the stores (Sentinel settings).
+    pub store_env: Vec<(String, String)>,
     pub batch_size: u32,
     pub heartbeat_seconds: u64,
 }
@@ -113,6 +115,7 @@ impl Workers {
         let mut cmd = command(&self.binary);
         cmd.env("REDIS_URL", &s.redis_url)
             .env("DATABASE_URL", &s.database_url)
+            .envs(s.store_env.iter().map(|(k, v)| (k, v)))
             .env("WORKER_ID", &slot.id)
             .env("BATCH_SIZE", s.batch_size.to_string())
             .env("HEARTBEAT_SECONDS", s.heartbeat_seconds.to_string())
@@ -139,6 +142,7 @@ impl Workers {
 pub struct Votes {
     binary: PathBuf,
     redis_url: String,
+    store_env: Vec<(String, String)>,
     slots: Vec<VoteSlot>,
 }
 
@@ -154,12 +158,14 @@ impl Votes {
     pub async fn start(
         bin_dir: &Path,
         redis_url: &str,
+        store_env: &[(String, String)],
         count: usize,
         log_dir: &Path,
     ) -> anyhow::Result<Votes> {
         let mut votes = Votes {
             binary: binary(bin_dir, "vote")?,
             redis_url: redis_url.to_owned(),
+            store_env: store_env.to_vec(),
             slots: Vec::with_capacity(count),
         };
         for n in 0..count {
@@ -215,6 +221,7 @@ impl Votes {
         let slot = &mut self.slots[n];
         let mut cmd = command(&self.binary);
         cmd.env("REDIS_URL", &self.redis_url)
+            .envs(self.store_env.iter().map(|(k, v)| (k, v)))
             .env("PORT", slot.port.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
             .env("ADMIN_PORT", "0")
@@ -241,12 +248,55 @@ impl Votes {
     }
 }
 
+/// One result process, whose live feed [`super::feed`] watches.
+pub struct ResultService {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ResultService {
+    /// Starts result on a free loopback port and waits until it is ready.
+    pub async fn start(
+        bin_dir: &Path,
+        database_url: &str,
+        log_dir: &Path,
+    ) -> anyhow::Result<ResultService> {
+        let port = free_port_or_any(0)?;
+        let mut cmd = command(&binary(bin_dir, "result")?);
+        cmd.env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("BIND_ADDRESS", "127.0.0.1")
+            .env("ADMIN_PORT", "0")
+            .env("ADMIN_BIND_ADDRESS", "127.0.0.1");
+        let child = spawn(cmd, &log_dir.join("result.log"), "result")?;
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        wait_ready("result", &url, READY_WITHIN).await?;
+        Ok(ResultService {
+            port,
+            child: Some(child),
+        })
+    }
+
+    /// The live feed's address.
+    pub fn feed_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// Stops it with SIGTERM; says what did not go cleanly.
+    pub async fn stop(mut self) -> Option<String> {
+        match self.child.take() {
+            Some(child) => stop(child, "result").await,
+            None => None,
+        }
+    }
+}
+
 fn binary(bin_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir.join(name);
     anyhow::ensure!(
         path.is_file(),
-        "{} is missing: build it (`cargo build --release -p vote -p worker`, or \
-         `cargo build -p vote -p worker` for debug binaries)",
+        "{} is missing: build it (`cargo build --release -p vote -p worker -p result`, \
+         or `cargo build -p vote -p worker -p result` for debug binaries)",
         path.display()
     );
     Ok(path)

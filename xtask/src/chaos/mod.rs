@@ -38,6 +38,7 @@
 //! call [`run_single_node`].
 
 pub mod faults;
+pub mod feed;
 pub mod fleet;
 pub mod oracle;
 pub mod plan;
@@ -57,7 +58,7 @@ use tokio::sync::watch;
 use worker::queue::{DEAD_LETTER_KEY, PROCESSING_PREFIX};
 
 pub use faults::{Fault, RedisFsync, SingleNode, Stores};
-use fleet::{Votes, WorkerSettings, Workers};
+use fleet::{ResultService, Votes, WorkerSettings, Workers};
 pub use oracle::Verdict;
 pub use plan::Plan;
 pub use report::{Ballots, Report};
@@ -134,11 +135,18 @@ async fn run_in<S: Stores>(
     let redis_url = stores.redis_url();
     let database_url = stores.database_url();
     let durability = stores.durability();
+    let store_env = stores.service_env();
+    let result = match stores.watch_feed() {
+        true => Some(ResultService::start(bin_dir, &database_url, log_dir).await?),
+        false => None,
+    };
+    let feed = result.as_ref().map(|r| feed::watch(r.feed_url()));
     let workers = Workers::start(
         bin_dir,
         WorkerSettings {
             redis_url: redis_url.clone(),
             database_url: database_url.clone(),
+            store_env: store_env.clone(),
             batch_size: plan.batch_size,
             heartbeat_seconds: plan.heartbeat_seconds,
         },
@@ -146,7 +154,14 @@ async fn run_in<S: Stores>(
         log_dir,
     )
     .await?;
-    let votes = Votes::start(bin_dir, &redis_url, plan.vote_replicas as usize, log_dir).await?;
+    let votes = Votes::start(
+        bin_dir,
+        &redis_url,
+        &store_env,
+        plan.vote_replicas as usize,
+        log_dir,
+    )
+    .await?;
     let endpoints = votes.endpoints();
 
     let counters = Arc::new(Counters::default());
@@ -215,6 +230,8 @@ async fn run_in<S: Stores>(
         progress.abort();
     }
 
+    // With replicas, the primary may have moved since the start.
+    let redis_url = driver.stores.redis_url();
     let drain_started = Instant::now();
     wait_until_drained(&redis_url, Duration::from_secs(plan.drain_timeout_s)).await?;
     let drain = drain_started.elapsed();
@@ -224,19 +241,34 @@ async fn run_in<S: Stores>(
 
     let mut stop_problems = driver.votes.stop().await;
     stop_problems.extend(driver.workers.stop().await);
+    let feed_stood_still = match feed {
+        Some((watcher, arrivals)) => {
+            watcher.abort();
+            records
+                .iter()
+                .filter(|r| r.fault == Fault::CrashPostgres)
+                .map(|r| feed::resumed_after(&arrivals.times(), started + r.at))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    if let Some(result) = result {
+        stop_problems.extend(result.stop().await);
+    }
     drop(driver.stores);
 
+    // How long after each Redis crash ballots were acknowledged again: how
+    // long vote refused (or could not confirm) them.
+    let mut acked_at: Vec<Instant> = posting
+        .acks
+        .iter()
+        .map(|(_, done)| started + *done)
+        .collect();
+    acked_at.sort();
     let voting_resumed_after = records
         .iter()
         .filter(|r| r.fault == Fault::CrashRedis)
-        .filter_map(|r| {
-            posting
-                .acks
-                .iter()
-                .filter(|(sent, _)| *sent >= r.at)
-                .map(|(_, done)| *done - r.at)
-                .min()
-        })
+        .filter_map(|r| feed::resumed_after(&acked_at, started + r.at))
         .collect();
     Ok(Report {
         plan: plan.clone(),
@@ -254,6 +286,7 @@ async fn run_in<S: Stores>(
             gave_up_voters: posting.gave_up_voters,
             abandoned: posting.abandoned_ballots,
             voting_resumed_after,
+            feed_stood_still,
         },
         faults: records,
         posting: posting_took,

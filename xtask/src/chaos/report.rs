@@ -48,9 +48,13 @@ pub struct Ballots {
     pub unknown: BTreeMap<String, u64>,
     pub gave_up_voters: u64,
     pub abandoned: u64,
-    /// For each Redis crash: from the crash until the first ballot sent
-    /// after it was acknowledged (how long voting stood still).
+    /// For each Redis crash: how long after it ballots were acknowledged
+    /// again (how long voting stood still; see
+    /// [`resumed_after`](super::feed::resumed_after)).
     pub voting_resumed_after: Vec<Duration>,
+    /// For each Postgres crash, when the run watched result's live feed:
+    /// how long after it the feed showed a new tally (None: it never did).
+    pub feed_stood_still: Vec<Option<Duration>>,
 }
 
 impl Report {
@@ -174,6 +178,24 @@ impl fmt::Display for Report {
                 f,
                 "              voting stood still after a Redis crash: {}",
                 spread(&b.voting_resumed_after)
+            )?;
+        }
+        if !b.feed_stood_still.is_empty() {
+            let moved: Vec<Duration> = b.feed_stood_still.iter().flatten().copied().collect();
+            let never = b.feed_stood_still.len() - moved.len();
+            writeln!(
+                f,
+                "              result's feed stood still after a Postgres crash: {}{}",
+                if moved.is_empty() {
+                    "-".to_owned()
+                } else {
+                    spread(&moved)
+                },
+                if never > 0 {
+                    format!(", never moved again {never} times")
+                } else {
+                    String::new()
+                }
             )?;
         }
         writeln!(
