@@ -35,6 +35,10 @@ use crate::stack::free_port_or_any;
 /// backends must exit first) before the run gives up.
 const POSTGRES_RESTART_WITHIN: Duration = Duration::from_secs(60);
 
+/// Ballots the voters may start after a fault strikes, whatever the next
+/// fault's point (see [`drive`]).
+pub const FLOW_DURING_FAULT: u64 = 100;
+
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
@@ -258,7 +262,11 @@ pub fn first_limit(events: &[Event]) -> u64 {
 /// one as each fault strikes, so the voters post on *during* a fault but
 /// never run past a fault that has not struck yet: every fault lands while
 /// ballots flow, however slow the faults (a Postgres crash recovery) are
-/// next to the posting.
+/// next to the posting. At least [`FLOW_DURING_FAULT`] more ballots are
+/// allowed after each strike, even past the next fault's point (which then
+/// strikes right after), so there are always ballots trying to get through
+/// a fault: without them, how long voting or the feed stood still would
+/// measure the pacing, not the store.
 pub async fn drive<S: Stores>(
     mut driver: Driver<S>,
     events: Vec<Event>,
@@ -273,7 +281,8 @@ pub async fn drive<S: Stores>(
             .wait_for(|&n| n >= event.at)
             .await
             .context("the voters stopped before the faults were done")?;
-        limit.send_replace(events.get(i + 1).map_or(u64::MAX, |e| e.at));
+        let next = events.get(i + 1).map_or(u64::MAX, |e| e.at);
+        limit.send_replace(next.max(at_ballot.saturating_add(FLOW_DURING_FAULT)));
         let at = driver.started.elapsed();
         let struck = Instant::now();
         let downtime = driver.max_downtime.mul_f64(driver.rng.f64());
