@@ -8,6 +8,12 @@
 #                          (also tagged rust:<X.Y.Z>-bookworm and rust:<X.Y>)
 #   redis:7-alpine         the stand-in debian + Debian's redis-server 7.0
 #   postgres:15-alpine     the stand-in debian + Debian's postgresql-15
+#   postgres:15            the stand-in debian + Debian's postgresql-15 (the
+#                          base of ha/patroni/Dockerfile)
+#   quay.io/coreos/etcd:v3.5.17
+#                          the stand-in debian + Debian's etcd-server/-client
+#   haproxy:2.8            the stand-in debian + Debian's haproxy
+#                          (these three: Dockerfiles in scripts/standins/)
 #   gcr.io/distroless/cc-debian12:nonroot
 #                          FROM scratch + the files of Debian's libc6, libgcc-s1,
 #                          libgomp1, libstdc++6, libssl3, netbase, tzdata and
@@ -58,6 +64,9 @@ DEBIAN_IMAGE=debian:bookworm-slim
 REDIS_IMAGE=redis:7-alpine
 POSTGRES_IMAGE=postgres:15-alpine
 DISTROLESS_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# the HA compose variant's (docker-compose.ha.yml): stand-ins from scripts/standins/<dir>
+STANDINS_DIR="$(cd "$(dirname "$0")" && pwd)/standins"
+FILE_STANDINS=("postgres:15=postgres-15" "quay.io/coreos/etcd:v3.5.17=etcd" "haproxy:2.8=haproxy")
 
 # --- Rust toolchain of the host: resolved with the caller's PATH, before /usr/bin
 # goes first below (a Debian rustc in /usr/bin must not shadow rustup's).
@@ -603,6 +612,13 @@ EOF
         || die "the built $DISTROLESS_IMAGE cannot run glibc"
 }
 
+# ------------------------------------ stand-ins with a Dockerfile of their own
+# build_from_dir IMAGE DIR: scripts/standins/DIR/Dockerfile on the stand-in debian
+build_from_dir() {
+    log "building $1"
+    docker build --pull=false --build-arg "BASE=$DEBIAN_IMAGE" -t "$1" "$STANDINS_DIR/$2"
+}
+
 # ------------------------------------------------------------------------ main
 start=$SECONDS
 ensure_host_tools
@@ -616,7 +632,7 @@ if [ "$REBUILD" = 1 ]; then
     # Only our names, only when they carry our label (images built FROM a
     # stand-in inherit the label, so the label alone would catch app images).
     # Derived images first; untagging leaves images that others use intact.
-    for name in "$DISTROLESS_IMAGE" "$POSTGRES_IMAGE" "$REDIS_IMAGE" "${RUST_ALIASES[@]}" "$RUST_IMAGE" "$DEBIAN_IMAGE"; do
+    for name in "${FILE_STANDINS[@]%%=*}" "$DISTROLESS_IMAGE" "$POSTGRES_IMAGE" "$REDIS_IMAGE" "${RUST_ALIASES[@]}" "$RUST_IMAGE" "$DEBIAN_IMAGE"; do
         if [ "$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$name" 2>/dev/null)" = true ]; then
             log "--rebuild: removing stand-in $name"
             docker rmi "$name" >/dev/null
@@ -632,7 +648,11 @@ done
 if have_image "$REDIS_IMAGE"; then log "$REDIS_IMAGE present: kept"; else build_redis; fi
 if have_image "$POSTGRES_IMAGE"; then log "$POSTGRES_IMAGE present: kept"; else build_postgres; fi
 if have_image "$DISTROLESS_IMAGE"; then log "$DISTROLESS_IMAGE present: kept"; else build_distroless; fi
+for entry in "${FILE_STANDINS[@]}"; do
+    name="${entry%%=*}"
+    if have_image "$name"; then log "$name present: kept"; else build_from_dir "$name" "${entry#*=}"; fi
+done
 
 log "done in $((SECONDS - start))s:"
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' \
-    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE|${DISTROLESS_IMAGE%:*})" | sed 's/^/    /' >&2 || true
+    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE|${DISTROLESS_IMAGE%:*}|postgres:15 |quay.io/coreos/etcd|haproxy:)" | sed 's/^/    /' >&2 || true
