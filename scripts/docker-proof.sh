@@ -30,7 +30,13 @@
 #      result replicas; votes through the published ports reach the result
 #      pages (where the kernel has no IPVS, as on CI's VMs, vote and result
 #      run with endpoint_mode dnsrr and host-mode ports, the only change).
-#   8. Clean-up, also on failure, and a summary with each step's time.
+#   8. docker-compose.ha.yml (replicated stores): every service healthy,
+#      Sentinel and Patroni agree on a primary with its replicas; during a
+#      seed run the Redis primary's process (restarted by Docker) and then
+#      the Postgres primary's container (docker kill) are SIGKILLed; each
+#      failover is timed, the seed's --verify still sees every acknowledged
+#      vote, the old primaries rejoin as replicas; `down -v`.
+#   9. Clean-up, also on failure, and a summary with each step's time.
 #
 # Traffic goes to ports published on 127.0.0.1 and, for the network checks,
 # from throwaway containers on the compose networks: never to container IPs.
@@ -39,7 +45,7 @@
 #   PROOF_COMPOSE     compose command (default: `docker-compose`; `docker compose`
 #                     works too). Every available one also parses the files.
 #   PROOF_PROJECT     compose project / stack name prefix (default votingproof)
-#   PROOF_SKIP        space-separated step ids to skip: static compose hits swarm
+#   PROOF_SKIP        space-separated step ids to skip: static compose hits swarm ha
 #   PROOF_TOOLS_VENV  virtualenv for the tools from PyPI (validators, Compose v2)
 #                     (default /var/cache/voting-proof/venv)
 #   PROOF_SWARM_MESH  1/0: force the Swarm routing mesh on/off (default: on
@@ -64,6 +70,7 @@ unset POSTGRES_USER POSTGRES_PASSWORD OPTION_A OPTION_B VOTE_PORT RESULT_PORT DB
 
 PROJECT="${PROOF_PROJECT:-votingproof}"
 HITS_PROJECT="${PROJECT}hits"
+HA_PROJECT="${PROJECT}ha"
 STACK="${PROJECT}stack"
 SKIP=" ${PROOF_SKIP:-} "
 VENV="${PROOF_TOOLS_VENV:-/var/cache/voting-proof/venv}"
@@ -74,6 +81,7 @@ PROBE_IMAGE=debian:bookworm-slim # has bash: /dev/tcp probes on the compose netw
 
 compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$ROOT/docker-compose.yml" "$@"; }
 compose_seed() { compose --profile seed "$@"; }
+ha_compose() { "${COMPOSE[@]}" -p "$HA_PROJECT" -f "$ROOT/docker-compose.ha.yml" "$@"; }
 hits_compose() { "${COMPOSE[@]}" -p "$HITS_PROJECT" -f "$ROOT/hits/docker-compose.yml" "$@"; }
 
 # ------------------------------------------------------------------ reporting
@@ -253,6 +261,10 @@ cleanup() {
         compose_seed ps >&2 2>/dev/null
         compose_seed logs --no-color --tail=40 >&2 2>/dev/null
         hits_compose ps >&2 2>/dev/null
+        if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$HA_PROJECT")" ]; then
+            ha_compose --profile seed ps >&2 2>/dev/null
+            ha_compose --profile seed logs --no-color --tail=20 >&2 2>/dev/null
+        fi
         if docker stack ls 2>/dev/null | grep -q "^$STACK "; then
             docker stack ps --no-trunc "$STACK" >&2 2>/dev/null | head -n 30
         fi
@@ -262,6 +274,7 @@ cleanup() {
     compose_seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     [ -x "$VENV/bin/docker-compose" ] && "$VENV/bin/docker-compose" -p "${PROJECT}v2" -f "$ROOT/docker-compose.yml" \
         --profile seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    ha_compose --profile seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     [ -f "$ROOT/hits/docker-compose.yml" ] && hits_compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     if docker stack ls 2>/dev/null | grep -q "^$STACK "; then
         docker stack rm "$STACK" >/dev/null 2>&1
@@ -291,12 +304,12 @@ cleanup() {
     fi
     # older builds of our images, left untagged by a rebuild
     local title
-    for title in vote result worker seed hits; do
+    for title in vote result worker seed hits patroni; do
         docker image prune -f --filter "label=org.opencontainers.image.title=voting-app $title" >/dev/null 2>&1
     done
     rm -rf "$WORK"
     local left
-    left="$(docker ps -a --format '{{.Names}}' | grep -E "^(${PROJECT}|${HITS_PROJECT}|${STACK})_" || true)"
+    left="$(docker ps -a --format '{{.Names}}' | grep -E "^(${PROJECT}|${HITS_PROJECT}|${HA_PROJECT}|${STACK})_" || true)"
     [ -z "$left" ] || printf 'warning: containers left behind: %s\n' "$left" >&2
 
     printf '\n==> summary (%s)\n' "$([ "$rc" = 0 ] && echo PASSED || echo FAILED)"
@@ -332,7 +345,7 @@ pass
 if skipping static; then skipped "2. Static checks"; else
 step "2. Static checks: compose schema and parsers, hadolint, k8s schemas, promtool"
 ensure_venv
-COMPOSE_FILES=(docker-compose.yml docker-stack.yml hits/docker-compose.yml)
+COMPOSE_FILES=(docker-compose.yml docker-compose.ha.yml docker-stack.yml hits/docker-compose.yml)
 run "check-jsonschema (compose-spec)" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec "${COMPOSE_FILES[@]}"
 # What the schema cannot see: references to undefined networks, services,
 # volumes, configs and secrets.
@@ -378,10 +391,11 @@ docker compose version >/dev/null 2>&1 && parsers+=("docker compose")
 for parser in "${parsers[@]}"; do
     read -r -a p <<<"$parser"
     run_quiet "$parser config (docker-compose.yml)" "${p[@]}" -f docker-compose.yml --profile seed config -q
+    run_quiet "$parser config (docker-compose.ha.yml)" "${p[@]}" -f docker-compose.ha.yml --profile seed config -q
     run_quiet "$parser config (hits/docker-compose.yml)" "${p[@]}" -f hits/docker-compose.yml config -q
-    log "$("${p[@]}" version 2>/dev/null | head -n1) accepts docker-compose.yml and hits/docker-compose.yml"
+    log "$("${p[@]}" version 2>/dev/null | head -n1) accepts docker-compose.yml, docker-compose.ha.yml and hits/docker-compose.yml"
 done
-DOCKERFILES=(Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile)
+DOCKERFILES=(Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile ha/patroni/Dockerfile scripts/standins/*/Dockerfile)
 run_quiet "hadolint" "$VENV/bin/hadolint" --failure-threshold warning "${DOCKERFILES[@]}"
 log "hadolint: ${DOCKERFILES[*]}: no warnings"
 run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 k8s/*.yaml
@@ -401,11 +415,11 @@ step "3. Base images (stand-ins only where the real ones are absent)"
 run_quiet "scripts/standin-images.sh" scripts/standin-images.sh
 grep -E '^==> .*(present|building|tagged|importing)' "$WORK/out.log" | sed 's/^==> /    /' || true
 need=()
-for f in Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile; do
+for f in Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile ha/patroni/Dockerfile; do
     while read -r img; do need+=("$img"); done < <(awk 'toupper($1) == "FROM" && $2 !~ /^\$/ { print $2 }' "$f")
 done
 while read -r img; do need+=("$img"); done \
-    < <(awk '$1 == "image:" && $2 !~ /^voting-/ { print $2 }' docker-compose.yml docker-stack.yml hits/docker-compose.yml)
+    < <(awk '$1 == "image:" && $2 !~ /^voting-/ { print $2 }' docker-compose.yml docker-compose.ha.yml docker-stack.yml hits/docker-compose.yml)
 for img in $(printf '%s\n' "${need[@]}" | sort -u); do
     docker image inspect "$img" >/dev/null 2>&1 \
         || die "base image $img is missing and no registry is reachable (does standin-images.sh build it?)"
@@ -746,6 +760,187 @@ docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -
 pass
 fi
 
-printf '\nThe containers work: image, compose, hits and swarm proofs passed.\n'
+# =========================================================== 8. HA compose
+if skipping ha; then skipped "8. docker-compose.ha.yml"; else
+step "8a. docker-compose.ha.yml: up -d, all healthy, Sentinel and Patroni settled"
+ha_compose --profile seed down -v --remove-orphans >/dev/null 2>&1 || true
+require_ports_free 5000 5001 5432
+run_quiet "build the Patroni image" ha_compose build pg-1
+log "voting-app/patroni: $(docker image inspect -f '{{.Size}}' voting-app/patroni:latest | awk '{ printf "%.0f MB", $1 / 1e6 }'), FROM postgres:15"
+run_quiet "compose -f docker-compose.ha.yml up -d" ha_compose up -d
+HA_SERVICES=(redis-1 redis-2 redis-3 sentinel-1 sentinel-2 sentinel-3 etcd pg-1 pg-2 db worker vote result)
+ha_cid() { ha_compose ps -q "$1" | head -n1; }
+ha_healthy() {
+    local s id
+    for s in "$@"; do
+        id="$(ha_cid "$s")"
+        [ -n "$id" ] && [ "$(container_state "$id")" = "running healthy" ] || return 1
+    done
+}
+ha_wait_healthy() {
+    local limit=$1 start=$SECONDS s id
+    shift
+    until ha_healthy "$@"; do
+        if ((SECONDS - start >= limit)); then
+            for s in "$@"; do
+                id="$(ha_cid "$s")"
+                log "$s: $([ -n "$id" ] && container_state "$id" || echo 'no container')"
+                [ -n "$id" ] && docker logs --tail 5 "$id" 2>&1 | sed 's/^/      log: /'
+            done
+            die "services not healthy within ${limit}s"
+        fi
+        sleep 1
+    done
+    log "healthy: $* ($((SECONDS - start))s)"
+}
+ha_wait_healthy 240 "${HA_SERVICES[@]}"
+# Who is primary: Sentinel's word for Redis, Patroni's REST API for Postgres.
+# docker exec on the containers, not compose exec (a second each): the
+# failovers are timed with these.
+declare -A HA_ID=()
+for s in "${HA_SERVICES[@]}"; do HA_ID[$s]="$(ha_cid "$s")"; done
+hx() { docker exec "${HA_ID[$1]}" "${@:2}"; }
+redis_primary() {
+    hx sentinel-1 redis-cli -p 26379 sentinel get-master-addr-by-name voting | head -n1
+}
+# patroni_is NODE CHECK: does Patroni on NODE answer 200 to OPTIONS /CHECK
+# (primary, replica, sync)?
+patroni_is() {
+    hx "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/8008 && printf 'OPTIONS /$2 HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3" 2>/dev/null \
+        | grep -q '^HTTP/1\.[01] 200'
+}
+pg_primary() {
+    local n
+    for n in pg-1 pg-2; do
+        if patroni_is "$n" primary; then
+            echo "$n"
+            return 0
+        fi
+    done
+    return 1
+}
+# replicas_of_redis NODE: its replicas whose link is up, as Sentinel counts them
+redis_settled() {
+    local primary
+    primary="$(redis_primary)" || return 1
+    [ "$(hx "$primary" redis-cli info replication | grep -c '^slave[0-9]*:.*state=online')" = 2 ] || return 1
+    local s
+    for s in sentinel-1 sentinel-2 sentinel-3; do
+        hx "$s" redis-cli -p 26379 sentinel master voting | paste - - \
+            | grep -qx "num-other-sentinels.2" || return 1
+    done
+}
+pg_settled() {
+    local primary n
+    primary="$(pg_primary)" || return 1
+    for n in pg-1 pg-2; do
+        [ "$n" = "$primary" ] || patroni_is "$n" sync || return 1
+    done
+}
+wait_until 60 "Redis: a primary with 2 replicas online, each Sentinel sees the 2 others" redis_settled
+wait_until 60 "Postgres: a primary and a synchronous standby (Patroni)" pg_settled
+log "Redis primary (Sentinel): $(redis_primary); Postgres primary (Patroni): $(pg_primary)"
+bindings="$(docker port "$(ha_cid db)" 5432/tcp | tr '\n' ' ')"
+[ "$bindings" = "127.0.0.1:5432 " ] || die "db (HAProxy) is published on '$bindings', not on 127.0.0.1:5432 only"
+log "db (HAProxy, the primary's endpoint) published on 127.0.0.1:5432 only"
+pass
+
+step "8b. Primaries SIGKILLed mid-seed (Redis, then Postgres): every acked vote arrives"
+ha_psql() {
+    # through HAProxy (the services' endpoint), from the node that is up
+    local n
+    for n in pg-1 pg-2; do
+        [ "$(container_state "$(ha_cid "$n")" 2>/dev/null)" = "running healthy" ] || continue
+        docker exec -e PGPASSWORD=postgres -e PGCONNECT_TIMEOUT=2 "${HA_ID[$n]}" \
+            psql -X -q -t -A -v ON_ERROR_STOP=1 -h db -U postgres -d postgres -c "$1" && return 0
+    done
+    return 1
+}
+ha_tally() { ha_psql "SELECT COALESCE(SUM((vote = 'a')::int), 0) || ' ' || COALESCE(SUM((vote = 'b')::int), 0) FROM votes"; }
+ha_stored() { local t a b; t="$(ha_tally)" || return 1; read -r a b <<<"$t"; echo $((a + b)); }
+ha_stored_over() { local n; n="$(ha_stored)" && ((n > $1)); }
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+# 3,000 votes at 100/s: long enough for both failovers to happen mid-run
+seed_name="$(ha_compose --profile seed run -d -e SEED_RATE=100 -e SEED_PROGRESS=none seed 2>/dev/null | tail -n1 | tr -d '\r')"
+seed_id="$(docker ps -aq --filter "name=^${seed_name}\$")"
+[ -n "$seed_id" ] || die "the seed did not start (compose run: '$seed_name')"
+log "seed: 3,000 votes at 100/s ($seed_name)"
+wait_until 60 "votes flowing end to end (over 200 stored)" ha_stored_over 200
+
+# Redis: SIGKILL the process of the primary Sentinel names, like a crash:
+# Docker restarts the container at once (a `docker kill` would count as a
+# deliberate stop), and node.sh holds a node that was the primary back for
+# 10 s, so Sentinel fails over rather than seeing the old primary return.
+# Timed: until Sentinel names another primary, until that one takes writes.
+old_redis="$(redis_primary)"
+stored="$(ha_stored)"
+pid="$(docker inspect -f '{{.State.Pid}}' "${HA_ID[$old_redis]}")"
+((pid > 1)) || die "no process for $old_redis"
+t0="$(now_ms)"
+kill -KILL "$pid"
+log "SIGKILLed the Redis primary's process ($old_redis) with $stored votes stored; Docker restarts it"
+new_redis_named() { local p; p="$(redis_primary)" && [ -n "$p" ] && [ "$p" != "$old_redis" ]; }
+wait_until 60 "Sentinel names a new Redis primary" new_redis_named
+new_redis="$(redis_primary)"
+t_promoted=$(($(now_ms) - t0))
+redis_writable() { [ "$(hx "$new_redis" redis-cli set ha:probe 1)" = OK ]; }
+wait_until 30 "$new_redis accepts writes" redis_writable
+t_writable=$(($(now_ms) - t0))
+log "Redis failover: $new_redis named primary after $((t_promoted / 1000)).$(printf '%03d' $((t_promoted % 1000))) s, writable after $((t_writable / 1000)).$(printf '%03d' $((t_writable % 1000))) s"
+before="$(ha_stored)"
+wait_until 60 "votes flowing again after the Redis failover (over $before stored)" ha_stored_over "$before"
+
+# Postgres: kill the primary Patroni names; time until a write through
+# HAProxy (db:5432, the services' DATABASE_URL) succeeds on the other node.
+old_pg="$(pg_primary)" || die "Patroni names no primary"
+new_pg=pg-1
+[ "$old_pg" = pg-1 ] && new_pg=pg-2
+stored="$(ha_stored)"
+t0="$(now_ms)"
+docker kill -s KILL "${HA_ID[$old_pg]}" >/dev/null
+log "SIGKILLed the Postgres primary ($old_pg) with $stored votes stored"
+pg_writable() {
+    docker exec -e PGPASSWORD=postgres -e PGCONNECT_TIMEOUT=1 "${HA_ID[$new_pg]}" \
+        psql -X -q -t -A -v ON_ERROR_STOP=1 -h db -U postgres -d postgres \
+        -c "CREATE TABLE IF NOT EXISTS ha_probe (at timestamptz); INSERT INTO ha_probe VALUES (now())"
+}
+wait_until 60 "a write through db (HAProxy) succeeds on $new_pg" pg_writable
+t_pg=$(($(now_ms) - t0))
+log "Postgres failover: $new_pg took writes through HAProxy after $((t_pg / 1000)).$(printf '%03d' $((t_pg % 1000))) s"
+before="$(ha_stored)"
+wait_until 60 "votes flowing again after the Postgres failover (over $before stored)" ha_stored_over "$before"
+
+# The old Postgres primary is started again (`docker kill` is a stop
+# Docker does not undo); both old primaries rejoin as replicas.
+docker start "${HA_ID[$old_pg]}" >/dev/null
+seed_rc="$(timeout 300 docker wait "$seed_id")" || die "the seed did not finish within 300s"
+docker logs "$seed_id" >"$WORK/seed-ha.log" 2>&1 || true
+grep -vE '^seed: progress|^ *[0-9]+/[0-9]+ ' "$WORK/seed-ha.log" | tail -n 20 | sed 's/^/    | /' || true
+docker rm "$seed_id" >/dev/null 2>&1 || true
+grep -q '^  verified: ' "$WORK/seed-ha.log" \
+    || die "the seed's --verify did not see every acknowledged vote (exit $seed_rc)"
+read -r ok_a ok_b failed < <(sed -n 's/^  succeeded: [0-9]* (a: \([0-9]*\), b: \([0-9]*\)) *failed: \([0-9]*\).*/\1 \2 \3/p' "$WORK/seed-ha.log")
+[ -n "${failed:-}" ] || die "no counts in the seed's report"
+log "seed (exit $seed_rc): acknowledged a=$ok_a b=$ok_b; $failed answered 503 (refused or unconfirmed), about $((failed / 100)).$(((failed % 100) / 10)) s of its 100/s; --verify saw every acknowledged vote"
+read -r db_a db_b <<<"$(ha_tally)"
+((db_a >= ok_a && db_b >= ok_b)) || die "Postgres holds a=$db_a b=$db_b, fewer than acknowledged (a=$ok_a b=$ok_b)"
+((db_a <= 2000 && db_b <= 1000)) || die "Postgres holds a=$db_a b=$db_b, more than were posted"
+log "Postgres (through HAProxy): a=$db_a b=$db_b — every acknowledged vote, none beyond those posted"
+redis_rejoined() {
+    hx "$old_redis" redis-cli info replication | tr -d '\r' | grep -qx 'master_link_status:up'
+}
+wait_until 90 "$old_redis (restarted by Docker $(docker inspect -f '{{.RestartCount}}' "${HA_ID[$old_redis]}") time) rejoined as a replica of $(redis_primary)" redis_rejoined
+wait_until 120 "$old_pg rejoined as the synchronous standby" patroni_is "$old_pg" sync
+ha_wait_healthy 60 "${HA_SERVICES[@]}"
+pass
+
+step "8c. docker-compose.ha.yml: down -v"
+run_quiet "compose -f docker-compose.ha.yml down -v" ha_compose --profile seed down -v --remove-orphans
+[ -z "$(docker ps -aq --filter "label=com.docker.compose.project=$HA_PROJECT")" ] || die "containers left"
+[ -z "$(docker volume ls -q --filter "label=com.docker.compose.project=$HA_PROJECT")" ] || die "volumes left"
+pass
+fi
+
+printf '\nThe containers work: image, compose, hits, swarm and HA proofs passed.\n'
 exit 0
 }
