@@ -167,7 +167,11 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         None => None,
     };
 
-    let mut report = load::post_votes(&client, settings).await;
+    let posting = load::post_votes(&client, settings);
+    let mut report = match feed.as_mut() {
+        Some(feed) => feed.read_while(posting).await,
+        None => posting.await,
+    };
 
     if let (Some(feed), Some(baseline)) = (feed.as_mut(), baseline) {
         let expected = (

@@ -9,10 +9,16 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 /// An open connection to a result service's live feed.
+///
+/// result drops a live page that answers none of its pings for two ping
+/// intervals (40 s by default), and pings are answered only while the
+/// socket is read: keep reading ([`Feed::read_while`]) during anything long.
 pub struct Feed {
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
+    /// The last tally read, so one read while busy is not lost to a wait.
+    latest: Option<(u64, u64)>,
 }
 
 /// The feed's URL for a result service's page URL:
@@ -39,7 +45,27 @@ impl Feed {
         )
         .await
         .with_context(|| format!("{url} did not answer within 10 s"))??;
-        Ok(Feed { socket })
+        Ok(Feed {
+            socket,
+            latest: None,
+        })
+    }
+
+    /// Runs `work` to its end while reading the feed, so its pings are
+    /// answered and the connection outlives a long run. A feed that breaks
+    /// meanwhile is reported by the next read, after `work` is done.
+    pub async fn read_while<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                read = self.read_tally() => {
+                    if read.is_err() {
+                        return work.await;
+                    }
+                }
+            }
+        }
     }
 
     /// The next tally the feed sends, as `(a, b)`.
@@ -57,9 +83,11 @@ impl Feed {
                 .await
                 .context("the result feed closed")??;
             if let Message::Text(text) = message {
-                return Tally::from_feed(&text)
+                let tally = Tally::from_feed(&text)
                     .map(|t| (t.a, t.b))
-                    .with_context(|| format!("the result feed sent {text:?}, not a tally"));
+                    .with_context(|| format!("the result feed sent {text:?}, not a tally"))?;
+                self.latest = Some(tally);
+                return Ok(tally);
             }
         }
     }
@@ -82,7 +110,12 @@ impl Feed {
         done: impl Fn(u64, u64) -> bool,
     ) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let mut last = None;
+        let mut last = self.latest;
+        if let Some((a, b)) = last
+            && done(a, b)
+        {
+            return Ok(started.elapsed());
+        }
         while started.elapsed() < limit {
             let remaining = limit.saturating_sub(started.elapsed());
             match tokio::time::timeout(remaining, self.read_tally()).await {

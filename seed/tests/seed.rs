@@ -150,3 +150,89 @@ async fn a_soak_with_no_votes_to_post_ends_instead_of_spinning() {
     assert_eq!((report.ok_a, report.ok_b, report.failed()), (0, 0, 0));
     assert!(redis.list("votes").await.is_empty());
 }
+
+/// The worker, in this process, storing what vote queues.
+async fn worker_service(redis_url: &str, database_url: &str) -> testkit::Served<anyhow::Error> {
+    #[derive(Parser)]
+    struct WorkerCli {
+        #[command(flatten)]
+        settings: worker::Settings,
+    }
+    let settings = WorkerCli::try_parse_from([
+        "worker",
+        "--redis-url",
+        redis_url,
+        "--database-url",
+        database_url,
+        "--admin-bind-address",
+        "127.0.0.1",
+        "--admin-port",
+        "0",
+    ])
+    .unwrap()
+    .settings;
+    testkit::Served::start(|admin, shutdown| worker::serve(admin, settings, shutdown)).await
+}
+
+/// The result service, in this process, pinging its live pages every
+/// `ping_ms` and dropping those silent for two pings.
+async fn result_service(database_url: &str, ping_ms: u64) -> testkit::Served<anyhow::Error> {
+    #[derive(Parser)]
+    struct ResultCli {
+        #[command(flatten)]
+        settings: result::Settings,
+    }
+    let ping = ping_ms.to_string();
+    let settings = ResultCli::try_parse_from([
+        "result",
+        "--database-url",
+        database_url,
+        "--bind-address",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--admin-bind-address",
+        "127.0.0.1",
+        "--admin-port",
+        "0",
+        "--ping-interval-ms",
+        &ping,
+    ])
+    .unwrap()
+    .settings;
+    let state = result::AppState::new(&settings).unwrap();
+    testkit::Served::start_with_admin_on(settings.http.addr(), |public, admin, shutdown| {
+        servicekit::launch::serve(state, Some(public), admin, shutdown)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_follows_the_feed_through_a_run_longer_than_results_ping_timeout() {
+    let redis = testkit::redis().await;
+    let db = testkit::postgres().await;
+    let _worker = worker_service(&redis.url, &db.url).await;
+    let vote = vote_service(&redis.url).await;
+    // result drops a live page that answers no ping for two intervals
+    // (200 ms here); the run below posts for about 1.5 s.
+    let result = result_service(&db.url, 100).await;
+
+    let report = seed::run(&settings(&[
+        "--target",
+        &vote.url("/"),
+        "-a",
+        "12",
+        "-b",
+        "0",
+        "--rate",
+        "8",
+        "--verify",
+        &result.url("/"),
+        "--verify-timeout",
+        "20",
+    ]))
+    .await
+    .expect("the seed sees its votes on the live feed");
+    assert_eq!((report.ok_a, report.ok_b, report.failed()), (12, 0, 0));
+    assert!(report.verified_after.is_some(), "{report}");
+}
