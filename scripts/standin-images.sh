@@ -20,6 +20,9 @@
 #                          the CA bundle, distroless' passwd/group (user
 #                          nonroot 65532), no shell (the runtime of our images)
 #
+# The stand-ins' Dockerfiles (and entrypoints) are in scripts/standins/<name>/;
+# each is built FROM the stand-in debian (build argument BASE).
+#
 # Idempotent: an image is built only when `docker image inspect NAME` fails, so
 # real images, when present, are used as they are. Installs docker.io,
 # docker-compose and debootstrap when missing and starts dockerd when no engine
@@ -53,6 +56,7 @@ done
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, apt-get and dockerd need it)"
 
+STANDINS="$(cd "$(dirname "$0")" && pwd)/standins"
 SUITE=bookworm
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
@@ -339,215 +343,32 @@ EOF
     fi
     [ -e "$ctx/cargo/bin/cargo" ] || die "no cargo in the toolchain $RUST_SYSROOT"
     chmod -R a+w "$ctx/rustup" "$ctx/cargo"
-    cat >"$ctx/Dockerfile" <<EOF
-FROM $DEBIAN_IMAGE
-LABEL $LABEL=true
-ENV RUSTUP_HOME=/usr/local/rustup \\
-    CARGO_HOME=/usr/local/cargo \\
-    PATH=/usr/local/cargo/bin:\$PATH \\
-    RUST_VERSION=$RUST_VERSION
-# The official rust:*-bookworm sits on buildpack-deps (compilers, git, curl,
-# libssl-dev, ...); these are the parts a Rust build uses.
-RUN set -eux; \\
-    apt-get update; \\
-    apt-get install -y --no-install-recommends \\
-        ca-certificates curl gcc git libc6-dev libssl-dev make pkg-config xz-utils; \\
-    rm -rf /var/lib/apt/lists/*; \\
-    grep -q 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt
-COPY rustup /usr/local/rustup
-COPY cargo /usr/local/cargo
-RUN set -eux; rustup --version; cargo --version; rustc --version; \\
-    rustc --version | grep -qF '$RUST_VERSION'
-EOF
+    cp "$STANDINS/rust/Dockerfile" "$ctx/Dockerfile"
     log "building $RUST_IMAGE"
-    docker build --pull=false -t "$RUST_IMAGE" "$ctx"
+    docker build --pull=false --build-arg BASE="$DEBIAN_IMAGE" \
+        --build-arg RUST_VERSION="$RUST_VERSION" -t "$RUST_IMAGE" "$ctx"
 }
 
 # ---------------------------------------------------------------- redis:7-alpine
 build_redis() {
     local ctx="$WORK/redis"
     mkdir -p "$ctx"
-    cat >"$ctx/docker-entrypoint.sh" <<'EOF'
-#!/bin/sh
-# Entrypoint of the redis:7-alpine stand-in, after the official image's.
-set -e
-
-# first arg is `-f` or `--some-option`, or a .conf file: run redis-server
-if [ "${1#-}" != "$1" ] || [ "${1%.conf}" != "$1" ]; then
-	set -- redis-server "$@"
-fi
-
-# drop root: fix ownership of /data, then re-run as the redis user
-if [ "$1" = 'redis-server' ] && [ "$(id -u)" = '0' ]; then
-	find . \! -user redis -exec chown redis '{}' +
-	HOME=/data exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
-fi
-
-# The official image compiles redis with protected-mode off by default (it sits
-# behind Docker's networking), so with no password it still accepts clients
-# from other containers. Debian's build defaults to on: turn it off unless a
-# given config file sets it; later command-line options still override it.
-if [ "$1" = 'redis-server' ]; then
-	shift
-	if [ $# -gt 0 ] && { [ "${1#-}" = "$1" ] || [ "$1" = '-' ]; }; then
-		conf=$1
-		shift
-		if [ -f "$conf" ] && grep -Eqi '^[[:space:]]*protected-mode[[:space:]]' "$conf"; then
-			set -- redis-server "$conf" "$@"
-		else
-			set -- redis-server "$conf" --protected-mode no "$@"
-		fi
-	else
-		set -- redis-server --protected-mode no "$@"
-	fi
-fi
-
-um="$(umask)"
-if [ "$um" = '0022' ]; then
-	umask 0077
-fi
-
-exec "$@"
-EOF
+    cp "$STANDINS/redis/docker-entrypoint.sh" "$ctx/docker-entrypoint.sh"
     chmod 755 "$ctx/docker-entrypoint.sh"
-    cat >"$ctx/Dockerfile" <<EOF
-FROM $DEBIAN_IMAGE
-LABEL $LABEL=true
-# same ids as the official alpine image
-RUN set -eux; \\
-    groupadd -r -g 1000 redis; \\
-    useradd -r -g redis -u 999 -d /data -s /usr/sbin/nologin redis; \\
-    apt-get update; \\
-    apt-get install -y --no-install-recommends redis-server redis-tools; \\
-    rm -rf /var/lib/apt/lists/*; \\
-    redis-server --version; redis-cli --version; \\
-    mkdir /data; chown redis:redis /data
-COPY docker-entrypoint.sh /usr/local/bin/
-VOLUME /data
-WORKDIR /data
-ENTRYPOINT ["docker-entrypoint.sh"]
-EXPOSE 6379
-CMD ["redis-server"]
-EOF
+    cp "$STANDINS/redis/Dockerfile" "$ctx/Dockerfile"
     log "building $REDIS_IMAGE"
-    docker build --pull=false -t "$REDIS_IMAGE" "$ctx"
+    docker build --pull=false --build-arg BASE="$DEBIAN_IMAGE" -t "$REDIS_IMAGE" "$ctx"
 }
 
 # ------------------------------------------------------------ postgres:15-alpine
 build_postgres() {
     local ctx="$WORK/postgres"
     mkdir -p "$ctx"
-    cat >"$ctx/docker-entrypoint.sh" <<'EOF'
-#!/usr/bin/env bash
-# Entrypoint of the postgres:15-alpine stand-in, after the official image's:
-# POSTGRES_USER (default postgres), POSTGRES_PASSWORD (required unless
-# POSTGRES_HOST_AUTH_METHOD=trust), POSTGRES_DB (default $POSTGRES_USER),
-# POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD (default scram-sha-256).
-# initdb runs only when $PGDATA holds no cluster; postgres then replaces this
-# script (exec), so it is PID 1 and gets docker's stop signal directly.
-# /docker-entrypoint-initdb.d is not supported.
-set -Eeo pipefail
-
-: "${PGDATA:=/var/lib/postgresql/data}"
-export PGDATA
-
-# first arg is `-f` or `--some-option`: run postgres
-if [ "${1:0:1}" = '-' ]; then
-	set -- postgres "$@"
-fi
-if [ "$1" != 'postgres' ]; then
-	exec "$@"
-fi
-
-if [ "$(id -u)" = '0' ]; then
-	mkdir -p "$PGDATA"
-	chmod 00700 "$PGDATA" || :
-	find "$PGDATA" \! -user postgres -exec chown postgres:postgres '{}' +
-	mkdir -p /var/run/postgresql
-	chown postgres:postgres /var/run/postgresql
-	chmod 03775 /var/run/postgresql
-	HOME=/var/lib/postgresql exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
-fi
-
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-	if [ -z "${POSTGRES_PASSWORD:-}" ] && [ "${POSTGRES_HOST_AUTH_METHOD:-}" != 'trust' ]; then
-		cat >&2 <<-'EOM'
-			Error: Database is uninitialized and superuser password is not specified.
-			       You must specify POSTGRES_PASSWORD to a non-empty value for the
-			       superuser. For example, "-e POSTGRES_PASSWORD=password" on "docker run".
-			       (or POSTGRES_HOST_AUTH_METHOD=trust to allow all connections without a password)
-		EOM
-		exit 1
-	fi
-	export POSTGRES_USER="${POSTGRES_USER:-postgres}"
-	export POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
-	auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
-
-	echo "initdb: new cluster in $PGDATA for user \"$POSTGRES_USER\""
-	# --pwfile refuses an empty file, hence the "\n"
-	eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "${POSTGRES_PASSWORD:-}") '"${POSTGRES_INITDB_ARGS:-}"
-	# local socket and loopback stay "trust" (initdb's default, like the
-	# official image); everything else needs the password
-	printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
-
-	# a socket-only server to create the database: nothing outside sees it
-	# accept connections before initialisation is complete
-	shift
-	PGUSER="$POSTGRES_USER" pg_ctl -D "$PGDATA" -w start \
-		-o "$(printf '%q ' "$@" -c listen_addresses='' -p "${PGPORT:-5432}")"
-	if [ "$POSTGRES_DB" != 'postgres' ]; then
-		psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password --username "$POSTGRES_USER" \
-			--dbname postgres --set db="$POSTGRES_DB" <<-'EOSQL'
-			SELECT format('CREATE DATABASE %I', :'db')
-			WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec
-		EOSQL
-	fi
-	pg_ctl -D "$PGDATA" -m fast -w stop
-	set -- postgres "$@"
-	echo
-	echo 'PostgreSQL init process complete; ready for start up.'
-	echo
-fi
-
-exec "$@"
-EOF
+    cp "$STANDINS/postgres/docker-entrypoint.sh" "$ctx/docker-entrypoint.sh"
     chmod 755 "$ctx/docker-entrypoint.sh"
-    cat >"$ctx/Dockerfile" <<EOF
-FROM $DEBIAN_IMAGE
-LABEL $LABEL=true
-# same ids as the official alpine image; no "main" cluster from the package
-RUN set -eux; \\
-    groupadd -r -g 70 postgres; \\
-    useradd -r -g postgres -u 70 -d /var/lib/postgresql -s /bin/sh postgres; \\
-    mkdir -p /var/lib/postgresql /etc/postgresql-common/createcluster.d; \\
-    chown postgres:postgres /var/lib/postgresql; \\
-    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/docker.conf; \\
-    apt-get update; \\
-    apt-get install -y --no-install-recommends postgresql-15 locales; \\
-    rm -rf /var/lib/apt/lists/*; \\
-    localedef -i en_US -c -f UTF-8 en_US.UTF-8; \\
-    sed -ri "s!^#?(listen_addresses)\\s*=\\s*\\S+.*!\\1 = '*'!" /usr/share/postgresql/15/postgresql.conf.sample; \\
-    grep -F "listen_addresses = '*'" /usr/share/postgresql/15/postgresql.conf.sample
-ENV LANG=en_US.utf8 \\
-    PG_MAJOR=15 \\
-    PATH=/usr/lib/postgresql/15/bin:\$PATH \\
-    PGDATA=/var/lib/postgresql/data
-RUN set -eux; \\
-    mkdir -p /var/run/postgresql "\$PGDATA"; \\
-    chown postgres:postgres /var/run/postgresql "\$PGDATA"; \\
-    chmod 03775 /var/run/postgresql; \\
-    chmod 1777 "\$PGDATA"; \\
-    postgres --version; psql --version; pg_isready --version
-COPY docker-entrypoint.sh /usr/local/bin/
-VOLUME /var/lib/postgresql/data
-ENTRYPOINT ["docker-entrypoint.sh"]
-# fast shutdown (like the official image): clean, without waiting for clients
-STOPSIGNAL SIGINT
-EXPOSE 5432
-CMD ["postgres"]
-EOF
+    cp "$STANDINS/postgres/Dockerfile" "$ctx/Dockerfile"
     log "building $POSTGRES_IMAGE"
-    docker build --pull=false -t "$POSTGRES_IMAGE" "$ctx"
+    docker build --pull=false --build-arg BASE="$DEBIAN_IMAGE" -t "$POSTGRES_IMAGE" "$ctx"
 }
 
 # ------------------------------------------- gcr.io/distroless/cc-debian12:nonroot
@@ -558,49 +379,9 @@ EOF
 build_distroless() {
     local ctx="$WORK/distroless"
     mkdir -p "$ctx"
-    cat >"$ctx/Dockerfile" <<EOF
-FROM $DEBIAN_IMAGE AS src
-RUN set -eux; \\
-    apt-get update; \\
-    apt-get install -y --no-install-recommends \\
-        ca-certificates libgcc-s1 libgomp1 libssl3 libstdc++6 netbase tzdata; \\
-    rm -rf /var/lib/apt/lists/*
-# Package files (no docs), laid out on a merged /usr like the source: the
-# top-level symlinks first, then tar keeps them while extracting.
-RUN set -eux; \\
-    mkdir -p /rootfs/usr /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/root /rootfs/home/nonroot /rootfs/var/lib; \\
-    for d in bin sbin lib lib32 lib64 libx32; do \\
-        if [ -L "/\$d" ]; then ln -s "\$(readlink "/\$d")" "/rootfs/\$d"; mkdir -p "/rootfs/\$(readlink -f "/\$d")"; fi; \\
-    done; \\
-    dpkg -L libc6 libgcc-s1 libgomp1 libssl3 libstdc++6 netbase tzdata \\
-        | grep -Ev '^/usr/share/(doc|doc-base|man|info|lintian|locale|bug)(/|$)' \\
-        | sort -u | while read -r f; do \\
-            if [ -L "\$f" ] || [ -f "\$f" ]; then printf '%s\\n' "\${f#/}"; fi; \\
-        done >/tmp/files; \\
-    tar -C / --no-recursion -cf - -T /tmp/files | tar -C /rootfs --keep-directory-symlink -xf -; \\
-    cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/; \\
-    cp -P /etc/os-release /rootfs/etc/; cp /usr/lib/os-release /rootfs/usr/lib/; \\
-    printf '%s\\n' 'root:x:0:0:root:/root:/sbin/nologin' \\
-        'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \\
-        'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >/rootfs/etc/passwd; \\
-    printf '%s\\n' 'root:x:0:' 'nobody:x:65534:' 'tty:x:5:' 'staff:x:50:' 'nonroot:x:65532:' >/rootfs/etc/group; \\
-    printf '%s\\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files dns' \\
-        'networks: files' 'protocols: files' 'services: files' 'ethers: files' 'rpc: files' >/rootfs/etc/nsswitch.conf; \\
-    chmod 1777 /rootfs/tmp; chmod 700 /rootfs/root; chown 65532:65532 /rootfs/home/nonroot; \\
-    test -e /rootfs/etc/services; test -s /rootfs/etc/ssl/certs/ca-certificates.crt; \\
-    ls /rootfs/usr/lib/*/libc.so.6 /rootfs/usr/lib/*/libgcc_s.so.1 >/dev/null
-
-FROM scratch
-COPY --from=src /rootfs/ /
-COPY --from=src --chown=65532:65532 /rootfs/home/nonroot /home/nonroot
-ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-LABEL $LABEL=true
-USER 65532:65532
-WORKDIR /home/nonroot
-EOF
+    cp "$STANDINS/distroless/Dockerfile" "$ctx/Dockerfile"
     log "building $DISTROLESS_IMAGE"
-    docker build --pull=false -t "$DISTROLESS_IMAGE" "$ctx"
+    docker build --pull=false --build-arg BASE="$DEBIAN_IMAGE" -t "$DISTROLESS_IMAGE" "$ctx"
     # No shell inside: glibc's libc.so.6 is itself runnable (it prints its
     # version), which proves the loader and the library are in place.
     local multiarch
