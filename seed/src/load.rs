@@ -1,16 +1,15 @@
-//! Posting the votes: the plan of runs, the concurrent request loop, and
-//! progress output.
+//! Posting the votes: the concurrent request loop, its pacing, and how
+//! each request's outcome is recorded.
 
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use contract::Vote;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::Settings;
+use crate::progress::Progress;
 use crate::report::{Outcome, Report};
+use crate::settings::Settings;
 
 /// The vote form for `vote`, as a browser posts it.
 fn form(vote: Vote) -> &'static str {
@@ -18,46 +17,6 @@ fn form(vote: Vote) -> &'static str {
         Vote::A => "vote=a",
         Vote::B => "vote=b",
     }
-}
-
-/// A run of identical votes, like one `ab` invocation of the original seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Run {
-    pub vote: Vote,
-    pub count: u64,
-}
-
-/// The original seed's order: half of `a`'s votes, all of `b`'s, then the
-/// rest of `a`'s (1000 a, 1000 b, 1000 a by default). Empty runs are left out.
-pub fn plan(votes_a: u64, votes_b: u64) -> Vec<Run> {
-    let first_a = votes_a.div_ceil(2);
-    [
-        Run {
-            vote: Vote::A,
-            count: first_a,
-        },
-        Run {
-            vote: Vote::B,
-            count: votes_b,
-        },
-        Run {
-            vote: Vote::A,
-            count: votes_a - first_a,
-        },
-    ]
-    .into_iter()
-    .filter(|r| r.count > 0)
-    .collect()
-}
-
-/// How to show progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProgressMode {
-    /// A bar on a terminal, lines otherwise.
-    Auto,
-    Bar,
-    Lines,
-    None,
 }
 
 /// The HTTP client: no cookies (every request is a new voter), a pool big
@@ -233,132 +192,5 @@ impl Pacer {
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
         let at = self.start + self.interval * u32::try_from(n).unwrap_or(u32::MAX);
         tokio::time::sleep_until(at).await;
-    }
-}
-
-/// A bar on a terminal, or a line per second for logs.
-#[derive(Clone)]
-struct Progress {
-    bar: Option<ProgressBar>,
-    done: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    ticker: Option<Arc<tokio::task::JoinHandle<()>>>,
-}
-
-impl Progress {
-    fn new(mode: ProgressMode, total: Option<u64>) -> Self {
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let mode = match mode {
-            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Bar,
-            ProgressMode::Auto => ProgressMode::Lines,
-            other => other,
-        };
-        let mut progress = Progress {
-            bar: None,
-            done: done.clone(),
-            failed: failed.clone(),
-            ticker: None,
-        };
-        match mode {
-            ProgressMode::Bar => {
-                let bar = match total {
-                    Some(total) => ProgressBar::new(total),
-                    None => ProgressBar::new_spinner(),
-                };
-                let template = if total.is_some() {
-                    "{bar:40.cyan/blue} {pos}/{len} votes  {per_sec}  eta {eta}  {msg}"
-                } else {
-                    "{spinner} {pos} votes  {per_sec}  {elapsed}  {msg}"
-                };
-                if let Ok(style) = ProgressStyle::with_template(template) {
-                    bar.set_style(style);
-                }
-                progress.bar = Some(bar);
-            }
-            ProgressMode::Lines => {
-                let ticker = tokio::spawn(async move {
-                    let started = Instant::now();
-                    let mut every = tokio::time::interval(Duration::from_secs(1));
-                    every.tick().await;
-                    loop {
-                        every.tick().await;
-                        let n = done.load(Ordering::Relaxed);
-                        let rate = n as f64 / started.elapsed().as_secs_f64();
-                        let of = total.map(|t| format!("/{t}")).unwrap_or_default();
-                        eprintln!(
-                            "seed: {n}{of} votes posted, {} failed, {rate:.0} req/s",
-                            failed.load(Ordering::Relaxed)
-                        );
-                    }
-                });
-                progress.ticker = Some(Arc::new(ticker));
-            }
-            ProgressMode::Auto | ProgressMode::None => {}
-        }
-        progress
-    }
-
-    fn tick(&self, failed: bool) {
-        self.done.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-            if let Some(bar) = &self.bar {
-                bar.set_message(format!("{n} failed"));
-            }
-        }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        if let Some(ticker) = &self.ticker {
-            ticker.abort();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_plan_is_the_original_order_of_runs() {
-        assert_eq!(
-            plan(2000, 1000),
-            vec![
-                Run {
-                    vote: Vote::A,
-                    count: 1000
-                },
-                Run {
-                    vote: Vote::B,
-                    count: 1000
-                },
-                Run {
-                    vote: Vote::A,
-                    count: 1000
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn odd_and_empty_counts_are_kept_exact() {
-        let runs = plan(3, 0);
-        assert_eq!(runs.iter().map(|r| r.count).sum::<u64>(), 3);
-        assert!(runs.iter().all(|r| r.vote == Vote::A));
-        assert_eq!(
-            plan(0, 5),
-            vec![Run {
-                vote: Vote::B,
-                count: 5
-            }]
-        );
-        assert!(plan(0, 0).is_empty());
     }
 }
