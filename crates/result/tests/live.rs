@@ -343,3 +343,27 @@ async fn without_a_per_address_cap_one_address_may_open_many_feeds() {
         open.push(conn);
     }
 }
+
+/// The benches' crowd (raw sockets read by one thread) against the real
+/// service: every client sees every commit, and the close frame at
+/// shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_raw_clients_sees_every_commit_and_the_close() {
+    let db = testkit::postgres().await;
+    migrate(&db.pool).await;
+    let mut app = TestApp::spawn(&db.url).await;
+    let addr = app.served.addr;
+    let crowd = tokio::task::spawn_blocking(move || crowd::Crowd::connect(addr, 50, DEADLINE))
+        .await
+        .unwrap()
+        .unwrap();
+    for n in 1..=3 {
+        crowd.expect(n);
+        insert_vote(&db.pool, &format!("v{n}"), "a").await;
+        let seen = tokio::task::block_in_place(|| crowd.wait_all(DEADLINE)).unwrap();
+        assert_eq!(seen.len(), 50, "round {n}");
+    }
+    app.stop().await;
+    tokio::task::block_in_place(|| crowd.wait_closed(DEADLINE)).unwrap();
+    assert_eq!(crowd.going_away(), 50);
+}

@@ -332,9 +332,13 @@ async fn live_client_cost(
     let mut costs = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let before = rss_kib(pid).context("process gone")?;
-        let crowd = seed::crowd::Crowd::connect(result_url, n).await?;
+        let addr = crowd::feed_addr(result_url)?;
+        let crowd = tokio::task::spawn_blocking(move || {
+            crowd::Crowd::connect(addr, n, Duration::from_secs(120))
+        })
+        .await??;
         let during = rss_kib(pid).context("process gone")?;
-        crowd.close().await;
+        drop(crowd);
         costs.push((during as f64 - before as f64) * 1024.0 / n as f64);
         tokio::time::sleep(SETTLE).await;
     }

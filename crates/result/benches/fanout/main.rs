@@ -9,10 +9,11 @@
 //! CPU are the service's alone, read from `/proc/<pid>`), then:
 //!
 //! - **Fan-out.** Opens the first number of live-feed clients
-//!   (tokio-tungstenite, loopback), then per round commits one new vote by
+//!   (the [`crowd`]: raw sockets read by one thread, so the clients cost
+//!   little next to the service), then per round commits one new vote by
 //!   plain SQL and times from the commit returning until the *last* client
 //!   has received the new tally; every client's own latency is kept too.
-//!   Then tops up to the next number of clients and repeats. Reported:
+//!   Then opens a crowd of the next size and repeats. Reported:
 //!   p50/p99/max over rounds of the last-client latency, the same over all
 //!   deliveries, and the service's RSS, peak RSS and CPU.
 //! - **Tick query.** Bulk-loads 1M and then 10M votes (`INSERT … SELECT
@@ -21,76 +22,65 @@
 //!   against the contract's `GROUP BY`, checking they agree.
 //!
 //! Clients and service share this machine's cores, so the figures include
-//! the clients' own work. Figures go to stdout and
+//! the clients' own (small) work. Figures go to stdout and
 //! `docs/benchmarks/result.json`. Needs an open-files limit of clients + a
 //! few hundred in this process and in the service (both raise their soft
 //! limit to the hard limit; `ulimit -Hn` must allow it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod clients;
 mod service;
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::Parser;
 use contract::Tally;
+use crowd::Crowd;
 use localstores::{PostgresOptions, PostgresServer};
 use serde_json::json;
 use sqlx::PgPool;
 
-use clients::{Feed, open_clients};
 use service::{Service, cpu_seconds};
+
+/// How long a round may take before it counts as missed.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause between rounds: each round is a vote on its own, not part of a
 /// burst (bursts are coalesced into one read per 20 ms by design).
 const ROUND_GAP: Duration = Duration::from_millis(100);
 
+/// What to measure (flags, or the `BENCH_*` environment variables).
+#[derive(clap::Parser, Debug)]
 struct Options {
+    /// Live-feed clients per fan-out run, ascending.
+    #[arg(
+        long,
+        env = "BENCH_CLIENTS",
+        value_delimiter = ',',
+        default_value = "1000,10000"
+    )]
     clients: Vec<usize>,
+    /// Commits timed per fan-out run.
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 50)]
     rounds: usize,
+    /// Stored votes at which the tick query is timed, ascending.
+    #[arg(
+        long,
+        env = "BENCH_ROWS",
+        value_delimiter = ',',
+        default_value = "1000000,10000000"
+    )]
     rows: Vec<u64>,
-}
-
-impl Options {
-    /// `--clients A,B`, `--rounds N`, `--rows A,B` (or `BENCH_CLIENTS`,
-    /// `BENCH_ROUNDS`, `BENCH_ROWS`). Other arguments (cargo passes
-    /// `--bench`) are ignored.
-    fn parse() -> anyhow::Result<Self> {
-        let mut clients = std::env::var("BENCH_CLIENTS").unwrap_or_else(|_| "1000,10000".into());
-        let mut rounds = std::env::var("BENCH_ROUNDS").unwrap_or_else(|_| "50".into());
-        let mut rows = std::env::var("BENCH_ROWS").unwrap_or_else(|_| "1000000,10000000".into());
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--clients" => clients = args.next().context("--clients A,B")?,
-                "--rounds" => rounds = args.next().context("--rounds N")?,
-                "--rows" => rows = args.next().context("--rows A,B")?,
-                _ => {}
-            }
-        }
-        let list = |s: &str| -> anyhow::Result<Vec<u64>> {
-            s.split(',')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.trim().parse().context("a number"))
-                .collect()
-        };
-        let mut clients: Vec<usize> = list(&clients)?.into_iter().map(|n| n as usize).collect();
-        clients.sort_unstable();
-        let mut rows = list(&rows)?;
-        rows.sort_unstable();
-        Ok(Options {
-            clients,
-            rounds: rounds.parse()?,
-            rows,
-        })
-    }
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let options = Options::parse()?;
+    let mut options = Options::parse();
+    options.clients.sort_unstable();
+    options.rows.sort_unstable();
     let open_files = servicekit::limits::raise_open_files_limit();
     let needed = options.clients.last().copied().unwrap_or(0) as u64 + 500;
     if open_files.is_some_and(|limit| limit < needed) {
@@ -118,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         },
         "setup": {
             "service": "release `result` binary, default settings (poll 1 s, LISTEN votes_changed)",
-            "clients": "tokio-tungstenite in the bench process, same machine, loopback",
+            "clients": "the crowd crate: raw sockets read by one thread of the bench process, same machine, loopback",
             "postgres": "own server, Unix socket, fsync off (commit latency is not measured)",
             "measured": "from the commit of one new vote returning to the bench until the last client received the new tally",
             "round_gap_ms": ROUND_GAP.as_millis() as u64,
@@ -162,17 +152,18 @@ async fn fanout_runs(
     worker::schema::migrate(&pool).await?;
 
     let service = Service::start(&url).await?;
-    let feed = Arc::new(Feed::default());
-    let mut clients = Vec::new();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], service.port).into();
     let mut runs = Vec::new();
     let mut votes = 0u64;
+    let mut crowd = None;
     for &target in &options.clients {
         let started = Instant::now();
-        let before = clients.len();
-        open_clients(&mut clients, target, service.port, &feed).await?;
-        // Each new client has had the current tally before the first round.
-        feed.wait_all(Tally { a: votes, b: 0 }, target - before)
-            .await?;
+        // One crowd at a time: the previous one closes first.
+        drop(crowd.take());
+        let opened = tokio::task::spawn_blocking(move || {
+            Crowd::connect(addr, target, Duration::from_secs(120))
+        })
+        .await??;
         let connect_seconds = started.elapsed().as_secs_f64();
         println!("{target} clients connected in {connect_seconds:.1} s");
 
@@ -184,17 +175,17 @@ async fn fanout_runs(
         for _ in 0..options.rounds {
             tokio::time::sleep(ROUND_GAP).await;
             votes += 1;
-            let expected = Tally { a: votes, b: 0 };
-            feed.expect(expected);
+            opened.expect(votes);
             sqlx::query("INSERT INTO votes (id, vote) VALUES ($1, 'a')")
                 .bind(format!("voter{votes}"))
                 .execute(&pool)
                 .await?;
-            let committed = feed.now_ns();
-            match feed.wait_all(expected, target).await {
+            let committed = Instant::now();
+            match tokio::task::block_in_place(|| opened.wait_all(ROUND_TIMEOUT)) {
                 Ok(times) => {
-                    let ms = |t: u64| t.saturating_sub(committed) as f64 / 1e6;
-                    last_client.push(ms(times.iter().copied().max().unwrap_or(committed)));
+                    let ms =
+                        |t: Instant| t.saturating_duration_since(committed).as_secs_f64() * 1e3;
+                    last_client.push(times.iter().copied().map(ms).fold(0.0, f64::max));
                     deliveries.extend(times.into_iter().map(ms));
                 }
                 Err(e) => {
@@ -234,23 +225,24 @@ async fn fanout_runs(
         });
         println!("{run}");
         runs.push(run);
+        crowd = Some(opened);
     }
 
     // Graceful shutdown with everyone connected: each client gets a close frame.
     let started = Instant::now();
     service.stop().await?;
     let stop_seconds = started.elapsed().as_secs_f64();
-    let closed = feed.closed.load(Ordering::Relaxed);
-    println!(
-        "service stopped in {stop_seconds:.2} s; {closed} of {} clients got a close frame",
-        clients.len()
-    );
-    if let Some(last) = runs.last_mut() {
-        last["shutdown_seconds"] = json!(round2(stop_seconds));
-        last["clients_closed_with_a_close_frame"] = json!(closed);
-    }
-    for client in clients {
-        client.abort();
+    if let Some(crowd) = crowd {
+        let _ = tokio::task::block_in_place(|| crowd.wait_closed(Duration::from_secs(10)));
+        let closed = crowd.going_away();
+        println!(
+            "service stopped in {stop_seconds:.2} s; {closed} of {} clients got a close frame",
+            crowd.size()
+        );
+        if let Some(last) = runs.last_mut() {
+            last["shutdown_seconds"] = json!(round2(stop_seconds));
+            last["clients_closed_with_a_close_frame"] = json!(closed);
+        }
     }
     Ok(runs)
 }
