@@ -199,7 +199,9 @@ tally_is() { [ "$(tally)" = "$1" ]; }
 row_is() { [ "$(psql_db "SELECT vote FROM votes WHERE id = '$1'" | tr -d '\r')" = "$2" ]; }
 llen_is() { [ "$(redis_cli llen "$1" | tr -d '\r')" = "$2" ]; }
 
-ws_tally() { "$PYTHON" "$ROOT/scripts/ws-tally.py" "$@"; }
+# the live feed through the seed image's own client (`seed watch`), on the
+# host's network so it reaches the ports published on 127.0.0.1
+ws_tally() { docker run --rm --network host voting-app/seed:latest watch "$@"; }
 
 # HTTP through a published port on 127.0.0.1; keeps cookies in $WORK/$jar
 http_get() { curl -fsS --max-time 10 -c "$WORK/$1" -b "$WORK/$1" "http://127.0.0.1:$2/"; }

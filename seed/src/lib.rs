@@ -18,6 +18,7 @@ pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod verify;
+pub mod watch;
 
 use std::time::Duration;
 

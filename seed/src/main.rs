@@ -1,22 +1,53 @@
 //! `seed`: posts votes through the vote service and reports what it did.
 //! Exits non-zero if any request failed, the target never answered, or
-//! `--verify` did not see the votes arrive.
+//! `--verify` did not see the votes arrive. `seed watch` follows the
+//! result service's live feed instead (see [`seed::watch`] for its exit
+//! codes).
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Load for the voting app: posts votes like the original seed's ab runs.
 #[derive(Parser, Debug)]
-#[command(name = "seed", version, about)]
+#[command(name = "seed", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     settings: seed::Settings,
 }
 
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Follow a result service's live feed: print each tally as `a=N b=M`
+    /// and exit 0 once the expected one (or, without --expect, the first)
+    /// arrives; 1 if it does not within --timeout, 3 if the feed is
+    /// unreachable or broken.
+    Watch(seed::watch::WatchArgs),
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = Cli::parse().settings;
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Watch(args)) => watch(&args).await,
+        None => post(&cli.settings).await,
+    }
+}
+
+async fn watch(args: &seed::watch::WatchArgs) -> ExitCode {
+    let watched = seed::watch::watch(args, |tally| println!("a={} b={}", tally.a, tally.b)).await;
+    match watched {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("seed watch: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn post(settings: &seed::Settings) -> ExitCode {
     let runs = settings.plan();
     let plan: Vec<String> = runs
         .iter()
@@ -36,7 +67,7 @@ async fn main() -> ExitCode {
             .map(|r| format!(", at most {r} req/s"))
             .unwrap_or_default(),
     );
-    match seed::run(&settings).await {
+    match seed::run(settings).await {
         Ok(report) => {
             print!("{report}");
             if let Some(path) = &settings.report_json
