@@ -14,6 +14,7 @@
 //! the cost of an open connection, and RSS a minute after load. Numbers are
 //! what was measured — nothing here asserts thresholds.
 
+mod broadcaster;
 mod drain;
 mod fanout;
 mod memory;
@@ -76,8 +77,28 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
     servicekit::limits::raise_open_files_limit();
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => crate::build_release(&["vote", "worker", "result", "hits", "seed"]).await?,
+        None => {
+            crate::build_release(&["vote", "worker", "result", "hits", "seed", "xtask"]).await?
+        }
     };
+    if cfg!(debug_assertions) {
+        if args.bin_dir.is_none() {
+            // The floors and the crowd run in this process: measured by an
+            // unoptimised build they would flatter every ratio.
+            println!("bench: going on in the release build of xtask");
+            let status = tokio::process::Command::new(bin_dir.join("xtask"))
+                .arg("bench")
+                .args(std::env::args_os().skip(2))
+                .arg("--bin-dir")
+                .arg(&bin_dir)
+                .status()
+                .await
+                .context("running the release xtask")?;
+            anyhow::ensure!(status.success(), "the release bench failed");
+            return Ok(());
+        }
+        println!("bench: warning: a debug build of xtask measures the floors and drives the crowd");
+    }
     let logs = root.join("target").join("xtask-bench");
     let mut runs = Vec::new();
     for run in 1..=args.runs {
@@ -103,6 +124,7 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
             "stack did not stop cleanly: {problems:?}"
         );
         println!("bench: run {run}: {figures}");
+        println!("bench: run {run} against the floors: {}", figures["ratios"]);
         runs.push(figures);
     }
     let memory = if args.skip_memory {
@@ -115,6 +137,7 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
     };
     let report = json!({
         "machine": report::machine(),
+        "xtask_build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "runs": args.runs,
         "settings": {
             "seed_votes": args.votes,
@@ -224,15 +247,75 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = run.rss("VmRSS");
     let vote = vote::throughput(&run).await?;
+    let http_floor = vote::http_floor(&run).await?;
+    let redis_floor = vote::redis_floor(&run).await?;
     let worker = drain::worker_drain(&run).await?;
+    let drain_floor = drain::drain_floor(&run).await?;
     let end_to_end = fanout::end_to_end(&run).await?;
     let fanout = fanout::result_fanout(&run).await?;
+    let broadcast_floor = fanout::broadcast_floor(&run).await?;
+    let ratios = ratios(
+        &vote,
+        &http_floor,
+        &redis_floor,
+        &worker,
+        &drain_floor,
+        &fanout,
+        &broadcast_floor,
+    );
     Ok(json!({
         "vote": vote,
         "worker": worker,
         "end_to_end_ms": end_to_end,
         "fanout": fanout,
+        "floors": {
+            "vote_http": http_floor,
+            "vote_redis": redis_floor,
+            "worker_drain": drain_floor,
+            "fanout": broadcast_floor,
+        },
+        "ratios": ratios,
         "idle_rss_kib": idle_rss,
         "peak_rss_kib": run.rss("VmHWM"),
     }))
+}
+
+/// Each figure against its floor, in this run: throughputs as a share of
+/// the floor (1.0 = at the floor), latencies as a multiple of it.
+fn ratios(
+    vote: &Value,
+    http_floor: &Value,
+    redis_floor: &Value,
+    worker: &Value,
+    drain_floor: &Value,
+    fanout: &Value,
+    broadcast_floor: &Value,
+) -> Value {
+    let ratio = |ours: &Value, floor: &Value| match (ours.as_f64(), floor.as_f64()) {
+        (Some(ours), Some(floor)) if floor > 0.0 => json!(ours / floor),
+        _ => Value::Null,
+    };
+    let rps = "requests_per_second";
+    let lower_floor = match (http_floor[rps].as_f64(), redis_floor[rps].as_f64()) {
+        (Some(h), Some(r)) => json!(h.min(r)),
+        _ => Value::Null,
+    };
+    let mut fanout_ratios = serde_json::Map::new();
+    if let Some(sizes) = fanout.as_object() {
+        for (size, ours) in sizes {
+            let ours = &ours["commit_to_last_client_ms"];
+            let floor = &broadcast_floor[size]["send_to_last_client_ms"];
+            fanout_ratios.insert(
+                size.clone(),
+                json!({ "p50": ratio(&ours["p50"], &floor["p50"]), "p99": ratio(&ours["p99"], &floor["p99"]) }),
+            );
+        }
+    }
+    json!({
+        "vote_of_lower_floor": ratio(&vote[rps], &lower_floor),
+        "vote_of_http_floor": ratio(&vote[rps], &http_floor[rps]),
+        "vote_of_redis_floor": ratio(&vote[rps], &redis_floor[rps]),
+        "worker_of_drain_floor": ratio(&worker["ballots_per_second"], &drain_floor["rows_per_second"]),
+        "fanout_over_floor": fanout_ratios,
+    })
 }

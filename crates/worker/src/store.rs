@@ -14,7 +14,9 @@
 use contract::{Ballot, SeqWindow};
 use sqlx::PgPool;
 
-const UPSERT: &str = "\
+/// The statement that stores a batch; public so that the drain bench's
+/// floor runs exactly this.
+pub const UPSERT: &str = "\
 INSERT INTO votes (id, vote, seq)
 SELECT * FROM UNNEST($1::varchar[], $2::varchar[], $3::bigint[])
 ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote, seq = EXCLUDED.seq

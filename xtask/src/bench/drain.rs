@@ -30,6 +30,40 @@ pub async fn worker_drain(run: &Run<'_>) -> anyhow::Result<Value> {
     }))
 }
 
+/// The floor for [`worker_drain`]: the same number of rows of new voters
+/// upserted into the same table by the worker's own statement, one
+/// statement (one durable commit) per batch of the worker's batch size, in
+/// sequence — with no Redis, no parsing, no acknowledgement.
+pub async fn drain_floor(run: &Run<'_>) -> anyhow::Result<Value> {
+    let n = run.args.backlog;
+    let batch = u64::from(run.args.worker_batch_size.unwrap_or(DEFAULT_BATCH_SIZE));
+    let mut ballots = backlog_ballots("floor", 0..n)?;
+    // The worker writes each batch sorted by voter id.
+    ballots.sort_by(|x, y| x.voter_id.as_str().cmp(y.voter_id.as_str()));
+    let started = Instant::now();
+    for chunk in ballots.chunks(batch as usize) {
+        let ids: Vec<&str> = chunk.iter().map(|b| b.voter_id.as_str()).collect();
+        let votes: Vec<&str> = chunk.iter().map(|b| b.vote.as_str()).collect();
+        let seqs: Vec<Option<i64>> = chunk.iter().map(|b| b.seq).collect();
+        sqlx::query(worker::store::UPSERT)
+            .bind(&ids)
+            .bind(&votes)
+            .bind(&seqs)
+            .execute(&run.pool)
+            .await?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "rows": n,
+        "batch_size": batch,
+        "seconds": seconds,
+        "rows_per_second": n as f64 / seconds,
+    }))
+}
+
+/// The worker's `BATCH_SIZE` when `--worker-batch-size` is not given.
+const DEFAULT_BATCH_SIZE: u32 = 1000;
+
 /// Queues `n` ballots of distinct voters (named after `label`, so calls with
 /// different labels add voters) with increasing `seq`, as the vote service
 /// would, in pipelined chunks. Returns how many were queued.

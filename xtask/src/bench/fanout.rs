@@ -8,6 +8,7 @@ use crowd::Crowd;
 use serde_json::{Value, json};
 
 use super::Run;
+use super::broadcaster::Broadcaster;
 use super::procfs::{proc_cpu_seconds, proc_status_kib};
 use super::report::percentiles;
 
@@ -74,6 +75,30 @@ pub async fn result_fanout(run: &Run<'_>) -> anyhow::Result<Value> {
                 "result_cpu_us_per_broadcast_per_client":
                     cpu * 1e6 / rounds / size as f64,
             }),
+        );
+    }
+    Ok(figures.into())
+}
+
+/// The floor for [`result_fanout`]: the same frames to the same number of
+/// clients of the same crowd, from the bench's minimal [`Broadcaster`];
+/// timed from the start of its write loop to the last client's read.
+pub async fn broadcast_floor(run: &Run<'_>) -> anyhow::Result<Value> {
+    let mut figures = serde_json::Map::new();
+    for &size in &run.args.clients {
+        let broadcaster = Broadcaster::start(0)?;
+        let crowd = open_crowd(broadcaster.addr, size).await?;
+        let mut samples = Vec::with_capacity(run.args.fanout_rounds);
+        for round in 1..=run.args.fanout_rounds as u64 {
+            crowd.expect(round);
+            let started = Instant::now();
+            tokio::task::block_in_place(|| broadcaster.send(round))?;
+            samples.push(last_arrival_ms(&crowd, started)?);
+            tokio::time::sleep(ROUND_GAP).await;
+        }
+        figures.insert(
+            size.to_string(),
+            json!({ "send_to_last_client_ms": percentiles(&mut samples) }),
         );
     }
     Ok(figures.into())

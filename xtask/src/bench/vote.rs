@@ -3,11 +3,16 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use contract::{Ballot, Vote, VoterId};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::Run;
+use super::report::percentiles;
 use crate::stack::signal;
 
 /// Requests in flight at once, as the original seed's `ab -c 50`.
@@ -36,6 +41,92 @@ pub async fn throughput(run: &Run<'_>) -> anyhow::Result<Value> {
         "p50_ms": seed["latency_ms"]["p50"],
         "p99_ms": seed["latency_ms"]["p99"],
         "failed": seed["failed"],
+    }))
+}
+
+/// The HTTP floor for [`throughput`]: the same server stack
+/// (`servicekit::http::serve`, the same limits) answering every request with
+/// vote's own page as a static 200, driven by the same seed at the same
+/// concurrency. It runs in this process; vote runs in its own.
+pub async fn http_floor(run: &Run<'_>) -> anyhow::Result<Value> {
+    let page = reqwest::get(&run.stack.vote_url).await?.bytes().await?;
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::any(move || {
+            let page = page.clone();
+            async move { ([("content-type", "text/html; charset=utf-8")], page) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(servicekit::http::serve(
+        listener,
+        router,
+        shutdown.clone(),
+        servicekit::http::ServeOptions::default(),
+    ));
+    let seed = seed_votes(run.bin_dir, &url, run.args.votes, CONCURRENCY).await;
+    shutdown.cancel();
+    server.await??;
+    let seed = seed?;
+    Ok(json!({
+        "requests_per_second": seed["requests_per_second"],
+        "p50_ms": seed["latency_ms"]["p50"],
+        "p99_ms": seed["latency_ms"]["p99"],
+    }))
+}
+
+/// The Redis floor for [`throughput`]: the enqueue script alone, run by a
+/// bare client (one multiplexed connection, as vote's) [`CONCURRENCY`] at a
+/// time for as many ballots, with the worker held as for vote.
+pub async fn redis_floor(run: &Run<'_>) -> anyhow::Result<Value> {
+    let before = run.stored().await?;
+    let n = run.args.votes;
+    let next = Arc::new(AtomicU64::new(0));
+    signal(run.worker, "STOP").await?;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (next, mut conn) = (next.clone(), run.redis.clone());
+            let label = std::process::id();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, anyhow::Error>(latencies);
+                    }
+                    let voter = VoterId::parse(format!("floor-{label}-{i}"))?;
+                    let ballot = Ballot::new(voter, if i % 3 == 2 { Vote::B } else { Vote::A });
+                    let t0 = Instant::now();
+                    contract::queue::enqueue(&mut conn, &ballot).await?;
+                    latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(n as usize);
+    let mut failed = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(mut done)) => latencies.append(&mut done),
+            Ok(Err(e)) => failed = Some(e.context("the enqueue script failed")),
+            Err(e) => failed = Some(e.into()),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    signal(run.worker, "CONT").await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    run.wait_for_rows(before + n, Duration::from_secs(120))
+        .await?;
+    let p = percentiles(&mut latencies);
+    Ok(json!({
+        "requests_per_second": n as f64 / seconds,
+        "p50_ms": p["p50"],
+        "p99_ms": p["p99"],
     }))
 }
 
