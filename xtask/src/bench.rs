@@ -14,7 +14,7 @@
 //! the cost of an open connection, and RSS a minute after load. Numbers are
 //! what was measured — nothing here asserts thresholds.
 
-mod broadcaster;
+pub mod broadcaster;
 mod drain;
 mod fanout;
 mod memory;

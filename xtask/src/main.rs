@@ -48,6 +48,11 @@ enum Cmd {
     Up(UpArgs),
     /// Measure the stack; write docs/benchmarks.md and docs/benchmarks.json.
     Bench(bench::BenchArgs),
+    /// The fan-out floor's broadcaster, as a process of its own (run by
+    /// `bench`): prints its address, then broadcasts a tally for each
+    /// number read from stdin and answers `sent`.
+    #[command(hide = true)]
+    BenchBroadcaster,
     /// Ballots over HTTP while workers are killed and Redis and Postgres
     /// crash; then check that every voter's row is their last acknowledged
     /// ballot. Exits non-zero on any lost, stale or extra row.
@@ -141,6 +146,7 @@ async fn main() -> ExitCode {
         Cmd::Bench(args) => bench::bench(args, &workspace_root())
             .await
             .map(|()| ExitCode::SUCCESS),
+        Cmd::BenchBroadcaster => bench::broadcaster::serve_stdio().map(|()| ExitCode::SUCCESS),
         Cmd::Chaos(args) => chaos_run(args).await,
         Cmd::Fuzz(args) => fuzz::fuzz(args, &workspace_root())
             .await

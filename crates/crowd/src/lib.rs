@@ -30,9 +30,11 @@ use anyhow::{Context, bail};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-/// Upgrades in flight at once while the crowd connects (the server's
-/// listen backlog is the limit that matters).
-const CONNECTING_AT_ONCE: usize = 256;
+/// Upgrades in flight at once while the crowd connects: below the listen
+/// backlog of a server that accepts slowly (128 for a std listener). Past
+/// it, the kernel drops handshakes and the clients retry with backoff for
+/// up to two minutes.
+const CONNECTING_AT_ONCE: usize = 100;
 /// How often the reader looks at its stop flag when nothing arrives.
 const POLL_TICK: Duration = Duration::from_millis(20);
 /// The close code a server sends when it shuts down ("going away").
@@ -72,6 +74,9 @@ struct State {
     going_away: usize,
     /// Clients whose connection ended, for any reason.
     gone: usize,
+    /// Connections opened, and upgraded (answered `101`).
+    opened: usize,
+    upgraded: usize,
     /// The first thing that went wrong, if anything did.
     error: Option<String>,
 }
@@ -301,6 +306,7 @@ impl Reader {
                 open: true,
             });
             self.connecting += 1;
+            self.shared.lock().opened += 1;
         }
         Ok(())
     }
@@ -360,6 +366,7 @@ impl Reader {
             client.buf.drain(..end + 4);
             client.upgraded = true;
             self.connecting -= 1;
+            self.shared.lock().upgraded += 1;
         }
         let mut offset = 0;
         let mut tallies = Vec::new();

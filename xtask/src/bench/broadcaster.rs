@@ -6,12 +6,18 @@
 //! serialising it, a task and a channel per client, the frame codec) is
 //! what the ratio to this floor measures.
 //!
+//! It runs as a process of its own (`xtask bench-broadcaster`, driven by
+//! [`BroadcasterProcess`]), as result does: its sockets and CPU are not the
+//! crowd's. The pipe round trip that starts each broadcast (tens of
+//! microseconds) is inside the floor's figure.
+//!
 //! It answers with a fixed `Sec-WebSocket-Accept` (the [`crowd`] does not
 //! check it) and never reads after the upgrade: it serves the bench's
 //! crowd, nothing else.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +29,76 @@ pub struct Broadcaster {
     pub addr: SocketAddr,
     clients: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// `xtask bench-broadcaster`: starts a [`Broadcaster`], prints its
+/// address, then for each number `N` read from stdin broadcasts the tally
+/// of `N` votes and answers `sent`. Ends at the end of stdin.
+pub fn serve_stdio() -> anyhow::Result<()> {
+    servicekit::limits::raise_open_files_limit();
+    let broadcaster = Broadcaster::start(0)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", broadcaster.addr)?;
+    out.flush()?;
+    for line in std::io::stdin().lock().lines() {
+        let total: u64 = line?.trim().parse().context("a number of votes")?;
+        broadcaster.send(total)?;
+        writeln!(out, "sent")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// A [`Broadcaster`] in a child process.
+pub struct BroadcasterProcess {
+    pub addr: SocketAddr,
+    child: Child,
+    commands: ChildStdin,
+    answers: BufReader<ChildStdout>,
+}
+
+impl BroadcasterProcess {
+    /// Starts `xtask bench-broadcaster` (this very binary).
+    pub fn start() -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("bench-broadcaster")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the broadcaster process")?;
+        let commands = child.stdin.take().context("the broadcaster's stdin")?;
+        let mut answers = BufReader::new(child.stdout.take().context("the broadcaster's stdout")?);
+        let mut line = String::new();
+        answers.read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .parse()
+            .with_context(|| format!("the broadcaster said {line:?}"))?;
+        Ok(BroadcasterProcess {
+            addr,
+            child,
+            commands,
+            answers,
+        })
+    }
+
+    /// Broadcasts the tally of `total` votes; returns once it is written
+    /// to every client.
+    pub fn send(&mut self, total: u64) -> anyhow::Result<()> {
+        writeln!(self.commands, "{total}")?;
+        self.commands.flush()?;
+        let mut line = String::new();
+        self.answers.read_line(&mut line)?;
+        anyhow::ensure!(line.trim() == "sent", "the broadcaster said {line:?}");
+        Ok(())
+    }
+}
+
+impl Drop for BroadcasterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The WebSocket text frame of the live feed's message for `total` votes.

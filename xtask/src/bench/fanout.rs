@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use crowd::Crowd;
 use serde_json::{Value, json};
 
 use super::Run;
-use super::broadcaster::Broadcaster;
+use super::broadcaster::BroadcasterProcess;
 use super::procfs::{proc_cpu_seconds, proc_status_kib};
 use super::report::percentiles;
 
@@ -47,7 +48,9 @@ pub async fn result_fanout(run: &Run<'_>) -> anyhow::Result<Value> {
     let addr = crowd::feed_addr(&run.stack.result_url)?;
     let mut figures = serde_json::Map::new();
     for &size in &run.args.clients {
-        let crowd = open_crowd(addr, size).await?;
+        let crowd = open_crowd(addr, size)
+            .await
+            .with_context(|| format!("{size} clients of result"))?;
         let cpu_before = proc_cpu_seconds(run.result);
         let wall = Instant::now();
         let mut samples = Vec::with_capacity(run.args.fanout_rounds);
@@ -81,13 +84,16 @@ pub async fn result_fanout(run: &Run<'_>) -> anyhow::Result<Value> {
 }
 
 /// The floor for [`result_fanout`]: the same frames to the same number of
-/// clients of the same crowd, from the bench's minimal [`Broadcaster`];
-/// timed from the start of its write loop to the last client's read.
+/// clients of the same crowd, from the bench's minimal broadcaster in a
+/// process of its own; timed from the command to broadcast to the last
+/// client's read.
 pub async fn broadcast_floor(run: &Run<'_>) -> anyhow::Result<Value> {
     let mut figures = serde_json::Map::new();
     for &size in &run.args.clients {
-        let broadcaster = Broadcaster::start(0)?;
-        let crowd = open_crowd(broadcaster.addr, size).await?;
+        let mut broadcaster = tokio::task::block_in_place(BroadcasterProcess::start)?;
+        let crowd = open_crowd(broadcaster.addr, size)
+            .await
+            .with_context(|| format!("{size} clients of the floor broadcaster"))?;
         let mut samples = Vec::with_capacity(run.args.fanout_rounds);
         for round in 1..=run.args.fanout_rounds as u64 {
             crowd.expect(round);

@@ -201,11 +201,11 @@ drift.
   durable commit, fsync on) per batch of the worker's batch size, in
   sequence, with no Redis.
 - **Fan-out floor**: a minimal broadcaster written for the bench (blocking
-  plain sockets, no framework, no runtime) writing the same WebSocket text
-  frame to the same number of loopback connections, read by the same crowd
-  (raw non-blocking sockets on one thread). Result's figure runs from a
-  commit to the last client; the floor's from the start of its write loop
-  to the last client.
+  plain sockets, no framework, no runtime, a process of its own) writing
+  the same WebSocket text frame to the same number of loopback
+  connections, read by the same crowd (raw non-blocking sockets on one
+  thread). Result's figure runs from a commit to the last client; the
+  floor's from the command to broadcast (a pipe write) to the last client.
 ";
 
 /// The figures that have a floor: ours, the floor, the ratio, the goal.
