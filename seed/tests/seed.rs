@@ -1,6 +1,8 @@
 //! The seed against a real vote service and Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use clap::Parser;
 
 #[derive(Parser)]
@@ -174,39 +176,6 @@ async fn worker_service(redis_url: &str, database_url: &str) -> testkit::Served<
     testkit::Served::start(|admin, shutdown| worker::serve(admin, settings, shutdown)).await
 }
 
-/// The result service, in this process, pinging its live pages every
-/// `ping_ms` and dropping those silent for two pings.
-async fn result_service(database_url: &str, ping_ms: u64) -> testkit::Served<anyhow::Error> {
-    #[derive(Parser)]
-    struct ResultCli {
-        #[command(flatten)]
-        settings: result::Settings,
-    }
-    let ping = ping_ms.to_string();
-    let settings = ResultCli::try_parse_from([
-        "result",
-        "--database-url",
-        database_url,
-        "--bind-address",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin-bind-address",
-        "127.0.0.1",
-        "--admin-port",
-        "0",
-        "--ping-interval-ms",
-        &ping,
-    ])
-    .unwrap()
-    .settings;
-    let state = result::AppState::new(&settings).unwrap();
-    testkit::Served::start_with_admin_on(settings.http.addr(), |public, admin, shutdown| {
-        servicekit::launch::serve(state, Some(public), admin, shutdown)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_follows_the_feed_through_a_run_longer_than_results_ping_timeout() {
     let redis = testkit::redis().await;
@@ -215,7 +184,7 @@ async fn verify_follows_the_feed_through_a_run_longer_than_results_ping_timeout(
     let vote = vote_service(&redis.url).await;
     // result drops a live page that answers no ping for two intervals
     // (200 ms here); the run below posts for about 1.5 s.
-    let result = result_service(&db.url, 100).await;
+    let result = support::result_service(&db, 100).await;
 
     let report = seed::run(&settings(&[
         "--target",

@@ -2,36 +2,9 @@
 //! what it prints and the exit code a script branches on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::process::Output;
-
-use clap::Parser;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    settings: result::Settings,
-}
-
-/// A result service in this process on a free port, over a fresh,
-/// migrated database.
-async fn result_service(db: &testkit::TestDb) -> testkit::Served<anyhow::Error> {
-    worker::schema::migrate(&db.pool).await.unwrap();
-    let settings = Cli::try_parse_from([
-        "result",
-        "--port=0",
-        "--bind-address=127.0.0.1",
-        "--admin-port=0",
-        "--admin-bind-address=127.0.0.1",
-        &format!("--database-url={}", db.url),
-    ])
-    .unwrap()
-    .settings;
-    let state = result::AppState::new(&settings).unwrap();
-    testkit::Served::start_with_admin_on(settings.http.addr(), |public, admin, shutdown| {
-        servicekit::launch::serve(state, Some(public), admin, shutdown)
-    })
-    .await
-}
 
 async fn insert_vote(pool: &sqlx::PgPool, voter: &str, vote: &str) {
     sqlx::query("INSERT INTO votes (id, vote) VALUES ($1, $2)")
@@ -59,7 +32,7 @@ fn stderr(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_tallies_and_exits_0_once_the_expected_one_arrives() {
     let db = testkit::postgres().await;
-    let result = result_service(&db).await;
+    let result = support::result_service(&db, 20_000).await;
     let url = result.url("/");
     let watching = seed_watch(&["--url", &url, "--expect", "1,1", "--timeout", "20"]).output();
     let voting = async {
@@ -85,7 +58,7 @@ async fn watch_prints_tallies_and_exits_0_once_the_expected_one_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_exits_1_with_the_last_tally_when_the_expected_one_does_not_show() {
     let db = testkit::postgres().await;
-    let result = result_service(&db).await;
+    let result = support::result_service(&db, 20_000).await;
     insert_vote(&db.pool, "v1", "a").await;
     let output = seed_watch(&[
         "--url",

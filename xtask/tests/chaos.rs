@@ -12,7 +12,7 @@
 //! failure prints the command that replays the same plan.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod support;
 
 use clap::Parser;
 use xtask::chaos::{self, Fault};
@@ -21,20 +21,6 @@ use xtask::chaos::{self, Fault};
 struct Cli {
     #[command(flatten)]
     plan: chaos::Plan,
-}
-
-fn debug_bin_dir() -> PathBuf {
-    // target/debug/deps/chaos-<hash> → target/debug
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["vote", "worker"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo test --workspace` (or `cargo build -p vote -p worker`) first",
-            dir.join(bin).display()
-        );
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +52,7 @@ async fn every_acknowledged_ballot_survives_worker_kills_and_store_crashes() {
     }
     let plan = Cli::parse_from(args).plan;
 
-    let report = chaos::run_single_node(&plan, &debug_bin_dir())
+    let report = chaos::run_single_node(&plan, &support::debug_bin_dir())
         .await
         .expect("the chaos run could be carried out");
     println!("{report}");

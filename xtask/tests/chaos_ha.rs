@@ -12,7 +12,7 @@
 //! seed is random unless `CHAOS_SEED` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod support;
 
 use clap::Parser;
 use xtask::chaos::{self, Fault};
@@ -21,20 +21,6 @@ use xtask::chaos::{self, Fault};
 struct Cli {
     #[command(flatten)]
     plan: chaos::Plan,
-}
-
-fn debug_bin_dir() -> PathBuf {
-    // target/debug/deps/chaos_ha-<hash> → target/debug
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["vote", "worker", "result"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo test --workspace` (or `cargo build -p vote -p worker -p result`) first",
-            dir.join(bin).display()
-        );
-    }
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +55,7 @@ async fn every_acknowledged_ballot_survives_redis_and_postgres_failovers() {
     let stores = xtask::ha::Replicated::start()
         .await
         .expect("the replicated stores started");
-    let report = chaos::run(&plan, &debug_bin_dir(), stores)
+    let report = chaos::run(&plan, &support::debug_bin_dir(), stores)
         .await
         .expect("the chaos run could be carried out");
     println!("{report}");

@@ -7,28 +7,14 @@
 //! Chromium as the browser tests do; about 8 s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod support;
 
 use xtask::screenshots::{self, PAGES, SCREENS};
-
-fn debug_bin_dir() -> PathBuf {
-    // target/debug/deps/screenshots-<hash> → target/debug
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["vote", "worker", "result"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo test --workspace` (or `cargo build -p vote -p worker -p result`) first",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_is_photographed_at_every_screen_size() {
     let out = tempfile::tempdir().unwrap();
-    let shots = screenshots::run(&debug_bin_dir(), out.path())
+    let shots = screenshots::run(&support::debug_bin_dir(), out.path())
         .await
         .expect("the pictures could be taken");
     assert_eq!(shots.len(), PAGES.len() * SCREENS.len(), "{shots:#?}");

@@ -7,27 +7,14 @@
 //! workspace's `target/debug`), which `cargo test --workspace` builds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn debug_bin_dir() -> PathBuf {
-    // target/debug/deps/up-<hash> → target/debug
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    for bin in ["vote", "worker", "result"] {
-        assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: run `cargo test --workspace` (or `cargo build -p vote -p worker -p result`) first",
-            dir.join(bin).display()
-        );
-    }
-    dir
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -162,7 +149,7 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
         .args(["--vote-port", &vote_port.to_string()])
         .args(["--result-port", &result_port.to_string()])
         .arg("--bin-dir")
-        .arg(debug_bin_dir())
+        .arg(support::debug_bin_dir())
         .env_remove("REDIS_URL")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
