@@ -73,12 +73,31 @@ impl Visitor {
 
 /// The `Set-Cookie` value carrying `id`.
 pub fn voter_cookie(id: &VoterId) -> String {
-    build(VOTER_COOKIE, id.as_str().to_owned(), MAX_AGE)
+    with_long_lived_attributes(VOTER_COOKIE, id.as_str())
 }
 
 /// The `Set-Cookie` value remembering `vote`.
 pub fn choice_cookie(vote: Vote) -> String {
-    build(CHOICE_COOKIE, vote.as_str().to_owned(), MAX_AGE)
+    with_long_lived_attributes(CHOICE_COOKIE, vote.as_str())
+}
+
+/// `name=value` followed by the attributes every long-lived cookie
+/// carries. The `cookie` crate writes those attributes once, at first use:
+/// formatting them for every response (its `Max-Age` goes through a time
+/// type) cost about 3% of vote's CPU under `cargo xtask bench`. The values
+/// written here (a voter id's hex digits, `a` or `b`) need no encoding,
+/// which `Cookie`'s `Display` does not do either.
+fn with_long_lived_attributes(name: &'static str, value: &str) -> String {
+    static ATTRIBUTES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let sample = build(VOTER_COOKIE, String::new(), MAX_AGE);
+        sample[VOTER_COOKIE.len() + 1..].to_owned()
+    });
+    let mut cookie = String::with_capacity(name.len() + 1 + value.len() + ATTRIBUTES.len());
+    cookie.push_str(name);
+    cookie.push('=');
+    cookie.push_str(value);
+    cookie.push_str(&ATTRIBUTES);
+    cookie
 }
 
 /// The `Set-Cookie` value that forgets a remembered choice (sent with a
@@ -162,6 +181,21 @@ mod tests {
     #[test]
     fn a_bogus_remembered_choice_is_ignored() {
         assert_eq!(visitor(b"voter_id=abc; vote=c").remembered, None);
+    }
+
+    #[test]
+    fn cookies_read_as_the_cookie_crate_writes_them() {
+        let id = VoterId::parse("0123456789abcdef").unwrap();
+        assert_eq!(
+            voter_cookie(&id),
+            build(VOTER_COOKIE, id.as_str().to_owned(), MAX_AGE)
+        );
+        for vote in [Vote::A, Vote::B] {
+            assert_eq!(
+                choice_cookie(vote),
+                build(CHOICE_COOKIE, vote.as_str().to_owned(), MAX_AGE)
+            );
+        }
     }
 
     #[test]
