@@ -206,6 +206,11 @@ drift.
   connections, read by the same crowd (raw non-blocking sockets on one
   thread). Result's figure runs from a commit to the last client; the
   floor's from the command to broadcast (a pipe write) to the last client.
+
+## What is left
+
+Where vote's time goes against its floor, what was tried and what it gave:
+[profile.md](profile.md).
 ";
 
 /// The figures that have a floor: ours, the floor, the ratio, the goal.
