@@ -187,38 +187,45 @@ pub async fn serve(
 /// 40% of its CPU as four middlewares); the span, the panic and the
 /// timeout are tower-http's.
 pub fn with_standard_layers(router: Router, request_timeout: Duration) -> Router {
-    router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
-        .layer(CatchPanicLayer::custom(answer_panic))
-        // A 5xx here is an answer the service chose (a store is down, the
-        // client cap is reached) and has logged with its cause; tower-http
-        // would add an ERROR line per request on top. `http_requests_total`
-        // counts them by status.
-        .layer(
-            TraceLayer::new_for_http()
-                .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(edge::REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    let route = req
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-                    tracing::info_span!(
-                        "request",
-                        method = method_label(req.method()),
-                        route,
-                        request_id = id
-                    )
-                }),
-        )
-        .layer(edge::EdgeLayer)
+    // One `layer` call: axum boxes the route once per call, and clones every
+    // box on every request.
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(edge::EdgeLayer)
+            // A 5xx here is an answer the service chose (a store is down,
+            // the client cap is reached) and has logged with its cause;
+            // tower-http would add an ERROR line per request on top.
+            // `http_requests_total` counts them by status.
+            .layer(
+                TraceLayer::new_for_http()
+                    .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
+                    .make_span_with(request_span),
+            )
+            .layer(CatchPanicLayer::custom(answer_panic))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                request_timeout,
+            )),
+    )
+}
+
+/// The span around a request: its method, route template and id.
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(edge::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = method_label(req.method()),
+        route,
+        request_id = id
+    )
 }
 
 /// What a page may load and who may frame it: only this service's own

@@ -300,7 +300,9 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(stylesheet))
         .route("/static/favicon.svg", get(favicon))
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-        .with_state(state)
+        // Shared, not cloned per request: a clone of the state (its Redis
+        // handle above all) cost more to make and drop than an `Arc`.
+        .with_state(Arc::new(state))
         .merge(servicekit::admin::public_routes(probe));
     servicekit::http::with_standard_layers(app, request_timeout)
 }
@@ -379,7 +381,7 @@ fn identify(visitor: &Visitor) -> Result<(VoterId, Vec<String>), VoteError> {
     }
 }
 
-async fn show_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn show_page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let visitor = Visitor::from_headers(&headers);
     match identify(&visitor) {
         Ok((_, cookies)) => {
@@ -393,7 +395,7 @@ async fn show_page(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn cast_vote(State(state): State<AppState>, request: Request) -> Response {
+async fn cast_vote(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let visitor = Visitor::from_headers(request.headers());
     let (voter_id, mut cookies) = match identify(&visitor) {
         Ok(identity) => identity,
