@@ -33,10 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_LENGTH;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use contract::{Ballot, Vote, VoterId};
@@ -299,7 +298,6 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(show_page).post(cast_vote))
         .route("/static/style.css", get(stylesheet))
         .route("/static/favicon.svg", get(favicon))
-        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
         // Shared, not cloned per request: a clone of the state (its Redis
         // handle above all) cost more to make and drop than an `Arc`.
         .with_state(Arc::new(state))
@@ -432,20 +430,33 @@ async fn accept_vote(
     if declared_length(headers).is_some_and(|length| length > MAX_FORM_BYTES as u64) {
         return Err(VoteError::TooLarge(MAX_FORM_BYTES));
     }
-    let headers = headers.clone();
     // A client that stops half-way is told so (408) before the request
     // timeout would answer for it with a 503.
     let body_timeout = state.serve.body_timeout;
-    let body = tokio::time::timeout(body_timeout, Bytes::from_request(request, &()))
+    let (head, body) = request.into_parts();
+    let body = tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_FORM_BYTES))
         .await
         .map_err(|_| VoteError::SlowBody(body_timeout))?
-        .map_err(|rejection| match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => VoteError::TooLarge(MAX_FORM_BYTES),
-            _ => VoteError::UnreadableBody,
+        .map_err(|e| {
+            if is_over_the_limit(&e) {
+                VoteError::TooLarge(MAX_FORM_BYTES)
+            } else {
+                VoteError::UnreadableBody
+            }
         })?;
-    let vote = form::parse_vote(&headers, &body)?;
+    let vote = form::parse_vote(&head.headers, &body)?;
     state.queue(&Ballot::new(voter_id, vote)).await?;
     Ok(vote)
+}
+
+/// Whether reading a body failed because it is longer than the limit (a
+/// body without a `Content-Length`, or longer than it announced), rather
+/// than because the client went away.
+fn is_over_the_limit(e: &axum::Error) -> bool {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.is::<http_body_util::LengthLimitError>())
 }
 
 /// The body length the client announced, if it did (hyper has already
