@@ -246,6 +246,17 @@ fn floor_table(report: &Value) -> String {
         ms(&floors["vote_redis"]["p99_ms"]),
         r(&ratios["vote_of_lower_floor"]),
     ));
+    let us = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
+    let cpu = &m["vote"]["cpu_us_per_request"];
+    let floor_cpu = &floors["vote_http"]["cpu_us_per_request"];
+    out.push_str(&format!(
+        "| vote: CPU µs per POST: vote / Redis / whole machine; floor: server / whole machine | {} / {} / {} | {} / {} | | |\n",
+        us(&cpu["vote"]),
+        us(&cpu["redis"]),
+        us(&cpu["machine"]),
+        us(&floor_cpu["server"]),
+        us(&floor_cpu["machine"]),
+    ));
     out.push_str(&format!(
         "| worker: drain of {} ballots, rows/s | {} | {} | {} | ≥ 0.65 |\n",
         report["settings"]["backlog"],

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use contract::{Ballot, Vote, VoterId};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Run;
+use super::procfs::{machine_busy_seconds, proc_cpu_seconds};
 use super::report::percentiles;
 use crate::stack::signal;
 
@@ -24,7 +26,13 @@ pub const CONCURRENCY: usize = 50;
 /// drained right after.
 pub async fn throughput(run: &Run<'_>) -> anyhow::Result<Value> {
     let before = run.stored().await?;
+    let redis = redis_pid(run).await?;
     signal(run.worker, "STOP").await?;
+    let cpu_before = [
+        proc_cpu_seconds(run.vote),
+        proc_cpu_seconds(redis),
+        machine_busy_seconds(),
+    ];
     let seed = seed_votes(
         run.bin_dir,
         &run.stack.vote_url,
@@ -32,8 +40,14 @@ pub async fn throughput(run: &Run<'_>) -> anyhow::Result<Value> {
         CONCURRENCY,
     )
     .await;
+    let cpu_after = [
+        proc_cpu_seconds(run.vote),
+        proc_cpu_seconds(redis),
+        machine_busy_seconds(),
+    ];
     signal(run.worker, "CONT").await?;
     let seed = seed?;
+    let per_request = |i: usize| (cpu_after[i] - cpu_before[i]) * 1e6 / run.args.votes as f64;
     run.wait_for_rows(before + run.args.votes, Duration::from_secs(120))
         .await?;
     Ok(json!({
@@ -41,6 +55,11 @@ pub async fn throughput(run: &Run<'_>) -> anyhow::Result<Value> {
         "p50_ms": seed["latency_ms"]["p50"],
         "p99_ms": seed["latency_ms"]["p99"],
         "failed": seed["failed"],
+        "cpu_us_per_request": {
+            "vote": per_request(0),
+            "redis": per_request(1),
+            "machine": per_request(2),
+        },
     }))
 }
 
@@ -60,6 +79,7 @@ pub async fn http_floor(run: &Run<'_>) -> anyhow::Result<Value> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/", listener.local_addr()?);
     let shutdown = CancellationToken::new();
+    let cpu_before = [proc_cpu_seconds(std::process::id()), machine_busy_seconds()];
     let server = tokio::spawn(servicekit::http::serve(
         listener,
         router,
@@ -67,14 +87,30 @@ pub async fn http_floor(run: &Run<'_>) -> anyhow::Result<Value> {
         servicekit::http::ServeOptions::default(),
     ));
     let seed = seed_votes(run.bin_dir, &url, run.args.votes, CONCURRENCY).await;
+    let cpu_after = [proc_cpu_seconds(std::process::id()), machine_busy_seconds()];
     shutdown.cancel();
     server.await??;
     let seed = seed?;
+    let per_request = |i: usize| (cpu_after[i] - cpu_before[i]) * 1e6 / run.args.votes as f64;
     Ok(json!({
         "requests_per_second": seed["requests_per_second"],
         "p50_ms": seed["latency_ms"]["p50"],
         "p99_ms": seed["latency_ms"]["p99"],
+        // The server runs in this process, which does nothing else meanwhile.
+        "cpu_us_per_request": { "server": per_request(0), "machine": per_request(1) },
     }))
+}
+
+/// The process id of the stack's Redis, as it tells it.
+async fn redis_pid(run: &Run<'_>) -> anyhow::Result<u32> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut run.redis.clone())
+        .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .context("INFO server names no process_id")
 }
 
 /// The Redis floor for [`throughput`]: the enqueue script alone, run by a
