@@ -196,6 +196,11 @@ drift.
   client over one multiplexed connection at the same concurrency, for as
   many ballots, with the worker held as for vote. Vote's goal is against the
   lower of the two floors.
+- **CPU per POST**: over the seed's run, vote's and Redis's user plus
+  system time (`/proc/<pid>/stat`) and the whole machine's busy time
+  (`/proc/stat`, all cores), divided by the votes; for the HTTP floor, the
+  bench's own process (the floor's server runs in it, and it does nothing
+  else meanwhile) and the whole machine. Tick resolution is 10 ms.
 - **Worker drain floor**: the same number of rows of new voters upserted
   into the same table by the worker's own statement, one statement (one
   durable commit, fsync on) per batch of the worker's batch size, in

@@ -6,10 +6,10 @@
 //! (`map_request`, `map_response`, `from_fn`) and tower-http's two
 //! request-id layers; each middleware boxed its own future and cloned the
 //! boxed route behind it on every request, and the request id took a
-//! `getrandom` system call. `cargo xtask bench` measured that stack at
-//! about 40% of vote's CPU per POST (docs/profile.md). Here it is one
-//! layer, one boxed future, a counter for the request id and metric
-//! handles looked up once per route, method and status.
+//! `getrandom` system call. Measured with `scripts/profile-vote.sh`, that
+//! stack was about a third of vote's CPU per POST (docs/profile.md). Here
+//! it is one layer, one boxed future, a counter for the request id and
+//! metric handles looked up once per route, method and status.
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
