@@ -37,10 +37,13 @@ pub const QUEUE_KEY: &str = "votes";
 /// The counter behind each ballot's `seq`.
 pub const SEQ_KEY: &str = "votes:seq";
 
-/// KEYS[1] queue, KEYS[2] seq counter; ARGV[1] the ballot's compact JSON
-/// without `seq` (it ends in `}`), ARGV[2] how far past Redis's clock a
-/// `seq` may be, in µs, ARGV[3] the highest `seq` at all. Returns the queue
-/// length after the push, or a `BADSEQ` error before writing anything.
+/// KEYS[1] queue, KEYS[2] seq counter; ARGV[1] how far past Redis's
+/// clock a `seq` may be, in µs, ARGV[2] the highest `seq` at all,
+/// ARGV[3..] the ballots to queue, in order, each as compact JSON without
+/// `seq` (so it ends in `}`). Stamps them with consecutive `seq`s and
+/// pushes them all with one `RPUSH` (so they sit together in the queue, in
+/// order). Returns the queue length after the push, or a `BADSEQ` error
+/// before writing anything.
 ///
 /// Every number it adds or compares is an integer below 2^53 (or, for a
 /// counter beyond the window, a double that is still above the limit), so
@@ -48,7 +51,7 @@ pub const SEQ_KEY: &str = "votes:seq";
 pub const ENQUEUE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local newest = math.min(now + tonumber(ARGV[2]), tonumber(ARGV[3]))
+local newest = math.min(now + tonumber(ARGV[1]), tonumber(ARGV[2]))
 local held = redis.call('GET', KEYS[2])
 local last = 0
 if held then
@@ -59,15 +62,23 @@ if held then
   end
   last = tonumber(held)
 end
-local seq = math.max(last + 1, now)
-if seq > newest then
+local first = math.max(last + 1, now)
+local count = #ARGV - 2
+if first + count - 1 > newest then
   return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds ' .. string.sub(held or 'nothing', 1, 32) ..
     ', beyond the accepted seq window (a day past the clock); no ballot can be stamped ' ..
     'until it is fixed (DEL ' .. KEYS[2] .. ' is safe: seq continues from the clock)')
 end
-local s = string.format('%.0f', seq)
-redis.call('SET', KEYS[2], s)
-return redis.call('RPUSH', KEYS[1], string.sub(ARGV[1], 1, -2) .. ',"seq":' .. s .. '}')
+local stamped = {}
+for i = 1, count do
+  stamped[i] = string.sub(ARGV[i + 2], 1, -2) .. ',"seq":' .. string.format('%.0f', first + i - 1) .. '}'
+end
+redis.call('SET', KEYS[2], string.format('%.0f', first + count - 1))
+local length = 0
+for i = 1, count, 1000 do
+  length = redis.call('RPUSH', KEYS[1], unpack(stamped, i, math.min(i + 999, count)))
+end
+return length
 "#;
 
 /// The error code of the enqueue script's refusal to stamp from a corrupt
@@ -89,18 +100,36 @@ pub async fn enqueue<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     ballot: &Ballot,
 ) -> redis::RedisResult<u64> {
-    let unstamped = Ballot {
-        seq: None,
-        ..ballot.clone()
-    };
-    enqueue_script()
-        .key(QUEUE_KEY)
+    enqueue_group(conn, std::slice::from_ref(ballot)).await
+}
+
+/// Queues `ballots` in one step, in order, each stamped with the next
+/// `seq`: all of them or, if Redis fails or [`SEQ_KEY`] is corrupt, none.
+/// Returns the queue length.
+#[cfg(feature = "redis")]
+pub async fn enqueue_group<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    ballots: &[Ballot],
+) -> redis::RedisResult<u64> {
+    enqueue_invocation(ballots).invoke_async(conn).await
+}
+
+/// The enqueue script called with `ballots`, their `seq`s left to it.
+#[cfg(feature = "redis")]
+fn enqueue_invocation(ballots: &[Ballot]) -> redis::ScriptInvocation<'static> {
+    let mut invocation = enqueue_script().key(QUEUE_KEY);
+    invocation
         .key(SEQ_KEY)
-        .arg(unstamped.to_json())
         .arg(SeqWindow::ahead_us())
-        .arg(SeqWindow::LIMIT)
-        .invoke_async(conn)
-        .await
+        .arg(SeqWindow::LIMIT);
+    for ballot in ballots {
+        let unstamped = Ballot {
+            seq: None,
+            ..ballot.clone()
+        };
+        invocation.arg(unstamped.to_json());
+    }
+    invocation
 }
 
 /// Queues one ballot like [`enqueue`], then waits until at least
@@ -119,18 +148,8 @@ pub async fn enqueue_replicated<C: redis::aio::ConnectionLike + Send>(
     replicas: u32,
     timeout: std::time::Duration,
 ) -> redis::RedisResult<(u64, u64)> {
-    let unstamped = Ballot {
-        seq: None,
-        ..ballot.clone()
-    };
-    let json = unstamped.to_json();
     let script = enqueue_script();
-    let mut invocation = script.key(QUEUE_KEY);
-    invocation
-        .key(SEQ_KEY)
-        .arg(json)
-        .arg(SeqWindow::ahead_us())
-        .arg(SeqWindow::LIMIT);
+    let invocation = enqueue_invocation(std::slice::from_ref(ballot));
     let wait = || {
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(
