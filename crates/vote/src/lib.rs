@@ -25,8 +25,10 @@
 //! worker is the ballot and the queue, from `contract`; its plumbing comes
 //! from `servicekit`.
 
+pub mod confirm;
 pub mod form;
 pub mod page;
+pub mod push;
 pub mod visitor;
 
 use std::sync::Arc;
@@ -40,7 +42,7 @@ use axum::response::Response;
 use axum::routing::get;
 use contract::{Ballot, Vote, VoterId};
 use servicekit::admin::Probe;
-use servicekit::connect::{Primary, Redis, is_not_writable_primary};
+use servicekit::connect::{Primary, Redis};
 use servicekit::http::ServeOptions;
 use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::origin::{AllowedOrigins, check_same_origin};
@@ -49,7 +51,9 @@ use servicekit::settings::{AdminArgs, BallotChoices, HttpArgs, OriginArgs, Redis
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use confirm::{Confirmer, Replication};
 pub use page::{VoteError, VotePageText};
+use push::PushFailure;
 use visitor::{Identity, Visitor};
 
 /// Largest accepted form body. `vote=a` is 6 bytes.
@@ -59,13 +63,6 @@ pub const MAX_FORM_BYTES: usize = 1024;
 /// [`servicekit::connect::REDIS_TIMEOUT`] (redis-rs would wait only 500 ms by
 /// default), so a stalled Redis is reported after about a second.
 pub const QUEUE_TIMEOUT: Duration = Duration::from_secs(2);
-/// With `REDIS_MIN_REPLICAS_ACK`, how long a push waits for the replicas
-/// to confirm its ballot (`WAIT`). Replicas on a healthy network confirm
-/// within milliseconds; past this the vote is reported unconfirmed. Below
-/// [`servicekit::connect::REDIS_TIMEOUT`], so the answer to `WAIT` arrives
-/// before the connection gives up on it.
-pub const REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(500);
-
 /// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
 /// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
 /// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
@@ -85,12 +82,28 @@ pub struct Settings {
     #[command(flatten)]
     pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
     /// Answer a vote only after this many Redis replicas confirm they hold
-    /// its ballot (`WAIT`, for at most 500 ms); if fewer do, the visitor is
-    /// told the vote is unconfirmed. 0: answer as soon as the primary has
-    /// it. Set it with Sentinel, so that an acknowledged ballot survives
-    /// the primary's loss.
+    /// its ballot (`WAIT`, for at most `REDIS_REPLICA_ACK_TIMEOUT_MS`); if
+    /// fewer do, the visitor is told the vote is unconfirmed. 0: answer as
+    /// soon as the primary has it. Set it with Sentinel, so that an
+    /// acknowledged ballot survives the primary's loss.
     #[arg(long, env = "REDIS_MIN_REPLICAS_ACK", default_value_t = 0)]
     pub redis_min_replicas_ack: u32,
+    /// With `REDIS_MIN_REPLICAS_ACK`, the longest a vote waits for the
+    /// replicas' confirmation, in milliseconds, counted from its arrival;
+    /// then it is answered with a 503 that says so.
+    #[arg(long, env = "REDIS_REPLICA_ACK_TIMEOUT_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_replica_ack_timeout_ms: u64,
+}
+
+impl Settings {
+    /// How ballots must be confirmed, if replicas must confirm them.
+    pub fn replication(&self) -> Option<Replication> {
+        (self.redis_min_replicas_ack > 0).then(|| Replication {
+            replicas: self.redis_min_replicas_ack,
+            timeout: Duration::from_millis(self.redis_replica_ack_timeout_ms),
+        })
+    }
 }
 
 /// Shared by every request: cheap to clone.
@@ -104,9 +117,9 @@ pub struct AppState {
     allowed_origins: Arc<AllowedOrigins>,
     /// Connection limits and timeouts.
     serve: ServeOptions,
-    /// Replicas that must confirm a ballot before the visitor is told it
-    /// counts (`REDIS_MIN_REPLICAS_ACK`); 0: the primary alone.
-    min_replicas_ack: u32,
+    /// With `REDIS_MIN_REPLICAS_ACK`: confirms ballots in groups (see
+    /// [`confirm`]); without, the primary's answer is enough.
+    confirmer: Option<Confirmer>,
 }
 
 impl AppState {
@@ -123,14 +136,15 @@ impl AppState {
             outage: Arc::new(Outage::new("Redis", "ballots are refused with a 503 page")),
             allowed_origins: Arc::default(),
             serve: ServeOptions::default(),
-            min_replicas_ack: 0,
+            confirmer: None,
         })
     }
 
-    /// Confirms a vote only once `replicas` Redis replicas hold its ballot
-    /// (`REDIS_MIN_REPLICAS_ACK`); see [`REPLICA_ACK_TIMEOUT`].
-    pub fn with_min_replicas_ack(mut self, replicas: u32) -> Self {
-        self.min_replicas_ack = replicas;
+    /// Confirms a vote only once replicas hold its ballot
+    /// (`REDIS_MIN_REPLICAS_ACK`), in groups (see [`confirm`]). Starts the
+    /// confirming tasks on the current runtime.
+    pub fn with_replication(mut self, redis: &Redis, replication: Option<Replication>) -> Self {
+        self.confirmer = replication.map(|replication| Confirmer::start(redis, replication));
         self
     }
 
@@ -148,34 +162,39 @@ impl AppState {
         self
     }
 
-    /// Pushes one ballot, giving up after [`QUEUE_TIMEOUT`]. A failure is
-    /// either certain — Redis refused the push, or could not be reached at
-    /// all, so nothing was queued — or not: after a timeout, or with the
-    /// connection lost while the push was in flight, the ballot may still
-    /// arrive, and the visitor is told exactly that
-    /// ([`VoteError::Unconfirmed`]).
-    async fn queue(&self, ballot: &Ballot) -> Result<(), VoteError> {
-        let failure =
-            match tokio::time::timeout(QUEUE_TIMEOUT, self.push_retrying_once(ballot)).await {
-                Ok(Ok(_)) => {
-                    metrics::counter!("ballots_queued_total", "vote" => ballot.vote.as_str())
-                        .increment(1);
-                    tracing::debug!(voter = %ballot.voter_id, vote = %ballot.vote, "ballot queued");
-                    self.outage.succeeded();
-                    return Ok(());
-                }
-                Ok(Err(failure)) => failure,
-                Err(_) => PushFailure {
-                    cause: format!("no answer from Redis within {QUEUE_TIMEOUT:?}"),
-                    maybe_queued: true,
-                    refused: false,
-                },
-            };
+    /// Queues one ballot (confirmed by replicas, if they must confirm it),
+    /// giving up after [`QUEUE_TIMEOUT`]. A failure says whether the ballot
+    /// may be queued all the same ([`VoteError::Unconfirmed`]) or certainly
+    /// is not (see [`push`]).
+    async fn queue(&self, ballot: Ballot) -> Result<(), VoteError> {
+        let vote = ballot.vote;
+        let pushed = match &self.confirmer {
+            Some(confirmer) => {
+                tokio::time::timeout(QUEUE_TIMEOUT, confirmer.confirm(ballot.clone())).await
+            }
+            None => tokio::time::timeout(
+                QUEUE_TIMEOUT,
+                push::push_retrying_once(&self.redis, &ballot),
+            )
+            .await
+            .map(|pushed| pushed.map(drop)),
+        };
+        let failure = match pushed {
+            Ok(Ok(())) => {
+                metrics::counter!("ballots_queued_total", "vote" => vote.as_str()).increment(1);
+                tracing::debug!(voter = %ballot.voter_id, %vote, "ballot queued");
+                self.outage.succeeded();
+                return Ok(());
+            }
+            Ok(Err(failure)) => failure,
+            Err(_) => {
+                PushFailure::unconfirmed(format!("no answer from Redis within {QUEUE_TIMEOUT:?}"))
+            }
+        };
         metrics::counter!("redis_errors_total").increment(1);
         self.outage.failed(&failure.cause);
         if failure.maybe_queued {
-            metrics::counter!("ballots_unconfirmed_total", "vote" => ballot.vote.as_str())
-                .increment(1);
+            metrics::counter!("ballots_unconfirmed_total", "vote" => vote.as_str()).increment(1);
             tracing::debug!(error = %failure.cause, "Redis did not confirm a ballot; it may be queued");
             Err(VoteError::Unconfirmed(failure.cause))
         } else if failure.refused {
@@ -184,108 +203,6 @@ impl AppState {
             Err(VoteError::QueueUnavailable(failure.cause))
         }
     }
-
-    /// Pushes one ballot, once more if the connection turns out dropped
-    /// (Redis restarted or crashed; the manager is reconnecting) or the
-    /// node it reached turns out not to be a primary that takes writes (a
-    /// demoted primary after a failover; the handle asks Sentinel again).
-    /// Pushing a ballot twice is harmless: both carry the same choice, and
-    /// the later `seq` wins.
-    async fn push_retrying_once(&self, ballot: &Ballot) -> Result<u64, PushFailure> {
-        let mut conn = self.redis.clone();
-        match self.push(&mut conn, ballot).await {
-            Err(Pushed::Failed(first))
-                if first.is_connection_dropped() || is_not_writable_primary(&first) =>
-            {
-                tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing again");
-                self.push(&mut conn, ballot)
-                    .await
-                    .map_err(|again| again.failure(maybe_queued(&first)))
-            }
-            pushed => pushed.map_err(|e| e.failure(false)),
-        }
-    }
-
-    /// Pushes one ballot; with [`AppState::with_min_replicas_ack`], also
-    /// waits for the replicas to confirm it.
-    async fn push(&self, conn: &mut Primary, ballot: &Ballot) -> Result<u64, Pushed> {
-        if self.min_replicas_ack == 0 {
-            return contract::queue::enqueue(conn, ballot)
-                .await
-                .map_err(Pushed::Failed);
-        }
-        let (length, confirmed) = contract::queue::enqueue_replicated(
-            conn,
-            ballot,
-            self.min_replicas_ack,
-            REPLICA_ACK_TIMEOUT,
-        )
-        .await
-        .map_err(Pushed::Failed)?;
-        if confirmed < u64::from(self.min_replicas_ack) {
-            metrics::counter!("ballots_replica_ack_missing_total").increment(1);
-            return Err(Pushed::NotReplicated { confirmed });
-        }
-        Ok(length)
-    }
-}
-
-/// Why a push did not succeed.
-enum Pushed {
-    /// Redis failed the push, or could not be reached.
-    Failed(redis::RedisError),
-    /// The primary queued the ballot, but fewer replicas than asked
-    /// confirmed it within [`REPLICA_ACK_TIMEOUT`].
-    NotReplicated { confirmed: u64 },
-}
-
-impl Pushed {
-    /// As a failure to report; `earlier_maybe_queued` if an earlier try may
-    /// have queued the ballot already.
-    fn failure(self, earlier_maybe_queued: bool) -> PushFailure {
-        match self {
-            Pushed::Failed(e) => PushFailure {
-                maybe_queued: earlier_maybe_queued || maybe_queued(&e),
-                refused: was_refused(&e) && !is_not_writable_primary(&e),
-                cause: e.to_string(),
-            },
-            Pushed::NotReplicated { confirmed } => PushFailure {
-                maybe_queued: true,
-                refused: false,
-                cause: format!(
-                    "the ballot is queued on the Redis primary, but only {confirmed} replica(s) \
-                     confirmed it within {REPLICA_ACK_TIMEOUT:?}"
-                ),
-            },
-        }
-    }
-}
-
-/// A push that failed, and whether the ballot may be queued all the same.
-struct PushFailure {
-    cause: String,
-    maybe_queued: bool,
-    /// Redis answered with an error: it is up, and refused the push.
-    refused: bool,
-}
-
-/// Whether a push that failed with `e` may still have queued its ballot.
-/// Not if it never reached Redis, nor if Redis answered with an error: the
-/// enqueue script pushes as its last step, so a script that failed pushed
-/// nothing. Anything else (a timeout, a connection lost mid-command) leaves
-/// it open.
-fn maybe_queued(e: &redis::RedisError) -> bool {
-    !(was_refused(e) || servicekit::connect::was_never_sent(e))
-}
-
-/// Whether Redis answered the push with an error (it ran and refused it,
-/// e.g. [`contract::queue::is_bad_counter`]). Error codes redis-rs does not
-/// know, such as the enqueue script's own `BADSEQ`, are `Extension`s.
-fn was_refused(e: &redis::RedisError) -> bool {
-    matches!(
-        e.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-    )
 }
 
 /// The vote service's public HTTP surface: the page, its assets, and
@@ -336,19 +253,20 @@ impl Service for AppState {
             option_b = %s.choices.option_b,
             allowed_origins = %s.origins.allowed_origins,
             redis_min_replicas_ack = s.redis_min_replicas_ack,
+            redis_replica_ack_timeout_ms = s.redis_replica_ack_timeout_ms,
             "starting vote"
         );
     }
 
     fn build(settings: Settings) -> anyhow::Result<Self> {
-        Ok(AppState::new(
-            &settings.redis.handle()?,
-            &settings.choices,
-            servicekit::host::name(),
-        )?
-        .with_allowed_origins(settings.origins.allowed_origins)
-        .with_serve_options(settings.http.serve_options())
-        .with_min_replicas_ack(settings.redis_min_replicas_ack))
+        let redis = settings.redis.handle()?;
+        let replication = settings.replication();
+        Ok(
+            AppState::new(&redis, &settings.choices, servicekit::host::name())?
+                .with_allowed_origins(settings.origins.allowed_origins)
+                .with_serve_options(settings.http.serve_options())
+                .with_replication(&redis, replication),
+        )
     }
 
     fn probe(&self) -> Probe {
@@ -445,7 +363,7 @@ async fn accept_vote(
             }
         })?;
     let vote = form::parse_vote(&head.headers, &body)?;
-    state.queue(&Ballot::new(voter_id, vote)).await?;
+    state.queue(Ballot::new(voter_id, vote)).await?;
     Ok(vote)
 }
 

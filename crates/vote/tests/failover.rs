@@ -21,6 +21,16 @@ use tokio::time::Instant;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn spawn_vote(ha: &RedisHa, min_replicas_ack: u32) -> testkit::Served<anyhow::Error> {
+    spawn_vote_waiting(ha, min_replicas_ack, Duration::from_millis(500)).await
+}
+
+/// vote asking `min_replicas_ack` replicas to confirm each ballot within
+/// `ack_timeout`.
+async fn spawn_vote_waiting(
+    ha: &RedisHa,
+    min_replicas_ack: u32,
+    ack_timeout: Duration,
+) -> testkit::Served<anyhow::Error> {
     let redis = RedisArgs {
         redis_url: "redis://unused/0".into(),
         redis_sentinels: Some(ha.sentinels_env()),
@@ -30,9 +40,14 @@ async fn spawn_vote(ha: &RedisHa, min_replicas_ack: u32) -> testkit::Served<anyh
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     };
-    let state = vote::AppState::new(&redis.handle().unwrap(), &choices, "test-host".into())
+    let redis = redis.handle().unwrap();
+    let replication = vote::confirm::Replication {
+        replicas: min_replicas_ack,
+        timeout: ack_timeout,
+    };
+    let state = vote::AppState::new(&redis, &choices, "test-host".into())
         .unwrap()
-        .with_min_replicas_ack(min_replicas_ack);
+        .with_replication(&redis, Some(replication));
     testkit::Served::start_with_admin(|public, admin, shutdown| {
         servicekit::launch::serve(state, Some(public), admin, shutdown)
     })
@@ -62,6 +77,20 @@ async fn vote_as_new_voter(
         .next()
         .expect("a voter_id cookie");
     (status, voter, res.text().await.unwrap())
+}
+
+/// How many ballots are queued on the node at `url`.
+async fn queue_length(url: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("LLEN")
+        .arg(QUEUE_KEY)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
 
 /// The voter ids of the ballots queued on the node at `url`.
@@ -220,5 +249,159 @@ async fn after_the_primary_is_killed_votes_are_accepted_again_and_none_acknowled
         lost.is_empty(),
         "{} acknowledged ballots missing on the new primary: {lost:?}",
         lost.len()
+    );
+}
+
+#[tokio::test]
+async fn a_vote_waiting_for_its_replica_holds_back_no_other_vote() {
+    // One replica, and no primary-side refusal: the test stalls the replica
+    // and watches what the primary is sent meanwhile.
+    let ha = RedisHa::start(RedisHaOptions {
+        replicas: 1,
+        min_replicas_to_write: 0,
+        ..RedisHaOptions::default()
+    })
+    .await
+    .unwrap();
+    let primary = ha.node_url(ha.primary_node().await.unwrap(), 0);
+    // Replicas get far longer than the test to confirm: a vote waiting
+    // for them waits until the replica is thawed.
+    let served = Arc::new(spawn_vote_waiting(&ha, 1, Duration::from_secs(60)).await);
+    let http = reqwest::Client::new();
+    let (status, _, _) = vote_as_new_voter(&http, &served).await;
+    assert_eq!(status, StatusCode::OK, "a vote with a healthy replica");
+    let before = queue_length(&primary).await;
+
+    ha.pause(1).unwrap();
+    let post = |http: reqwest::Client, served: Arc<testkit::Served<anyhow::Error>>| {
+        tokio::spawn(async move { vote_as_new_voter(&http, &served).await.0 })
+    };
+    let first = post(http.clone(), served.clone());
+    testkit::eventually("the first ballot to be queued", DEADLINE, || async {
+        (queue_length(&primary).await == before + 1).then_some(())
+    })
+    .await;
+    // The first vote now waits for a replica that cannot answer. Another
+    // vote must not wait behind it: its ballot reaches the primary while
+    // the first is still unanswered.
+    let second = post(http.clone(), served.clone());
+    testkit::eventually(
+        "the second ballot to be queued while the first waits",
+        DEADLINE,
+        || async { (queue_length(&primary).await == before + 2).then_some(()) },
+    )
+    .await;
+    assert!(
+        !first.is_finished(),
+        "the first vote was answered before the second ballot was queued: \
+         the second waited behind the first one's WAIT"
+    );
+    let page = http.get(served.url("/")).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the page is served meanwhile"
+    );
+
+    ha.resume(1).unwrap();
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert_eq!(second.await.unwrap(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_a_healthy_replica_fifty_thousand_votes_are_all_confirmed() {
+    const VOTES: usize = 50_000;
+    const CONCURRENCY: usize = 16;
+    let ha = RedisHa::start(RedisHaOptions {
+        replicas: 1,
+        ..RedisHaOptions::default()
+    })
+    .await
+    .unwrap();
+    let primary = ha.node_url(ha.primary_node().await.unwrap(), 0);
+    let served = Arc::new(spawn_vote(&ha, 1).await);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (http, served) = (http.clone(), served.clone());
+        clients.push(tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for _ in 0..VOTES / CONCURRENCY {
+                let status = http
+                    .post(served.url("/"))
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body("vote=b")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                *statuses.entry(status.as_u16()).or_default() += 1;
+            }
+            statuses
+        }));
+    }
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for client in clients {
+        for (status, n) in client.await.unwrap() {
+            *statuses.entry(status).or_default() += n;
+        }
+    }
+    assert_eq!(
+        statuses,
+        [(200, VOTES)].into(),
+        "every vote confirmed, none refused"
+    );
+    assert_eq!(queue_length(&primary).await, VOTES as u64);
+}
+
+#[tokio::test]
+async fn with_the_replica_stopped_every_vote_gets_a_truthful_503_and_the_page_is_served() {
+    const VOTES: usize = 40;
+    let ha = RedisHa::start(RedisHaOptions {
+        replicas: 1,
+        ..RedisHaOptions::default()
+    })
+    .await
+    .unwrap();
+    let primary = ha.node_url(ha.primary_node().await.unwrap(), 0);
+    let served = Arc::new(spawn_vote(&ha, 1).await);
+    let http = reqwest::Client::new();
+    let before = queue_length(&primary).await;
+
+    ha.pause(1).unwrap();
+    let votes: Vec<_> = (0..VOTES)
+        .map(|_| {
+            let (http, served) = (http.clone(), served.clone());
+            tokio::spawn(async move { vote_as_new_voter(&http, &served).await })
+        })
+        .collect();
+    let page = http.get(served.url("/")).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the page is served meanwhile"
+    );
+    let (mut unconfirmed, mut not_recorded) = (0, 0);
+    for vote in votes {
+        let (status, _, page) = vote.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
+        if page.contains("We could not confirm your vote") {
+            unconfirmed += 1;
+        } else {
+            assert!(page.contains("Voting is paused"), "{page}");
+            not_recorded += 1;
+        }
+    }
+    // Truthful: every vote said to be unconfirmed is queued (on the
+    // primary, not on the replica), every one said to be paused is not —
+    // already when the last answer came, not later.
+    let queued = queue_length(&primary).await - before;
+    ha.resume(1).unwrap();
+    assert_eq!(
+        queued, unconfirmed as u64,
+        "{unconfirmed} votes said unconfirmed, {not_recorded} not recorded, {queued} queued"
     );
 }

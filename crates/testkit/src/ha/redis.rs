@@ -102,6 +102,17 @@ impl Process {
         self.dir.join("redis.log")
     }
 
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the node is not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        anyhow::ensure!(status.success(), "kill -{signal} failed: {status}");
+        Ok(())
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -249,6 +260,18 @@ impl RedisHa {
     /// SIGKILLs data node `node`.
     pub fn kill(&mut self, node: usize) {
         self.nodes[node].kill();
+    }
+
+    /// Freezes data node `node` (SIGSTOP): it keeps its connections but
+    /// answers nothing, like a machine that stalls. [`resume`](Self::resume)
+    /// thaws it.
+    pub fn pause(&self, node: usize) -> anyhow::Result<()> {
+        self.nodes[node].signal("STOP")
+    }
+
+    /// Thaws a node [`pause`](Self::pause)d (SIGCONT).
+    pub fn resume(&self, node: usize) -> anyhow::Result<()> {
+        self.nodes[node].signal("CONT")
     }
 
     /// Waits until Sentinel names a primary other than node `old` and that

@@ -1,0 +1,101 @@
+//! Pushing a ballot onto the queue, and what a failed push tells the
+//! visitor.
+//!
+//! A failed push is either certain — Redis refused it, or could not be
+//! reached at all, so nothing was queued — or not: after a timeout, or with
+//! the connection lost while the push was in flight, the ballot may still
+//! arrive. [`PushFailure`] carries that difference to the page
+//! ([`crate::VoteError`]), whichever way the ballot was pushed: alone
+//! ([`push_retrying_once`]) or confirmed by replicas in a group
+//! ([`crate::confirm`]).
+//!
+//! Both ways push once more when the first try finds the connection
+//! dropped (Redis restarted or crashed) or the node not a primary that
+//! takes writes (a demoted primary after a failover). Pushing a ballot
+//! twice is harmless: both carry the same choice, and the later `seq` wins.
+
+use contract::Ballot;
+use servicekit::connect::{Primary, is_not_writable_primary};
+
+/// A push that failed, and whether the ballot may be queued all the same.
+#[derive(Debug, Clone)]
+pub struct PushFailure {
+    /// What happened, for the log (never for the visitor).
+    pub cause: String,
+    /// The ballot may be queued: Redis did not say either way.
+    pub maybe_queued: bool,
+    /// Redis answered with an error: it is up, and refused the push.
+    pub refused: bool,
+}
+
+impl PushFailure {
+    /// A push that failed with `e`; `earlier_maybe_queued` if an earlier
+    /// try may have queued the ballot already.
+    pub fn from_error(e: &redis::RedisError, earlier_maybe_queued: bool) -> Self {
+        PushFailure {
+            maybe_queued: earlier_maybe_queued || maybe_queued(e),
+            refused: was_refused(e) && !is_not_writable_primary(e),
+            cause: e.to_string(),
+        }
+    }
+
+    /// The ballot is queued on the primary, but it is not known to be safe
+    /// (its replicas did not confirm it).
+    pub fn unconfirmed(cause: String) -> Self {
+        PushFailure {
+            cause,
+            maybe_queued: true,
+            refused: false,
+        }
+    }
+
+    /// Nothing was sent, so nothing was queued.
+    pub fn not_sent(cause: String) -> Self {
+        PushFailure {
+            cause,
+            maybe_queued: false,
+            refused: false,
+        }
+    }
+}
+
+/// Whether a retry may help: the first try found the connection dropped or
+/// a node that does not take writes (now), so a fresh connection may reach
+/// the primary.
+pub fn worth_retrying(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || is_not_writable_primary(e)
+}
+
+/// Pushes one ballot on `conn` (the shared connection), once more if the
+/// first try is [`worth_retrying`].
+pub async fn push_retrying_once(conn: &Primary, ballot: &Ballot) -> Result<u64, PushFailure> {
+    let mut conn = conn.clone();
+    match contract::queue::enqueue(&mut conn, ballot).await {
+        Err(first) if worth_retrying(&first) => {
+            tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing again");
+            contract::queue::enqueue(&mut conn, ballot)
+                .await
+                .map_err(|again| PushFailure::from_error(&again, maybe_queued(&first)))
+        }
+        pushed => pushed.map_err(|e| PushFailure::from_error(&e, false)),
+    }
+}
+
+/// Whether a push that failed with `e` may still have queued its ballot.
+/// Not if it never reached Redis, nor if Redis answered with an error: the
+/// enqueue script pushes as its last step, so a script that failed pushed
+/// nothing. Anything else (a timeout, a connection lost mid-command) leaves
+/// it open.
+pub fn maybe_queued(e: &redis::RedisError) -> bool {
+    !(was_refused(e) || servicekit::connect::was_never_sent(e))
+}
+
+/// Whether Redis answered the push with an error (it ran and refused it,
+/// e.g. [`contract::queue::is_bad_counter`]). Error codes redis-rs does not
+/// know, such as the enqueue script's own `BADSEQ`, are `Extension`s.
+fn was_refused(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+    )
+}
