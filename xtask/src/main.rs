@@ -90,6 +90,9 @@ struct ChaosArgs {
     /// long its live feed stood still after each Postgres failover.
     #[arg(long)]
     ha: bool,
+    /// With --ha: the Redis replicas and the confirmations vote asks for.
+    #[command(flatten)]
+    redis_topology: ha::RedisTopology,
     /// Run the binaries in this directory instead of building release ones.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -122,10 +125,10 @@ struct UpArgs {
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
     /// Replicated stores instead of one Redis and one Postgres: a Redis
-    /// primary with a replica and three Sentinels, two Postgres nodes under
-    /// Patroni (synchronous mode, etcd) behind HAProxy, all on 127.0.0.1
-    /// and free ports. vote and the worker find Redis through the
-    /// Sentinels, vote confirms each ballot on the replica
+    /// primary with two replicas and three Sentinels, two Postgres nodes
+    /// under Patroni (synchronous mode, etcd) behind HAProxy, all on
+    /// 127.0.0.1 and free ports. vote and the worker find Redis through the
+    /// Sentinels, vote confirms each ballot on a replica
     /// (REDIS_MIN_REPLICAS_ACK=1), and DATABASE_URL is HAProxy's primary
     /// endpoint. Needs `apt-get install redis-server postgresql patroni
     /// etcd-server haproxy`.
@@ -205,7 +208,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     // Kept until the stack has stopped: dropping them stops the stores.
     let _replicated = if args.ha {
-        let stores = ha::Replicated::start().await?;
+        let stores = ha::Replicated::start(ha::RedisTopology::default()).await?;
         options.redis_url = Some(stores.redis_url());
         options.database_url = Some(stores.database_url());
         options.env.extend(stores.service_env());
@@ -258,7 +261,7 @@ async fn chaos_run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         None => build_release(&["vote", "worker"]).await?,
     };
     let report = if args.ha {
-        let stores = ha::Replicated::start().await?;
+        let stores = ha::Replicated::start(args.redis_topology).await?;
         chaos::run(&args.plan, &bin_dir, stores).await?
     } else {
         chaos::run_single_node(&args.plan, &bin_dir).await?

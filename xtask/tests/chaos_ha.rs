@@ -52,7 +52,7 @@ async fn every_acknowledged_ballot_survives_redis_and_postgres_failovers() {
     }
     let plan = Cli::parse_from(args).plan;
 
-    let stores = xtask::ha::Replicated::start()
+    let stores = xtask::ha::Replicated::start(xtask::ha::RedisTopology::default())
         .await
         .expect("the replicated stores started");
     let report = chaos::run(&plan, &support::debug_bin_dir(), stores)
