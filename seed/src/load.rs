@@ -144,7 +144,7 @@ async fn post_one(client: &reqwest::Client, target: &str, vote: Vote) -> Outcome
                 Err(e) => Outcome::Failed(classify(&e)),
             }
         }
-        Ok(res) => Outcome::Failed(format!("HTTP {}", res.status())),
+        Ok(res) => Outcome::Refused(format!("HTTP {}", res.status()), started.elapsed()),
         Err(e) => Outcome::Failed(classify(&e)),
     }
 }

@@ -13,7 +13,9 @@ use contract::Vote;
 pub enum Outcome {
     /// 2xx, after this long.
     Ok(Duration),
-    /// Anything else, with its cause (`HTTP 503`, `timeout`, …).
+    /// Answered with another status (`HTTP 503 …`), after this long.
+    Refused(String, Duration),
+    /// No answer, with its cause (`timeout`, …).
     Failed(String),
 }
 
@@ -28,6 +30,8 @@ pub struct Report {
     pub failures: BTreeMap<String, u64>,
     /// Latency of successful requests, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// The slowest answer that was not a success.
+    pub slowest_refusal: Duration,
     pub elapsed: Duration,
     /// With `--verify`: time from the last response to the result feed
     /// showing every new vote.
@@ -46,6 +50,7 @@ impl Report {
             // constants, so construction cannot fail.
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            slowest_refusal: Duration::ZERO,
             elapsed: Duration::ZERO,
             verified_after: None,
         }
@@ -61,6 +66,10 @@ impl Report {
                 let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
                 self.latency_us.saturating_record(us.max(1));
             }
+            Outcome::Refused(cause, after) => {
+                self.slowest_refusal = self.slowest_refusal.max(after);
+                *self.failures.entry(cause).or_default() += 1;
+            }
             Outcome::Failed(cause) => *self.failures.entry(cause).or_default() += 1,
         }
     }
@@ -71,6 +80,7 @@ impl Report {
         for (cause, n) in other.failures {
             *self.failures.entry(cause).or_default() += n;
         }
+        self.slowest_refusal = self.slowest_refusal.max(other.slowest_refusal);
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency_us.add(&other.latency_us);
     }
@@ -118,6 +128,7 @@ impl Report {
                 "p90": self.percentile_ms(0.90),
                 "p99": self.percentile_ms(0.99),
                 "max": self.latency_us.max() as f64 / 1000.0,
+                "max_refused": self.slowest_refusal.as_secs_f64() * 1000.0,
             },
             "verified_after_ms": self.verified_after.map(|d| d.as_secs_f64() * 1000.0),
         })
@@ -186,12 +197,21 @@ mod tests {
         );
         let mut other = Report::new(String::new(), 0);
         other.record(Vote::A, Outcome::Failed("timeout".into()));
+        other.record(
+            Vote::B,
+            Outcome::Refused(
+                "HTTP 503 Service Unavailable".into(),
+                Duration::from_millis(9),
+            ),
+        );
         other.record(Vote::A, Outcome::Ok(Duration::from_millis(6)));
         r.merge(other);
-        assert_eq!((r.ok_a, r.ok_b, r.failed(), r.sent()), (2, 1, 2, 5));
+        assert_eq!((r.ok_a, r.ok_b, r.failed(), r.sent()), (2, 1, 3, 6));
         assert_eq!(r.failures["timeout"], 1);
+        assert_eq!(r.failures["HTTP 503 Service Unavailable"], 2);
+        assert_eq!(r.to_json()["latency_ms"]["max_refused"], 9.0);
         let text = r.to_string();
-        assert!(text.contains("failed: 2"), "{text}");
+        assert!(text.contains("failed: 3"), "{text}");
         assert!(text.contains("1 × timeout"), "{text}");
         assert!(text.contains("p99"), "{text}");
         assert_eq!(r.to_json()["succeeded"]["a"], 2);

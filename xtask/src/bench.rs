@@ -19,6 +19,7 @@ mod drain;
 mod fanout;
 mod memory;
 mod procfs;
+mod replicated;
 mod report;
 mod vote;
 
@@ -63,6 +64,10 @@ pub struct BenchArgs {
     /// Commits timed per crowd size.
     #[arg(long, default_value_t = 20)]
     fanout_rounds: usize,
+    /// Seconds of replicated votes (REDIS_MIN_REPLICAS_ACK=1, healthy
+    /// replica) at c=10 and again at c=50, counting answers other than 200.
+    #[arg(long, default_value_t = 60)]
+    soak_seconds: u64,
     /// Use the binaries in this directory instead of building release ones.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -115,8 +120,8 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
             log_level: "warn".into(),
             env: stack_env(&args),
         };
-        let stack = Stack::start(&options).await?;
-        let measured = measure(&args, &bin_dir, &stack).await;
+        let mut stack = Stack::start(&options).await?;
+        let measured = measure(&args, &bin_dir, &mut stack, &options).await;
         let problems = stack.stop().await;
         let figures = measured?;
         anyhow::ensure!(
@@ -144,6 +149,7 @@ pub async fn bench(args: BenchArgs, root: &Path) -> anyhow::Result<()> {
             "seed_concurrency": 50,
             "backlog": args.backlog,
             "e2e_samples": args.e2e_samples,
+            "soak_seconds": args.soak_seconds,
             "fanout_rounds": args.fanout_rounds,
         },
         "median": report::median_of(&runs),
@@ -241,7 +247,13 @@ impl<'a> Run<'a> {
 }
 
 /// One run's figures, one function each.
-async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Result<Value> {
+async fn measure(
+    args: &BenchArgs,
+    bin_dir: &Path,
+    stack: &mut Stack,
+    options: &StackOptions,
+) -> anyhow::Result<Value> {
+    let replication = replicated::Replication::start(stack, options).await?;
     let run = Run::new(args, bin_dir, stack).await?;
     // Idle: ready, settled, nothing happening.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -254,6 +266,13 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     let end_to_end = fanout::end_to_end(&run).await?;
     let fanout = fanout::result_fanout(&run).await?;
     let broadcast_floor = fanout::broadcast_floor(&run).await?;
+    replication.follow().await?;
+    let replicated = json!({
+        "throughput": replicated::throughput(&run, &replication, &vote).await?,
+        "soak_c10": replicated::soak(&run, &replication, 10).await?,
+        "soak_c50": replicated::soak(&run, &replication, vote::CONCURRENCY).await?,
+        "replica_lost": replicated::replica_lost(&run, &replication).await?,
+    });
     let ratios = ratios(
         &vote,
         &http_floor,
@@ -265,6 +284,7 @@ async fn measure(args: &BenchArgs, bin_dir: &Path, stack: &Stack) -> anyhow::Res
     );
     Ok(json!({
         "vote": vote,
+        "replicated_vote": replicated,
         "worker": worker,
         "end_to_end_ms": end_to_end,
         "fanout": fanout,

@@ -185,13 +185,6 @@ impl Stack {
             listed(&stack.database_url, &options.database_url),
         ));
 
-        let common_env = [
-            ("REDIS_URL", stack.redis_url.clone()),
-            ("DATABASE_URL", stack.database_url.clone()),
-            ("RUST_LOG", options.log_level.clone()),
-            ("BIND_ADDRESS", bind.to_string()),
-            ("ADMIN_BIND_ADDRESS", bind.to_string()),
-        ];
         let plan: [(&'static str, Vec<(&str, String)>); 3] = [
             ("worker", vec![("ADMIN_PORT", worker_admin.to_string())]),
             (
@@ -210,26 +203,7 @@ impl Stack {
             ),
         ];
         for (name, env) in plan {
-            // Its own process group: a Ctrl-C meant for xtask must not stop
-            // it out of order. SIGTERM when the thread that spawns it ends
-            // — this one is `main`'s or a runtime worker's, which live as
-            // long as xtask — so it never outlives xtask.
-            let mut cmd = Command::new("setpriv");
-            cmd.arg("--pdeathsig=TERM")
-                .arg(options.bin_dir.join(name))
-                .envs(common_env.iter().map(|(k, v)| (*k, v.as_str())))
-                .envs(env)
-                .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("starting {}", options.bin_dir.join(name).display()))?;
-            forward_output(name, &mut child, &options.logs).await?;
-            stack.services.push(Service { name, child });
+            stack.spawn(options, name, &env).await?;
         }
 
         let deadline = Duration::from_secs(60);
@@ -243,6 +217,78 @@ impl Stack {
                 .with_context(|| format!("{name} did not become ready"))?;
         }
         Ok(stack)
+    }
+
+    /// Starts one more vote process against the same stores, with `env`
+    /// on top of the stack's own (e.g. `REDIS_MIN_REPLICAS_ACK`), on free
+    /// ports; waits until it is ready. It stops with the stack. Returns its
+    /// page's URL and its process id.
+    pub async fn add_vote(
+        &mut self,
+        options: &StackOptions,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<(String, u32)> {
+        let bind = options.bind_address()?;
+        let (port, admin) = (free_port_or_any(0)?, free_port_or_any(0)?);
+        let mut all = vec![
+            ("PORT", port.to_string()),
+            ("ADMIN_PORT", admin.to_string()),
+        ];
+        all.extend(env.iter().cloned());
+        let pid = self.spawn(options, "vote", &all).await?;
+        let host = if bind.is_unspecified() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            bind
+        };
+        let url = |port: u16| format!("http://{}/", SocketAddr::new(host, port));
+        wait_ready(
+            "vote",
+            &format!("{}readyz", url(admin)),
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok((url(port), pid))
+    }
+
+    /// Starts service `name` from the stack's binaries with the stack's
+    /// environment and `env` (then [`StackOptions::env`]); returns its pid.
+    async fn spawn(
+        &mut self,
+        options: &StackOptions,
+        name: &'static str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<u32> {
+        let bind = options.bind_address()?;
+        let common_env = [
+            ("REDIS_URL", self.redis_url.clone()),
+            ("DATABASE_URL", self.database_url.clone()),
+            ("RUST_LOG", options.log_level.clone()),
+            ("BIND_ADDRESS", bind.to_string()),
+            ("ADMIN_BIND_ADDRESS", bind.to_string()),
+        ];
+        // Its own process group: a Ctrl-C meant for xtask must not stop
+        // it out of order. SIGTERM when the thread that spawns it ends
+        // — this one is `main`'s or a runtime worker's, which live as
+        // long as xtask — so it never outlives xtask.
+        let mut cmd = Command::new("setpriv");
+        cmd.arg("--pdeathsig=TERM")
+            .arg(options.bin_dir.join(name))
+            .envs(common_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", options.bin_dir.join(name).display()))?;
+        forward_output(name, &mut child, &options.logs).await?;
+        let pid = child.id().context("the process has exited")?;
+        self.services.push(Service { name, child });
+        Ok(pid)
     }
 
     /// Process id of a service.

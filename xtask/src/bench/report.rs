@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::memory;
+use super::{memory, replicated};
 
 /// p50, p99 and max of `samples` (milliseconds).
 pub fn percentiles(samples: &mut [f64]) -> Value {
@@ -155,6 +155,10 @@ pub fn markdown(report: &Value) -> String {
             ));
         }
     }
+    out.push_str(&replicated::markdown_rows(
+        m,
+        &report["settings"]["soak_seconds"],
+    ));
     for service in ["vote", "worker", "result"] {
         out.push_str(&format!(
             "| {service}: RSS idle / peak | {} / {} MiB | idle < 30 MB |\n",
@@ -201,6 +205,14 @@ drift.
   (`/proc/stat`, all cores), divided by the votes; for the HTTP floor, the
   bench's own process (the floor's server runs in it, and it does nothing
   else meanwhile) and the whole machine. Tick resolution is 10 ms.
+- **Replicated vote**: no floor of its own, but the unreplicated vote of
+  the same run: a second vote process with `REDIS_MIN_REPLICAS_ACK=1`
+  against the run's Redis, which a replica (a `redis-server` on loopback,
+  AOF fsynced every second) follows only while these figures are taken,
+  driven by the same seed at the same concurrency and count, worker held.
+  The soak rows run the seed for the stated seconds with the worker
+  running; the replica rows run it for 10 s each with the replica healthy,
+  frozen (SIGSTOP) and killed, while four clients time `GET /`.
 - **Worker drain floor**: the same number of rows of new voters upserted
   into the same table by the worker's own statement, one statement (one
   durable commit, fsync on) per batch of the worker's batch size, in
@@ -251,6 +263,7 @@ fn floor_table(report: &Value) -> String {
         ms(&floors["vote_redis"]["p99_ms"]),
         r(&ratios["vote_of_lower_floor"]),
     ));
+    out.push_str(&replicated::markdown_ratio_row(m));
     let us = |v: &Value| v.as_f64().map_or("–".to_owned(), |x| format!("{x:.1}"));
     let cpu = &m["vote"]["cpu_us_per_request"];
     let floor_cpu = &floors["vote_http"]["cpu_us_per_request"];

@@ -168,26 +168,55 @@ pub async fn redis_floor(run: &Run<'_>) -> anyhow::Result<Value> {
 
 /// Posts `votes` through the vote service with the `seed` binary, split 2:1
 /// like the default seed, `concurrency` at a time; returns its JSON report.
+/// Fails if any vote failed.
 pub async fn seed_votes(
     bin_dir: &Path,
     vote_url: &str,
     votes: u64,
     concurrency: usize,
 ) -> anyhow::Result<Value> {
-    let report_file = std::env::temp_dir().join(format!("seed-report-{}.json", std::process::id()));
     let votes_a = votes * 2 / 3;
+    let load = [
+        "-a".to_owned(),
+        votes_a.to_string(),
+        "-b".to_owned(),
+        (votes - votes_a).to_string(),
+    ];
+    let report = seed_report(bin_dir, vote_url, &load, concurrency).await?;
+    anyhow::ensure!(
+        report["failed"].as_u64() == Some(0),
+        "the seed reported failures: {}",
+        report["failures"]
+    );
+    Ok(report)
+}
+
+/// Runs the `seed` binary against `vote_url` with `load` (its count or
+/// duration flags), `concurrency` requests at a time; returns its JSON
+/// report whatever the answers were.
+pub async fn seed_report(
+    bin_dir: &Path,
+    vote_url: &str,
+    load: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Value> {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let report_file = std::env::temp_dir().join(format!(
+        "seed-report-{}-{}.json",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = tokio::process::Command::new(bin_dir.join("seed"))
         .args(["--target", vote_url, "--progress", "none"])
         .args(["-c", &concurrency.to_string()])
-        .args(["-a", &votes_a.to_string()])
-        .args(["-b", &(votes - votes_a).to_string()])
+        .args(load)
         .arg("--report-json")
         .arg(&report_file)
         .stdout(Stdio::null())
         .status()
         .await?;
-    anyhow::ensure!(status.success(), "the seed reported failures");
-    let report = serde_json::from_slice(&std::fs::read(&report_file)?)?;
+    let report = std::fs::read(&report_file)
+        .with_context(|| format!("the seed wrote no report (it exited with {status})"))?;
     let _ = std::fs::remove_file(&report_file);
-    Ok(report)
+    Ok(serde_json::from_slice(&report)?)
 }
