@@ -17,6 +17,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod stalls;
 pub mod verify;
 pub mod watch;
 

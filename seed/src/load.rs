@@ -10,6 +10,7 @@ use contract::Vote;
 use crate::progress::Progress;
 use crate::report::{Outcome, Report};
 use crate::settings::Settings;
+use crate::stalls::StallWatch;
 
 /// The vote form for `vote`, as a browser posts it.
 fn form(vote: Vote) -> &'static str {
@@ -74,6 +75,7 @@ pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report
     let progress = Progress::new(settings.progress, deadline.is_none().then_some(total));
     let pacer = settings.rate.map(|rate| Arc::new(Pacer::new(rate)));
     let started = Instant::now();
+    let stalls = StallWatch::new(settings.rate);
     let mut report = Report::new(settings.target.clone(), settings.concurrency);
 
     'soak: loop {
@@ -86,6 +88,7 @@ pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report
                     let next = next.clone();
                     let pacer = pacer.clone();
                     let progress = progress.clone();
+                    let stalls = stalls.clone();
                     let run = *run;
                     tokio::spawn(async move {
                         let mut local = Report::new(String::new(), 0);
@@ -97,7 +100,11 @@ pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report
                                 pacer.wait_turn().await;
                             }
                             let outcome = post_one(&client, &target, run.vote).await;
-                            progress.tick(!matches!(outcome, Outcome::Ok(_)));
+                            let ok = matches!(outcome, Outcome::Ok(_));
+                            if ok {
+                                stalls.succeeded();
+                            }
+                            progress.tick(!ok);
                             local.record(run.vote, outcome);
                         }
                         local
@@ -121,6 +128,7 @@ pub async fn post_votes(client: &reqwest::Client, settings: &Settings) -> Report
         }
     }
     report.elapsed = started.elapsed();
+    report.stalls = stalls.finish();
     progress.finish();
     report
 }

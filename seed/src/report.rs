@@ -8,6 +8,8 @@ use hdrhistogram::Histogram;
 
 use contract::Vote;
 
+use crate::stalls::Stall;
+
 /// How one request ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -32,6 +34,8 @@ pub struct Report {
     pub latency_us: Histogram<u64>,
     /// The slowest answer that was not a success.
     pub slowest_refusal: Duration,
+    /// When no vote succeeded for a while (see [`crate::stalls`]).
+    pub stalls: Vec<Stall>,
     pub elapsed: Duration,
     /// With `--verify`: time from the last response to the result feed
     /// showing every new vote.
@@ -51,6 +55,7 @@ impl Report {
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
             slowest_refusal: Duration::ZERO,
+            stalls: Vec::new(),
             elapsed: Duration::ZERO,
             verified_after: None,
         }
@@ -130,6 +135,10 @@ impl Report {
                 "max": self.latency_us.max() as f64 / 1000.0,
                 "max_refused": self.slowest_refusal.as_secs_f64() * 1000.0,
             },
+            "stalls": self.stalls.iter().map(|s| serde_json::json!({
+                "from_s": s.from.as_secs_f64(),
+                "seconds": s.length.as_secs_f64(),
+            })).collect::<Vec<_>>(),
             "verified_after_ms": self.verified_after.map(|d| d.as_secs_f64() * 1000.0),
         })
     }
@@ -170,6 +179,20 @@ impl fmt::Display for Report {
                 self.percentile_ms(0.99),
                 self.latency_us.max() as f64 / 1000.0
             )?;
+        }
+        if !self.stalls.is_empty() {
+            let stalls: Vec<String> = self
+                .stalls
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:.1} s from {:.1} s",
+                        s.length.as_secs_f64(),
+                        s.from.as_secs_f64()
+                    )
+                })
+                .collect();
+            writeln!(f, "  stood still: {}", stalls.join(", "))?;
         }
         if let Some(after) = self.verified_after {
             writeln!(
