@@ -109,6 +109,12 @@ impl Confirmer {
         }
     }
 
+    /// How long after its arrival a ballot is answered at the latest (give
+    /// or take a round trip).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Queues `ballot` and waits until replicas confirm it, or its deadline
     /// says they did not in time.
     pub async fn confirm(&self, ballot: Ballot) -> Result<(), PushFailure> {

@@ -163,21 +163,21 @@ impl AppState {
     }
 
     /// Queues one ballot (confirmed by replicas, if they must confirm it),
-    /// giving up after [`QUEUE_TIMEOUT`]. A failure says whether the ballot
-    /// may be queued all the same ([`VoteError::Unconfirmed`]) or certainly
-    /// is not (see [`push`]).
+    /// giving up after [`QUEUE_TIMEOUT`] (on top of the confirmation's own
+    /// timeout). A failure says whether the ballot may be queued all the
+    /// same ([`VoteError::Unconfirmed`]) or certainly is not (see [`push`]).
     async fn queue(&self, ballot: Ballot) -> Result<(), VoteError> {
         let vote = ballot.vote;
+        let limit = QUEUE_TIMEOUT
+            + self
+                .confirmer
+                .as_ref()
+                .map_or(Duration::ZERO, Confirmer::timeout);
         let pushed = match &self.confirmer {
-            Some(confirmer) => {
-                tokio::time::timeout(QUEUE_TIMEOUT, confirmer.confirm(ballot.clone())).await
-            }
-            None => tokio::time::timeout(
-                QUEUE_TIMEOUT,
-                push::push_retrying_once(&self.redis, &ballot),
-            )
-            .await
-            .map(|pushed| pushed.map(drop)),
+            Some(confirmer) => tokio::time::timeout(limit, confirmer.confirm(ballot.clone())).await,
+            None => tokio::time::timeout(limit, push::push_retrying_once(&self.redis, &ballot))
+                .await
+                .map(|pushed| pushed.map(drop)),
         };
         let failure = match pushed {
             Ok(Ok(())) => {
@@ -187,9 +187,7 @@ impl AppState {
                 return Ok(());
             }
             Ok(Err(failure)) => failure,
-            Err(_) => {
-                PushFailure::unconfirmed(format!("no answer from Redis within {QUEUE_TIMEOUT:?}"))
-            }
+            Err(_) => PushFailure::unconfirmed(format!("no answer from Redis within {limit:?}")),
         };
         metrics::counter!("redis_errors_total").increment(1);
         self.outage.failed(&failure.cause);
