@@ -10,7 +10,7 @@
 //!
 //! Tested elsewhere, not repeated here: arrays and scalars such as
 //! `["voter","a"]`, `42`, `null`, and `seq` values 0, −1, 1.5, 2^60,
-//! 2^63 − 1, 2^63 and two days ahead (`boundary.rs`, one step at a time,
+//! 2^63 − 1, 2^63, two days ahead and 23 h 59 min ahead of Redis's clock (`boundary.rs`, one step at a time,
 //! with what they must not do to `votes:seq`); the parser's own unit tests
 //! and property tests in `contract::ballot`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -299,8 +299,11 @@ fn cases() -> Vec<PayloadCase> {
         ),
         c(
             "seq_one_past_the_window",
-            "`seq` a day and a minute ahead of the worker's clock",
-            with("seq", &(now_us() + 86_460_000_000).to_string()),
+            "`seq` the window (five minutes) and a minute ahead of the worker's clock",
+            with(
+                "seq",
+                &(now_us() + contract::SeqWindow::ahead_us() + 60_000_000).to_string(),
+            ),
             "outside the accepted window",
         ),
         stored(
