@@ -8,7 +8,8 @@
 //!
 //! - `GET /` renders the page with the current tally ([`page`]).
 //! - `GET /ws` streams `{"a":N,"b":M}` to the page: on connect and on every
-//!   change ([`live`]). Upgrades from other sites' pages are refused (see
+//!   change ([`live`]). Malformed handshakes get a 400 ([`handshake`]);
+//!   upgrades from other sites' pages are refused (see
 //!   [`servicekit::origin`]); live clients are capped in all
 //!   (`MAX_CLIENTS`) and, optionally, per address ([`addresses`]).
 //! - One poller per process reads the tally — on every change notification
@@ -26,6 +27,7 @@
 
 pub mod addresses;
 pub mod feed;
+pub mod handshake;
 pub mod live;
 pub mod page;
 pub mod tally;

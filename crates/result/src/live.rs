@@ -9,7 +9,9 @@
 //! client stopped reading and the socket buffers are full) drops the
 //! client; a client silent for two ping intervals is dropped too.
 //!
-//! An upgrade from another site's page is refused with 403 (see
+//! A handshake whose `Sec-WebSocket-Key` is not exactly one base64 form of
+//! 16 bytes gets a 400, as RFC 6455 asks ([`crate::handshake`]). An
+//! upgrade from another site's page is refused with 403 (see
 //! [`servicekit::origin`]; browsers always send `Origin` on a WebSocket
 //! handshake). The number of clients is capped by a semaphore, and
 //! optionally per remote address ([`crate::addresses`]): beyond a cap the
@@ -37,6 +39,7 @@ use servicekit::origin::check_same_origin;
 use crate::AppState;
 use crate::addresses::AddressSlot;
 use crate::feed::FeedReceiver;
+use crate::handshake::check_key;
 
 /// Clients only ever send control frames; anything bigger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -74,14 +77,23 @@ enum Ending {
     Broken,
 }
 
-/// The `GET /ws` handler: refuses other sites' pages (403), upgrades when
-/// there is room, 503 when not.
+/// The `GET /ws` handler: refuses malformed handshakes (400) and other
+/// sites' pages (403), upgrades when there is room, 503 when not.
 pub async fn live_feed(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(why) = check_key(&headers) {
+        tracing::debug!(%why, "refusing a malformed WebSocket handshake");
+        return (
+            StatusCode::BAD_REQUEST,
+            "This address serves the result page's live feed; the request to open \
+             it was malformed.\n",
+        )
+            .into_response();
+    }
     if let Err(why) = check_same_origin(&headers, &state.allowed_origins) {
         metrics::counter!("result_clients_refused_total", "reason" => "cross_site").increment(1);
         tracing::debug!(%why, "refusing a live client from another site");
