@@ -15,7 +15,8 @@
 //!   `seq` stamped by the vote service and a row is only replaced by a
 //!   higher one (see [`store`]), which also makes a replayed batch a no-op.
 //! - **Poison never blocks the queue**: payloads that are not ballots go to
-//!   `votes:dead` with the reason (see [`batch`]).
+//!   `votes:dead` with the reason (see [`batch`]), in letters of bounded
+//!   size in a list of bounded length ([`dead_letter`]).
 //! - **Fast**: under load, one claim takes up to `BATCH_SIZE` ballots in one
 //!   round trip and one statement stores them; when idle it blocks on the
 //!   queue instead of polling.
@@ -26,7 +27,9 @@
 //! the heartbeat, the admin listener and clean shutdown around it.
 //!
 //! Modules: [`queue`] (claiming, acknowledging, heartbeats: the worker's
-//! Redis keys), [`batch`] (parsing a batch, dead letters), [`store`] (the
+//! Redis keys), [`waiter`] (the blocking wait on an empty queue),
+//! [`batch`] (parsing a batch), [`dead_letter`] (what is kept of an entry
+//! that is not a ballot, and how much), [`store`] (the
 //! upsert into Postgres), [`schema`] (migrations, and telling a Postgres
 //! that is not up yet from a migration that failed), [`summary`] (the
 //! periodic INFO line), `run` (the service around the step loop).
@@ -41,11 +44,13 @@
 //! the worker uses (its Redis keys, dead letters, start-up waits) stays here.
 
 pub mod batch;
+pub mod dead_letter;
 pub mod queue;
 mod run;
 pub mod schema;
 pub mod store;
 pub mod summary;
+pub mod waiter;
 
 use std::time::{Duration, Instant};
 
@@ -57,10 +62,11 @@ use tracing::instrument;
 
 use batch::Batch;
 use contract::SeqWindow;
-use queue::{Claimed, Consumer, SeqCounter, Waiter};
+use queue::{Claimed, Consumer, SeqCounter};
 pub use run::serve;
 use run::wait_until;
 use summary::Summary;
+use waiter::Waiter;
 
 /// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
 /// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
@@ -98,6 +104,12 @@ pub struct Settings {
     /// without batches; each batch is logged at DEBUG.
     #[arg(long, env = "SUMMARY_SECONDS", default_value_t = 30.0, value_parser = parse_summary_seconds)]
     pub summary_seconds: f64,
+    /// Most dead letters kept in `votes:dead`; the oldest beyond it are
+    /// dropped and counted in `dead_letters_dropped_total`. A letter takes
+    /// at most 5 KiB: the default keeps at most about 49 MiB in Redis.
+    #[arg(long, env = "MAX_DEAD_LETTERS", default_value_t = dead_letter::DEFAULT_KEPT,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_dead_letters: u32,
     #[command(flatten)]
     pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
 }
@@ -140,6 +152,18 @@ fn parse_summary_seconds(s: &str) -> Result<f64, String> {
     } else {
         Err("must be between 0.1 and 86400".to_owned())
     }
+}
+
+/// The counter of dead letters dropped from `votes:dead` to keep it at
+/// `MAX_DEAD_LETTERS`.
+pub const DEAD_LETTERS_DROPPED: &str = "dead_letters_dropped_total";
+
+/// Declares the worker's metrics that carry help text with the recorder.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        DEAD_LETTERS_DROPPED,
+        "Oldest dead letters dropped from votes:dead to keep its newest MAX_DEAD_LETTERS"
+    );
 }
 
 /// What one [`Worker::step`] did.
@@ -199,10 +223,11 @@ pub struct Worker {
 impl Worker {
     /// Builds the worker without contacting Redis or Postgres.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        describe_metrics();
         let id = settings.worker_id();
         let redis = settings.redis.handle()?;
         Ok(Worker {
-            consumer: Consumer::new(&redis, &id)?,
+            consumer: Consumer::new(&redis, &id)?.keeping_dead_letters(settings.max_dead_letters),
             waiter: Waiter::new(&redis, &id, settings.block()),
             pool: servicekit::connect::pg_pool(
                 &settings.database.database_url,
@@ -292,6 +317,10 @@ impl Worker {
             .consumer
             .acknowledge(&claimed.payloads, &batch.dead)
             .await?;
+        if acknowledged.dropped > 0 {
+            metrics::counter!(DEAD_LETTERS_DROPPED).increment(acknowledged.dropped);
+        }
+        let acknowledged = acknowledged.removed;
         self.prefetched = match next {
             // A list taken over took the batch claimed ahead with it.
             Some(Ok(next)) if acknowledged && !next.payloads.is_empty() => Some(next),

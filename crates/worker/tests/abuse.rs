@@ -26,9 +26,9 @@ use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
 /// How long a case waits for its canary to be stored.
 const CANARY_DEADLINE: Duration = Duration::from_secs(10);
-/// The largest dead letter a payload may leave in Redis: a payload over
-/// the ballot limit is kept only in part.
-const MAX_DEAD_LETTER_BYTES: usize = 8 * 1024;
+/// The largest dead letter a payload may leave in Redis, whatever its
+/// bytes: its start, escaped, within a budget.
+const MAX_DEAD_LETTER_BYTES: usize = worker::dead_letter::DeadLetter::MAX_BYTES;
 
 /// One hostile queue entry and what must become of it.
 #[derive(Debug, Clone)]
@@ -127,6 +127,18 @@ fn cases() -> Vec<PayloadCase> {
             json,
         ),
         c("ballot_in_utf16", "a ballot encoded as UTF-16", utf16, json),
+        c(
+            "four_thousand_control_bytes",
+            "4,000 bytes `\\x01` (each escaped to 6 bytes in JSON)",
+            vec![0x01; 4000],
+            json,
+        ),
+        c(
+            "one_mib_of_ff_bytes",
+            "1 MiB of `\\xff` (each 3 bytes once replaced by U+FFFD)",
+            vec![0xff; 1 << 20],
+            "over the 4096-byte limit",
+        ),
         c(
             "object_cut_short",
             "`{\"voter_id\":\"t1\",\"vote\":\"a\"` (no `}`)",
@@ -399,7 +411,7 @@ async fn check(
 /// The dead letter `raw` names `reason`, holds the start of the payload at
 /// least, and is small.
 fn dead_letter_says(case: &PayloadCase, reason: &str, raw: &str) -> Result<(), String> {
-    let letter: worker::batch::DeadLetter = serde_json::from_str(raw)
+    let letter: worker::dead_letter::DeadLetter = serde_json::from_str(raw)
         .map_err(|e| format!("the dead letter is not one: {e}: {raw:.200}"))?;
     let expected = String::from_utf8_lossy(&case.payload);
     let kept = (expected.starts_with(&letter.payload) && !letter.payload.is_empty())
