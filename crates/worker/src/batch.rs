@@ -4,10 +4,12 @@
 //! once, at the edge, into valid ballots and dead letters — anything but a
 //! JSON object with the ballot's fields, and any `seq` outside the
 //! [`SeqWindow`] at this worker's clock, is a dead letter with its reason
-//! (the queue is a trust boundary: any Redis client can push onto it).
-//! [`Batch::latest`] then reduces the ballots to one per voter — the
-//! voter's latest — sorted by voter id, which is the shape the upsert
-//! wants:
+//! (the queue is a trust boundary: any Redis client can push onto it). An
+//! entry over the ballot limit never leaves Redis: the claim hands over a
+//! short stand-in ([`Oversized`]) instead, which becomes a dead letter
+//! with the entry's size. [`Batch::latest`] then reduces the ballots to one
+//! per voter — the voter's latest — sorted by voter id, which is the shape
+//! the upsert wants:
 //!
 //! - *Latest* follows the same rule as the upsert in Postgres, so deciding
 //!   within a batch or across batches gives the same answer: a ballot with a
@@ -19,9 +21,10 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use contract::{Ballot, SeqWindow};
+use contract::{Ballot, BallotError, SeqWindow};
 
 use crate::dead_letter::DeadLetter;
+use crate::queue::Oversized;
 
 /// One claimed batch, parsed.
 #[derive(Debug, Default)]
@@ -49,6 +52,20 @@ impl Batch {
             dead: Vec::new(),
         };
         for payload in payloads {
+            // An entry over the limit never left Redis: the claim put this
+            // stand-in in its place.
+            if let Some(oversized) = Oversized::parse(payload) {
+                let why = BallotError::Oversized(oversized.size);
+                tracing::debug!(reason = %why, "dead-lettering an entry over the limit");
+                batch.dead.push(DeadLetter::of_excerpt(
+                    &why.to_string(),
+                    oversized.head,
+                    true,
+                    worker,
+                    at_ms,
+                ));
+                continue;
+            }
             match Ballot::from_json(payload, window) {
                 Ok(ballot) => {
                     tracing::trace!(
@@ -215,5 +232,18 @@ mod tests {
         let dead = &batch.dead[0];
         assert_eq!(dead.payload.len(), DeadLetter::PAYLOAD_BUDGET);
         assert!(dead.reason.contains("1048576 bytes"), "{}", dead.reason);
+    }
+
+    #[test]
+    fn the_claims_stand_in_for_an_entry_over_the_limit_is_a_dead_letter_with_its_size() {
+        let stand_in = [&b"!oversized:20971520:"[..], &[b'x'; 100]].concat();
+        let batch = Batch::parse(&[stand_in, payload("v", "a", None)], "w");
+        assert_eq!(summary(&batch), [("v".to_owned(), "a")]);
+        let dead = &batch.dead[0];
+        assert_eq!(
+            dead.reason,
+            "ballot is 20971520 bytes, over the 4096-byte limit"
+        );
+        assert_eq!(dead.payload, "x".repeat(100));
     }
 }

@@ -17,6 +17,9 @@
 //! - **Poison never blocks the queue**: payloads that are not ballots go to
 //!   `votes:dead` with the reason (see [`batch`]), in letters of bounded
 //!   size in a list of bounded length ([`dead_letter`]).
+//! - **Bounded memory, whatever is queued**: no entry over the ballot limit
+//!   ever leaves Redis whole (see [`queue`] and [`waiter`]), so a pushed
+//!   entry of any size cannot take a worker's memory.
 //! - **Fast**: under load, one claim takes up to `BATCH_SIZE` ballots in one
 //!   round trip and one statement stores them; when idle it blocks on the
 //!   queue instead of polling.

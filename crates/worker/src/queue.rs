@@ -17,7 +17,8 @@
 //!    when the queue is empty, `BLMOVE votes <processing> LEFT RIGHT
 //!    <block>` on a dedicated connection. The moved ballot lands in the
 //!    processing list, so even a reply lost to a broken connection is found
-//!    by the next claim.
+//!    by the next claim (the wait asks for no reply at all: see
+//!    [`crate::waiter`]).
 //! 3. The caller commits the batch to Postgres. Meanwhile it may claim the
 //!    next batch with [`Consumer::claim_more`], which appends it to the
 //!    processing list behind the batch being committed.
@@ -26,6 +27,18 @@
 //!    the claim stays for the next one), push the batch's dead letters and
 //!    trim `votes:dead` to the newest `MAX_DEAD_LETTERS` (see
 //!    [`crate::dead_letter`]).
+//!
+//! No entry leaves Redis whole if it is over the ballot limit
+//! ([`MAX_BALLOT_BYTES`]): any client of Redis can push one of hundreds of
+//! megabytes, and a worker that fetched it would need several times that
+//! in memory — under a container's limit it is killed, the entry stays in
+//! its processing list, and the next worker to take it over dies the same
+//! way. So both claim scripts replace such an entry, where it lies in the
+//! processing list, by an [`Oversized`] stand-in of at most the limit: a
+//! mark, the entry's size and its first bytes. The stand-in is acknowledged
+//! and recovered like any entry, and [`crate::batch`] turns it into a dead
+//! letter. The entry itself is copied only inside Redis (the script's
+//! `LPOP`/`LRANGE`), never to the worker.
 //!
 //! Liveness: each worker keeps a heartbeat key with a TTL and its id in the
 //! set `votes:workers` ([`Consumer::beat`]). [`Consumer::recover_dead_workers`]
@@ -37,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::SeqWindow;
+use contract::ballot::MAX_BALLOT_BYTES;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
 use servicekit::connect::{Primary, Redis};
 
@@ -65,6 +79,12 @@ pub fn heartbeat_key(worker_id: &str) -> String {
     format!("{HEARTBEAT_PREFIX}{worker_id}")
 }
 
+/// What the claim scripts put in the processing list in place of an entry
+/// over [`MAX_BALLOT_BYTES`]: this mark, the entry's size in decimal, `:`,
+/// then as many of its first bytes as fit the limit. No ballot starts with
+/// `!` (a ballot is a JSON object), so no ballot is mistaken for one.
+pub const OVERSIZED_MARK: &str = "!oversized:";
+
 /// What [`Consumer::raise_seq`] found in `votes:seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeqCounter {
@@ -90,6 +110,29 @@ pub struct Claimed {
     /// only be claimed ahead when this is 0, or it would be stored before
     /// them.
     pub behind: u64,
+}
+
+/// The stand-in a claim returns for an entry over [`MAX_BALLOT_BYTES`]
+/// (see [`OVERSIZED_MARK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized<'a> {
+    /// The entry's size in bytes, as Redis held it.
+    pub size: usize,
+    /// Its first bytes.
+    pub head: &'a [u8],
+}
+
+impl<'a> Oversized<'a> {
+    /// The stand-in in `item`, if it is one.
+    pub fn parse(item: &'a [u8]) -> Option<Self> {
+        let rest = item.strip_prefix(OVERSIZED_MARK.as_bytes())?;
+        let colon = rest.iter().position(|&b| b == b':')?;
+        let size = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+        Some(Oversized {
+            size,
+            head: &rest[colon + 1..],
+        })
+    }
 }
 
 /// What an acknowledgement did.
@@ -157,6 +200,8 @@ impl Consumer {
             .key(QUEUE_KEY)
             .key(&self.processing)
             .arg(max)
+            .arg(MAX_BALLOT_BYTES)
+            .arg(OVERSIZED_MARK)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(Claimed {

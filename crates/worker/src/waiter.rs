@@ -7,17 +7,27 @@
 //! reliable: the ballot lands in this worker's processing list, so even a
 //! wait whose answer is lost to a broken connection leaves it where the
 //! next claim finds it.
+//!
+//! But `BLMOVE` answers with the element it moved, whatever its size, and
+//! anything that can write to Redis can push an entry of hundreds of
+//! megabytes. The wait therefore asks for no answer: it is sent as
+//! `CLIENT REPLY SKIP`, `BLMOVE …`, `LLEN <processing>` in one write. Redis
+//! sends nothing for the first two and answers the `LLEN` only once the
+//! `BLMOVE` has returned (a client's commands run in order, and a blocked
+//! client's next command waits). So the wait is only a wake-up: what moved
+//! is read by the next claim, which turns an entry over the limit into a
+//! short stand-in inside Redis (see [`crate::queue`]).
 
 use std::time::Duration;
 
 use contract::queue::QUEUE_KEY;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use servicekit::connect::Redis;
 
 use crate::queue::processing_key;
 
 /// Waits on an empty queue: `BLMOVE` on a connection of its own, remade
-/// after any error.
+/// after any error, its answer skipped.
 pub struct Waiter {
     redis: Redis,
     conn: Option<MultiplexedConnection>,
@@ -41,7 +51,8 @@ impl Waiter {
     }
 
     /// Blocks until a ballot arrives (it moves into the processing list) or
-    /// the block time passes. True if a ballot moved.
+    /// the block time passes. True if the processing list holds anything
+    /// afterwards: a ballot moved.
     pub async fn wait_for_ballot(&mut self) -> redis::RedisResult<bool> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -50,21 +61,36 @@ impl Waiter {
                 self.conn.insert(conn)
             }
         };
-        let moved: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("BLMOVE")
+        let mut wait = redis::pipe();
+        wait.cmd("CLIENT")
+            .arg("REPLY")
+            .arg("SKIP")
+            .cmd("BLMOVE")
             .arg(QUEUE_KEY)
             .arg(&self.processing)
             .arg("LEFT")
             .arg("RIGHT")
             .arg(self.block.as_secs_f64())
-            .query_async(conn)
-            .await;
-        if moved.is_err() {
+            .cmd("LLEN")
+            .arg(&self.processing);
+        // Three commands, one answer: the `LLEN`'s.
+        let held = conn
+            .req_packed_commands(&wait, 0, 1)
+            .await
+            .and_then(|answers| match <[redis::Value; 1]>::try_from(answers) {
+                Ok([answer]) => redis::from_redis_value::<u64>(answer).map_err(Into::into),
+                Err(_) => Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the wait for a ballot got an unexpected answer",
+                ))),
+            });
+        if held.is_err() {
             // A broken or timed-out connection may still have the command
             // pending on the server; drop it so the server cancels it. If it
             // moved a ballot anyway, that ballot is in our processing list
             // and the next claim returns it.
             self.conn = None;
         }
-        Ok(moved?.is_some())
+        Ok(held? > 0)
     }
 }

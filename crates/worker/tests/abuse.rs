@@ -3,9 +3,11 @@
 //! against a running worker (`worker::serve`) with a real Redis and a real
 //! Postgres. Each payload is followed by a good ballot (the canary): the
 //! case checks that the payload landed in `votes:dead` with its reason,
-//! that no row but the canaries' exists, that the canary was stored (the
-//! worker keeps going), that nothing is left queued or in flight, and that
-//! nothing panicked or logged an ERROR (see [`testkit::abuse`]).
+//! that Redis sent its clients little while the case ran (an entry over the
+//! limit never leaves Redis whole), that no row but the canaries' exists,
+//! that the canary was stored (the worker keeps going), that nothing is
+//! left queued or in flight, and that nothing panicked or logged an ERROR
+//! (see [`testkit::abuse`]).
 //! `docs/abuse.md` lists the cases (`catalogue`).
 //!
 //! Tested elsewhere, not repeated here: arrays and scalars such as
@@ -24,6 +26,11 @@ use support::{Env, ballot};
 use testkit::abuse::{Case, Entry, Layer, check_catalogue};
 use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
+/// Most bytes Redis may send its clients while one case runs: the
+/// worker's claims, acknowledgements and heartbeats, and this suite's own
+/// checks. An entry over the ballot limit must never leave Redis whole, so
+/// the cases of 1 MiB and more stay far below their own size.
+const MAX_SENT_PER_CASE: u64 = 512 * 1024;
 /// How long a case waits for its canary to be stored.
 const CANARY_DEADLINE: Duration = Duration::from_secs(10);
 /// The largest dead letter a payload may leave in Redis, whatever its
@@ -347,6 +354,12 @@ fn cases() -> Vec<PayloadCase> {
             with("pad", &format!("\"{}\"", "p".repeat(1 << 20))),
             "over the 4096-byte limit",
         ),
+        c(
+            "entry_of_20_mib",
+            "a ballot padded to 20 MiB (it must never leave Redis whole)",
+            with("pad", &format!("\"{}\"", "p".repeat(20 << 20))),
+            "over the 4096-byte limit",
+        ),
     ]
 }
 
@@ -357,6 +370,19 @@ fn entries() -> Vec<Entry> {
 #[test]
 fn catalogue() {
     check_catalogue("worker", &entries());
+}
+
+/// How many bytes Redis has sent its clients so far (`INFO stats`).
+async fn redis_bytes_sent(env: &Env) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut env.redis().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats names total_net_output_bytes")
 }
 
 /// What one case left behind, checked against what it must. Rows other
@@ -458,6 +484,7 @@ async fn every_hostile_queue_entry_is_dead_lettered_and_stores_nothing() {
         let count = canaries;
         async move {
             let dead_before = env.len(DEAD_LETTER_KEY).await as usize;
+            let sent_before = redis_bytes_sent(env).await;
             let mut conn = env.redis().await;
             let _: () = redis::cmd("RPUSH")
                 .arg(QUEUE_KEY)
@@ -482,8 +509,17 @@ async fn every_hostile_queue_entry_is_dead_lettered_and_stores_nothing() {
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            let sent = redis_bytes_sent(env).await - sent_before;
+            let transfer = if sent <= MAX_SENT_PER_CASE {
+                Ok(())
+            } else {
+                Err(format!(
+                    "Redis sent {sent} bytes to its clients during the case: \
+                     the entry left it whole"
+                ))
+            };
             // The bad entry went first, so its fate is settled by now.
-            check(env, &case, count, dead_before).await
+            testkit::abuse::all([transfer, check(env, &case, count, dead_before).await])
         }
     })
     .await;

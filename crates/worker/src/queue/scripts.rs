@@ -3,31 +3,53 @@
 //! never seen half done by another worker. Their keys and arguments are
 //! listed above each; the module doc of [`super`] says what they are for.
 
-/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, first `batch size` items of the processing list,
-/// processing list length}.
-const CLAIM_LUA: &str = r#"
-local max = tonumber(ARGV[1])
-local have = redis.call('LLEN', KEYS[2])
-if have < max then
-  local taken = redis.call('LPOP', KEYS[1], max - have)
-  if taken then
-    for i = 1, #taken, 1000 do
-      redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
-    end
-  end
+/// Shared by both claim scripts (ARGV[2] the entry limit, ARGV[3] the
+/// [`OVERSIZED_MARK`](super::OVERSIZED_MARK)): an entry within the limit as it is, a larger one as
+/// its stand-in.
+const BOUNDED_LUA: &str = r#"
+local limit = tonumber(ARGV[2])
+local function bounded(item)
+  if #item <= limit then return item end
+  local mark = ARGV[3] .. string.format('%d', #item) .. ':'
+  return mark .. string.sub(item, 1, limit - #mark)
 end
-return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, max - 1), redis.call('LLEN', KEYS[2])}
+local function take(queue, processing, n)
+  local taken = redis.call('LPOP', queue, n)
+  if not taken then return {} end
+  for i = 1, #taken do taken[i] = bounded(taken[i]) end
+  for i = 1, #taken, 1000 do
+    redis.call('RPUSH', processing, unpack(taken, i, math.min(i + 999, #taken)))
+  end
+  return taken
+end
 "#;
 
-/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, the items moved, 0}.
-const CLAIM_MORE_LUA: &str = r#"
-local taken = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not taken then return {0, {}, 0} end
-for i = 1, #taken, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
+/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size (and those of
+/// [`BOUNDED_LUA`]). Returns {queue length, first `batch size` items of
+/// the processing list, processing list length}. Items already in the
+/// processing list over the limit (one the blocking wait moved there, or
+/// one left by an older worker) are replaced by their stand-in in place.
+const CLAIM_LUA: &str = r#"
+local max = tonumber(ARGV[1])
+local held = redis.call('LRANGE', KEYS[2], 0, max - 1)
+for i = 1, #held do
+  if #held[i] > limit then
+    held[i] = bounded(held[i])
+    redis.call('LSET', KEYS[2], i - 1, held[i])
+  end
 end
+if #held < max then
+  for _, item in ipairs(take(KEYS[1], KEYS[2], max - #held)) do
+    held[#held + 1] = item
+  end
+end
+return {redis.call('LLEN', KEYS[1]), held, redis.call('LLEN', KEYS[2])}
+"#;
+
+/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size (and those of
+/// [`BOUNDED_LUA`]). Returns {queue length, the items moved, 0}.
+const CLAIM_MORE_LUA: &str = r#"
+local taken = take(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 return {redis.call('LLEN', KEYS[1]), taken, 0}
 "#;
 
@@ -114,8 +136,8 @@ pub(super) struct Scripts {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            claim: redis::Script::new(CLAIM_LUA),
-            claim_more: redis::Script::new(CLAIM_MORE_LUA),
+            claim: redis::Script::new(&format!("{BOUNDED_LUA}{CLAIM_LUA}")),
+            claim_more: redis::Script::new(&format!("{BOUNDED_LUA}{CLAIM_MORE_LUA}")),
             ack: redis::Script::new(ACK_LUA),
             recover: redis::Script::new(RECOVER_LUA),
             deregister: redis::Script::new(DEREGISTER_LUA),
