@@ -157,6 +157,13 @@ impl AppState {
         self
     }
 
+    /// Times live clients with these instead (tests of clients that stop
+    /// reading shorten the send timeout).
+    pub fn with_live_options(mut self, options: LiveOptions) -> Self {
+        self.live = options;
+        self
+    }
+
     /// The tally as last published, if any has been read yet.
     pub fn current(&self) -> Option<Tally> {
         self.feed.borrow().as_ref().map(|s| s.tally)

@@ -9,6 +9,19 @@
 //! client stopped reading and the socket buffers are full) drops the
 //! client; a client silent for two ping intervals is dropped too.
 //!
+//! A client's pings cost it, not us. The WebSocket library answers each
+//! ping with a pong queued in the socket's write buffer and goes on
+//! reading; with no maximum on that buffer, a client that sends pings and
+//! never reads the pongs grew it without bound (a flood of 125-byte pings
+//! took result to 976 MB in four seconds). So the write buffer has a
+//! maximum ([`MAX_WRITE_BUFFER`]; a pong that does not fit waits in the
+//! library's single reply slot, replaced by the next), and after every
+//! ping from a client the loop flushes before it reads another frame: a
+//! client that does not read its pongs is no longer read either — TCP then
+//! stops its sending — and if the flush does not complete within the send
+//! timeout the client is dropped as stuck. One client's pings cost at most
+//! the write buffer and the socket's kernel buffers.
+//!
 //! A handshake whose `Sec-WebSocket-Key` is not exactly one base64 form of
 //! 16 bytes gets a 400, as RFC 6455 asks ([`crate::handshake`]). An
 //! upgrade from another site's page is refused with 403 (see
@@ -46,6 +59,10 @@ const MAX_CLIENT_MESSAGE: usize = 4096;
 /// Small read buffers keep ten thousand idle clients cheap: tungstenite
 /// zero-fills its whole read buffer (128 KiB by default) on first read.
 const READ_BUFFER: usize = 1024;
+/// Most bytes a client's socket buffers for it to read: the tally is
+/// tens of bytes, a pong at most 127. Beyond it, a pong is not buffered
+/// (see the module doc) and a send fails, which drops the client.
+pub const MAX_WRITE_BUFFER: usize = 16 * 1024;
 /// How long a closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -137,6 +154,7 @@ pub async fn live_feed(
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
@@ -224,6 +242,13 @@ async fn serve_client(
             incoming = socket.recv() => match incoming {
                 // Text from a client means nothing here; any frame shows it is alive.
                 Some(Ok(Message::Close(_))) | None => break Ending::ClientClosed,
+                // Its pong goes out before we read on (see the module doc).
+                Some(Ok(Message::Ping(_))) => {
+                    last_heard = Instant::now();
+                    if let Err(ending) = flush(&mut socket, options).await {
+                        break ending;
+                    }
+                }
                 Some(Ok(_)) => last_heard = Instant::now(),
                 Some(Err(_)) => break Ending::Broken,
             },
@@ -249,6 +274,16 @@ async fn serve_client(
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
         }
         Ending::Unresponsive | Ending::Stuck | Ending::Broken => {}
+    }
+}
+
+/// Writes out what the socket holds (a pong), giving up on a client that
+/// does not take it in time.
+async fn flush(socket: &mut WebSocket, options: LiveOptions) -> Result<(), Ending> {
+    match tokio::time::timeout(options.send_timeout, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::Broken),
+        Err(_) => Err(Ending::Stuck),
     }
 }
 

@@ -21,13 +21,20 @@ mod frames;
 #[path = "abuse/requests.rs"]
 mod requests;
 
+use std::alloc::System;
 use std::time::Duration;
 
+use cap::Cap;
 use servicekit::http::ServeOptions;
 use testkit::abuse::{Case, Effect, Entry, check_catalogue, play_http, still_answers};
 
 use frames::{frame_cases, play_frames};
 use requests::http_cases;
+
+/// Counts this process's live heap bytes: the service runs in it, so a case
+/// can check what a client made it hold.
+#[global_allocator]
+static HEAP: Cap<System> = Cap::new(System, usize::MAX);
 
 /// Short limits, so slow clients are dealt with in a blink.
 const OPTIONS: ServeOptions = ServeOptions {
@@ -40,6 +47,19 @@ const OPTIONS: ServeOptions = ServeOptions {
 };
 /// Pings every 100 ms: a silent client is dropped after 200 ms.
 const PING_INTERVAL_MS: u64 = 100;
+/// That, and a send that takes over 500 ms drops the client.
+const LIVE: result::live::LiveOptions = result::live::LiveOptions {
+    ping_interval: Duration::from_millis(PING_INTERVAL_MS),
+    send_timeout: Duration::from_millis(500),
+};
+/// For flooding clients, a second service pings at the production
+/// interval: with pings every 100 ms, the server's own ping, stuck behind
+/// what the client does not read, would drop it before anything else is
+/// tested.
+const FLOOD_LIVE: result::live::LiveOptions = result::live::LiveOptions {
+    ping_interval: Duration::from_secs(20),
+    ..LIVE
+};
 const MAX_CLIENTS: u32 = 50;
 
 const UPGRADE: [&str; 4] = [
@@ -140,45 +160,58 @@ async fn no_slot_held(state: &result::AppState) -> Result<(), String> {
     }
 }
 
-#[tokio::test]
-async fn every_hostile_request_and_frame_is_refused_and_holds_no_slot() {
-    testkit::abuse::Watch::install();
-    let db = testkit::postgres().await;
-    support::migrate(&db.pool).await;
+/// A result service in this process with the suite's limits and `live`.
+async fn serve(db_url: &str, live: result::live::LiveOptions) -> (Served, result::AppState) {
     let settings = result::Settings {
         max_clients: MAX_CLIENTS,
-        ping_interval_ms: PING_INTERVAL_MS,
-        ..support::settings(&db.url)
+        ..support::settings(db_url)
     };
     let state = result::AppState::new(&settings)
         .unwrap()
-        .with_serve_options(OPTIONS);
+        .with_serve_options(OPTIONS)
+        .with_live_options(live);
     let served = testkit::Served::start({
         let state = state.clone();
         |listener, shutdown| result::serve(listener, state, shutdown)
     })
     .await;
-    let addr = served.addr;
-    let after = |state: result::AppState| async move {
+    (served, state)
+}
+
+type Served = testkit::Served<std::io::Error>;
+
+#[tokio::test]
+async fn every_hostile_request_and_frame_is_refused_and_holds_no_slot() {
+    testkit::abuse::Watch::install();
+    let db = testkit::postgres().await;
+    support::migrate(&db.pool).await;
+    let (served, state) = serve(&db.url, LIVE).await;
+    let (flood_served, flood_state) = serve(&db.url, FLOOD_LIVE).await;
+    let after = |addr, state: result::AppState| async move {
         [
             no_slot_held(&state).await,
             still_answers(addr, "/healthz").await,
         ]
     };
+    let addr = served.addr;
     testkit::abuse::run("result (HTTP)", http_cases(), |case| {
         let state = state.clone();
         async move {
             let played = play_http(addr, case).await;
-            let [slots, alive] = after(state).await;
+            let [slots, alive] = after(addr, state).await;
             testkit::abuse::all([played, slots, alive])
         }
     })
     .await;
     testkit::abuse::run("result (frames)", frame_cases(), |case| {
-        let state = state.clone();
+        let (addr, state) = if case.floods() {
+            (flood_served.addr, flood_state.clone())
+        } else {
+            (addr, state.clone())
+        };
         async move {
             let played = play_frames(addr, case).await;
-            let [slots, alive] = after(state).await;
+            let [slots, alive] = after(addr, state).await;
             testkit::abuse::all([played, slots, alive])
         }
     })

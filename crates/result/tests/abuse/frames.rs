@@ -18,7 +18,24 @@ enum After {
     Closed,
     /// The server still serves it: a ping with a payload gets its pong.
     StillServed,
+    /// `bytes` are sent over and over, up to [`FLOOD_BYTES`], by a client
+    /// that never reads: the server stops taking them (it stops reading)
+    /// or drops the client before it has taken them all, and its heap
+    /// grows by less than [`FLOOD_HEAP_BOUND`] meanwhile.
+    Cut,
 }
+
+/// Heap the service may gain while a client floods it: its bounded write
+/// buffer, with room for the runtime. Buffering what the client will not
+/// read passes it within the first megabyte of the flood.
+const FLOOD_HEAP_BOUND: usize = 1 << 20;
+
+/// How much a flooding client offers: far more than the socket buffers on
+/// both sides hold.
+const FLOOD_BYTES: usize = 64 << 20;
+/// A flooding client's receive buffer: small, so what the server sends it
+/// backs up at once.
+const FLOOD_RCVBUF: u32 = 4096;
 
 /// A client that completes the handshake and then sends `bytes`.
 #[derive(Debug, Clone)]
@@ -30,6 +47,13 @@ pub struct FrameCase {
     after: After,
 }
 
+impl FrameCase {
+    /// Whether the client floods the server (see [`After::Cut`]).
+    pub fn floods(&self) -> bool {
+        self.after == After::Cut
+    }
+}
+
 impl Case for FrameCase {
     fn entry(&self) -> Entry {
         Entry {
@@ -39,6 +63,9 @@ impl Case for FrameCase {
             expect: match self.after {
                 After::Closed => "the socket is closed; its slot is freed".to_owned(),
                 After::StillServed => "ignored: the socket still answers pings".to_owned(),
+                After::Cut => "the server stops reading the client, then drops it; its \
+                               heap grows by less than 1 MiB meanwhile"
+                    .to_owned(),
             },
             waits_for: None,
         }
@@ -108,6 +135,9 @@ pub fn frame_cases() -> Vec<FrameCase> {
         after,
     };
     let pings: Vec<u8> = (0..1000).flat_map(|_| frame(true, 0, PING, b"p")).collect();
+    let big_pings: Vec<u8> = (0..512)
+        .flat_map(|_| frame(true, 0, PING, &[b'p'; 125]))
+        .collect();
     let empties: Vec<u8> = (0..1000)
         .flat_map(|_| frame(true, 0, BINARY, b""))
         .collect();
@@ -129,6 +159,12 @@ pub fn frame_cases() -> Vec<FrameCase> {
             "1,000 pings in one write",
             pings,
             StillServed,
+        ),
+        c(
+            "pings_flooded_by_a_client_that_never_reads",
+            "125-byte pings without end, never reading a pong, a 4 KiB receive buffer",
+            big_pings,
+            Cut,
         ),
         c(
             "a_thousand_empty_messages",
@@ -316,6 +352,9 @@ async fn read_frame(
 
 /// Plays a frame case: the handshake, the frames, then the check.
 pub async fn play_frames(addr: SocketAddr, case: FrameCase) -> Result<(), String> {
+    if case.after == After::Cut {
+        return play_flood(addr, &case.bytes).await;
+    }
     let mut conn = testkit::raw::RawConn::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -364,4 +403,54 @@ pub async fn play_frames(addr: SocketAddr, case: FrameCase) -> Result<(), String
         Ok(Err(why)) => Err(why),
         Err(_) => Err(format!("expected {:?}, got neither within 5 s", case.after)),
     }
+}
+
+/// Plays a [`After::Cut`] case: a client with a small receive buffer that
+/// completes the handshake, then sends `bytes` over and over and never
+/// reads. `Ok` once the server drops it or stops taking its bytes.
+async fn play_flood(addr: SocketAddr, bytes: &[u8]) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let socket = tokio::net::TcpSocket::new_v4().map_err(io)?;
+    socket.set_recv_buffer_size(FLOOD_RCVBUF).map_err(io)?;
+    let mut stream = socket.connect(addr).await.map_err(io)?;
+    stream
+        .write_all(&with_host(&upgrade_with(&[]), addr))
+        .await
+        .map_err(io)?;
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await.map_err(io)? == 0 {
+            return Err("closed during the handshake".to_owned());
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(format!(
+            "the handshake got {:?}",
+            String::from_utf8_lossy(&head)
+        ));
+    }
+    let before = super::HEAP.allocated();
+    let flood = async {
+        let mut sent = 0;
+        while sent < FLOOD_BYTES {
+            if stream.write_all(bytes).await.is_err() {
+                return Ok(()); // dropped
+            }
+            sent += bytes.len();
+            let grown = super::HEAP.allocated().saturating_sub(before);
+            if grown > FLOOD_HEAP_BOUND {
+                return Err(format!(
+                    "the heap grew by {grown} bytes once the client had sent {sent}: \
+                     the server buffers what the client does not read"
+                ));
+            }
+        }
+        Err(format!("the server took all {sent} bytes"))
+    };
+    // Writes that stop being taken for this long: throttled.
+    tokio::time::timeout(Duration::from_secs(5), flood)
+        .await
+        .unwrap_or(Ok(()))
 }
