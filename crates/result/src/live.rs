@@ -27,8 +27,8 @@
 //! upgrade from another site's page is refused with 403 (see
 //! [`servicekit::origin`]; browsers always send `Origin` on a WebSocket
 //! handshake). The number of clients is capped by a semaphore, and
-//! optionally per remote address ([`crate::addresses`]): beyond a cap the
-//! upgrade is refused with 503 before any WebSocket exists. On shutdown
+//! optionally per remote address ([`servicekit::addresses`]): beyond a cap
+//! the upgrade is refused with 503 before any WebSocket exists. On shutdown
 //! every client gets a close frame (1001, going away) — axum's graceful
 //! shutdown does not wait for upgraded connections, so the loops watch the
 //! token themselves and [`crate::serve`] waits for them.
@@ -47,10 +47,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use servicekit::addresses::AddressSlot;
 use servicekit::origin::check_same_origin;
 
 use crate::AppState;
-use crate::addresses::AddressSlot;
 use crate::feed::FeedReceiver;
 use crate::handshake::check_key;
 

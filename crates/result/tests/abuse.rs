@@ -39,11 +39,22 @@ static HEAP: Cap<System> = Cap::new(System, usize::MAX);
 /// Short limits, so slow clients are dealt with in a blink.
 const OPTIONS: ServeOptions = ServeOptions {
     header_timeout: Duration::from_millis(300),
+    first_byte_timeout: Duration::from_millis(300),
     max_connections: 16,
+    max_connections_per_address: 0,
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
     max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
+};
+
+/// For a flood of idle connections from one address: timeouts of a
+/// minute, so only the cap per address can let anyone else in.
+const FLOOD_OPTIONS: ServeOptions = ServeOptions {
+    header_timeout: Duration::from_secs(60),
+    first_byte_timeout: Duration::from_secs(60),
+    max_connections_per_address: 4,
+    ..OPTIONS
 };
 /// Pings every 100 ms: a silent client is dropped after 200 ms.
 const PING_INTERVAL_MS: u64 = 100;
@@ -160,15 +171,19 @@ async fn no_slot_held(state: &result::AppState) -> Result<(), String> {
     }
 }
 
-/// A result service in this process with the suite's limits and `live`.
-async fn serve(db_url: &str, live: result::live::LiveOptions) -> (Served, result::AppState) {
+/// A result service in this process with these limits and `live`.
+async fn serve(
+    db_url: &str,
+    options: ServeOptions,
+    live: result::live::LiveOptions,
+) -> (Served, result::AppState) {
     let settings = result::Settings {
         max_clients: MAX_CLIENTS,
         ..support::settings(db_url)
     };
     let state = result::AppState::new(&settings)
         .unwrap()
-        .with_serve_options(OPTIONS)
+        .with_serve_options(options)
         .with_live_options(live);
     let served = testkit::Served::start({
         let state = state.clone();
@@ -185,8 +200,8 @@ async fn every_hostile_request_and_frame_is_refused_and_holds_no_slot() {
     testkit::abuse::Watch::install();
     let db = testkit::postgres().await;
     support::migrate(&db.pool).await;
-    let (served, state) = serve(&db.url, LIVE).await;
-    let (flood_served, flood_state) = serve(&db.url, FLOOD_LIVE).await;
+    let (served, state) = serve(&db.url, OPTIONS, LIVE).await;
+    let (flood_served, flood_state) = serve(&db.url, FLOOD_OPTIONS, FLOOD_LIVE).await;
     let after = |addr, state: result::AppState| async move {
         [
             no_slot_held(&state).await,
@@ -195,7 +210,11 @@ async fn every_hostile_request_and_frame_is_refused_and_holds_no_slot() {
     };
     let addr = served.addr;
     testkit::abuse::run("result (HTTP)", http_cases(), |case| {
-        let state = state.clone();
+        let (addr, state) = if case.floods_from_one_address() {
+            (flood_served.addr, flood_state.clone())
+        } else {
+            (addr, state.clone())
+        };
         async move {
             let played = play_http(addr, case).await;
             let [slots, alive] = after(addr, state).await;

@@ -40,7 +40,9 @@ mod framing;
 mod http;
 
 pub use framing::{Effect, framing_cases};
-pub use http::{Answer, HOST, HttpCase, Input, all, play_http, still_answers, with_host};
+pub use http::{
+    Answer, FLOOD_ADDRESS, HOST, HttpCase, Input, all, play_http, still_answers, with_host,
+};
 
 /// Where bad input enters; the catalogue's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -31,11 +31,22 @@ use cases::cases;
 /// Short limits, so slow clients are dealt with in a blink.
 const OPTIONS: ServeOptions = ServeOptions {
     header_timeout: Duration::from_millis(300),
+    first_byte_timeout: Duration::from_millis(300),
     max_connections: 16,
+    max_connections_per_address: 0,
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
     max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
+};
+
+/// For a flood of idle connections from one address: timeouts of a
+/// minute, so only the cap per address can let anyone else in.
+const FLOOD_OPTIONS: ServeOptions = ServeOptions {
+    header_timeout: Duration::from_secs(60),
+    first_byte_timeout: Duration::from_secs(60),
+    max_connections_per_address: 4,
+    ..OPTIONS
 };
 
 /// The case list as the catalogue shows it.
@@ -84,19 +95,26 @@ async fn every_hostile_request_is_refused_and_queues_nothing() {
         option_a: "Cats".to_owned(),
         option_b: "Dogs".to_owned(),
     };
-    let state = vote::AppState::new(
-        &servicekit::connect::Redis::at(&redis.url).unwrap(),
-        &choices,
-        "abuse".to_owned(),
-    )
-    .unwrap()
-    .with_serve_options(OPTIONS);
-    let served =
-        testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await;
-    let addr = served.addr;
+    let serve = |options| {
+        let state = vote::AppState::new(
+            &servicekit::connect::Redis::at(&redis.url).unwrap(),
+            &choices,
+            "abuse".to_owned(),
+        )
+        .unwrap()
+        .with_serve_options(options);
+        testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown))
+    };
+    let served = serve(OPTIONS).await;
+    let flood_served = serve(FLOOD_OPTIONS).await;
     let cases = cases();
     testkit::abuse::run("vote", cases, |case| {
         let redis = redis.clone();
+        let addr = if case.floods_from_one_address() {
+            flood_served.addr
+        } else {
+            served.addr
+        };
         async move {
             testkit::abuse::all([
                 play_http(addr, case).await,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use testkit::abuse::{Answer, HttpCase, Input, Layer, framing_cases};
 
-use super::{OPTIONS, effect, request, upgrade_with};
+use super::{FLOOD_OPTIONS, OPTIONS, effect, request, upgrade_with};
 
 pub fn http_cases() -> Vec<HttpCase> {
     use Answer::*;
@@ -268,6 +268,10 @@ pub fn http_cases() -> Vec<HttpCase> {
         .with_input(Input::HoldsEveryConnection {
             count: OPTIONS.max_connections,
         }),
+        HttpCase::idle_flood_from_one_address(
+            FLOOD_OPTIONS.max_connections,
+            FLOOD_OPTIONS.max_connections_per_address,
+        ),
     ]);
     cases
 }

@@ -28,7 +28,19 @@ pub enum Input {
     /// sends nothing on them, then checks another client is served once
     /// the service has timed them out.
     HoldsEveryConnection { count: usize },
+    /// Opens `count` connections from [`FLOOD_ADDRESS`] (the service's
+    /// whole connection cap, from one address) and sends nothing on them,
+    /// then checks another client is served while some are still open:
+    /// the service's timeouts must be far longer than the case, so only a
+    /// cap per address can let the other client in.
+    FloodsFromOneAddress { count: usize },
 }
+
+/// The address a [`Input::FloodsFromOneAddress`] case connects from; every
+/// other client connects from `127.0.0.1` (Linux routes all of
+/// `127.0.0.0/8` to the loopback).
+pub const FLOOD_ADDRESS: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
 
 /// What the service must do in an HTTP case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +55,9 @@ pub enum Answer {
     Closed { within: Duration },
     /// The service served another client while this one misbehaved.
     OthersServed,
+    /// The service served another client while this one's connections
+    /// were still open.
+    OthersServedMeanwhile,
 }
 
 impl std::fmt::Display for Answer {
@@ -67,6 +82,9 @@ impl std::fmt::Display for Answer {
                 )
             }
             Answer::OthersServed => f.write_str("other clients are served meanwhile"),
+            Answer::OthersServedMeanwhile => f.write_str(
+                "another address is served while the flood's connections are still open",
+            ),
         }
     }
 }
@@ -109,6 +127,31 @@ impl HttpCase {
     pub fn waiting_for(mut self, change: &'static str) -> HttpCase {
         self.waits_for = Some(change);
         self
+    }
+
+    /// The case every HTTP suite shares for a flood of idle connections
+    /// from one address: `count` of them (the connection cap), against a
+    /// service that serves at most `per_address` from one address. Played
+    /// against a service whose timeouts are far longer than the case (see
+    /// [`Input::FloodsFromOneAddress`]).
+    pub fn idle_flood_from_one_address(count: usize, per_address: usize) -> HttpCase {
+        HttpCase::new(
+            "idle_connections_flooded_from_one_address",
+            Layer::SlowClients,
+            &format!(
+                "{count} silent connections from one address, the whole connection cap, \
+                 to a service that serves {per_address} per address and times out in a minute"
+            ),
+            Vec::new(),
+            Answer::OthersServedMeanwhile,
+        )
+        .with_input(Input::FloodsFromOneAddress { count })
+    }
+
+    /// Whether the case floods from one address, and so needs a service
+    /// with long timeouts and a cap per address.
+    pub fn floods_from_one_address(&self) -> bool {
+        matches!(self.input, Input::FloodsFromOneAddress { .. })
     }
 }
 
@@ -198,6 +241,34 @@ pub async fn play_http(addr: SocketAddr, case: HttpCase) -> Result<(), String> {
                 Err(e) => Err(format!("another client got no answer: {e}")),
             };
         }
+        Input::FloodsFromOneAddress { count } => {
+            drop(conn);
+            let mut flood = Vec::with_capacity(*count);
+            for _ in 0..*count {
+                flood.push(
+                    RawConn::connect_from(FLOOD_ADDRESS, addr)
+                        .await
+                        .map_err(io)?,
+                );
+            }
+            let mut other = RawConn::connect(addr).await.map_err(io)?;
+            other
+                .send(&request("GET", "/healthz", &[], b""))
+                .await
+                .map_err(io)?;
+            let answer = other.response(ANSWER_DEADLINE).await;
+            let open = flood.iter().filter(|c| c.is_quiet()).count();
+            return match answer {
+                Ok(answer) if answer.status == 200 && open > 0 => Ok(()),
+                Ok(answer) if answer.status == 200 => {
+                    Err("another client was served only once the flood was closed".to_owned())
+                }
+                Ok(answer) => Err(format!("another client got {}", answer.status_line)),
+                Err(e) => Err(format!(
+                    "another client got no answer while the flood held its connections: {e}"
+                )),
+            };
+        }
         Input::HoldsEveryConnection { count } => {
             let mut held = vec![conn];
             for _ in 1..*count {
@@ -252,7 +323,7 @@ pub async fn play_http(addr: SocketAddr, case: HttpCase) -> Result<(), String> {
                 Ok(())
             }
         }
-        Answer::OthersServed => Ok(()),
+        Answer::OthersServed | Answer::OthersServedMeanwhile => Ok(()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use testkit::abuse::{Answer, Effect, HttpCase, Input, Layer, framing_cases};
 
-use super::OPTIONS;
+use super::{FLOOD_OPTIONS, OPTIONS};
 
 /// A well-formed voter cookie, so only the thing under test is wrong.
 const COOKIE: &str = "Cookie: voter_id=00000000000ab05e";
@@ -258,6 +258,10 @@ pub fn cases() -> Vec<HttpCase> {
             .with_input(Input::NeverReads { bytes: b"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".to_vec(), times: 5000 }),
         c("every_connection_held_open_and_silent", SlowClients, "16 silent connections, the whole connection cap", Vec::new(), OthersServed)
             .with_input(Input::HoldsEveryConnection { count: OPTIONS.max_connections }),
+        HttpCase::idle_flood_from_one_address(
+            FLOOD_OPTIONS.max_connections,
+            FLOOD_OPTIONS.max_connections_per_address,
+        ),
     ]);
     cases
 }
