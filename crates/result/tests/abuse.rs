@@ -16,6 +16,8 @@
 
 mod support;
 
+#[path = "abuse/flood.rs"]
+mod flood;
 #[path = "abuse/frames.rs"]
 mod frames;
 #[path = "abuse/requests.rs"]
