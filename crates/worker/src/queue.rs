@@ -1,7 +1,7 @@
 //! The worker's side of the Redis reliable queue: [`Consumer`], one
 //! worker's handle for claiming, acknowledging and heartbeats (not the
-//! queue itself, which is the list `votes` every producer shares), and
-//! [`Waiter`], its blocking wait for the next ballot.
+//! queue itself, which is the list `votes` every producer shares); its
+//! blocking wait for the next ballot is [`crate::waiter`]'s.
 //!
 //! A ballot leaves Redis only after Postgres has committed it. Between the
 //! two it sits in this worker's *processing list*

@@ -17,6 +17,14 @@
 //! client's next command waits). So the wait is only a wake-up: what moved
 //! is read by the next claim, which turns an entry over the limit into a
 //! short stand-in inside Redis (see [`crate::queue`]).
+//!
+//! The skipped answer would also have carried the `BLMOVE`'s error: a
+//! replica's `READONLY` after a failover, `OOM` from a Redis at its memory
+//! limit. Such a wait returns at once with nothing moved, and the worker
+//! would claim and wait again in a tight loop. A wait that moved nothing
+//! can only have blocked for its whole time, so one that comes back with
+//! nothing in under half of it is taken as refused: an error, like any
+//! other, which drops the connection and backs off.
 
 use std::time::Duration;
 
@@ -73,6 +81,7 @@ impl Waiter {
             .arg(self.block.as_secs_f64())
             .cmd("LLEN")
             .arg(&self.processing);
+        let started = tokio::time::Instant::now();
         // Three commands, one answer: the `LLEN`'s.
         let held = conn
             .req_packed_commands(&wait, 0, 1)
@@ -83,6 +92,17 @@ impl Waiter {
                     redis::ErrorKind::Client,
                     "the wait for a ballot got an unexpected answer",
                 ))),
+            })
+            .and_then(|held| {
+                if held == 0 && started.elapsed() < self.block / 2 {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "Redis refused the blocking wait for a ballot \
+                         (a read-only replica, or out of memory?)",
+                    )))
+                } else {
+                    Ok(held)
+                }
             });
         if held.is_err() {
             // A broken or timed-out connection may still have the command

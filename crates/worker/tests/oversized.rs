@@ -161,3 +161,47 @@ async fn a_claim_never_returns_an_entry_over_the_limit() {
     );
     assert_eq!(env.len(&processing_key("w1")).await, 0);
 }
+
+/// The wait asks for no answer, so Redis's refusal of its `BLMOVE` (here
+/// `OOM`, at its memory limit; after a failover, a replica's `READONLY`)
+/// is not seen directly. It must still be an error, not a wait that
+/// returns at once with nothing, over and over.
+#[tokio::test]
+async fn a_wait_redis_refuses_is_an_error_not_an_empty_wait() {
+    use worker::waiter::Waiter;
+    // A server of its own: its memory limit is server-wide.
+    let server = testkit::RedisServer::start(Default::default())
+        .await
+        .unwrap();
+    let redis = servicekit::connect::Redis::at(&server.url(0)).unwrap();
+    let mut waiter = Waiter::new(&redis, "w1", std::time::Duration::from_secs(2));
+    let mut conn = redis::Client::open(server.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let refused = waiter.wait_for_ballot().await;
+    assert!(refused.is_err(), "{refused:?}");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The next wait blocks as usual and sees the ballot that arrives.
+    let _: () = redis::cmd("RPUSH")
+        .arg(QUEUE_KEY)
+        .arg(ballot("v", "a", None))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(waiter.wait_for_ballot().await.unwrap());
+}
