@@ -55,10 +55,10 @@ use clap::builder::NonEmptyStringValueParser;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use servicekit::admin::Probe;
 use servicekit::connect::{Primary, Redis};
-use servicekit::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
+use servicekit::http::ServeOptions;
 use servicekit::launch::{Listeners, Service, public_listener};
 use servicekit::outage::Outage;
-use servicekit::settings::AdminArgs;
+use servicekit::settings::{AdminArgs, ConnectionArgs};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -90,11 +90,8 @@ pub struct Settings {
     /// Address to serve on (all interfaces, as the original does).
     #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
-    /// Most connections served at once; more wait to be accepted. Each
-    /// costs up to about 21 KiB: the default fits a 128 MiB memory limit.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
     #[command(flatten)]
     pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
 }
@@ -349,7 +346,8 @@ impl Service for AppState {
             redis_port = s.redis_port,
             bind_port = s.bind_port,
             bind_address = %s.bind_address,
-            max_connections = s.max_connections,
+            max_connections = s.connections.max_connections,
+            max_connections_per_address = s.connections.max_connections_per_address,
             "starting hits"
         );
     }
@@ -367,7 +365,7 @@ impl Service for AppState {
                     settings.redis_port
                 )
             })?;
-        Ok(state.with_serve_options(ServeOptions::with_max_connections(settings.max_connections)))
+        Ok(state.with_serve_options(settings.connections.serve_options()))
     }
 
     fn probe(&self) -> Probe {

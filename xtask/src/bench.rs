@@ -18,7 +18,7 @@ pub mod broadcaster;
 mod drain;
 mod fanout;
 mod memory;
-mod procfs;
+pub(crate) mod procfs;
 mod replicated;
 mod report;
 mod vote;

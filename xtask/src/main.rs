@@ -15,12 +15,16 @@
 //!   stores instead.
 //! - `fuzz` — runs every fuzz target in `fuzz/` for a set time (see
 //!   [`fuzz`]).
+//! - `abuse-memory` — what hostile clients can make the services hold: a
+//!   ping flood on result, huge queue entries for the worker, junk for the
+//!   dead letters (see [`abuse_memory`]).
 //! - `screenshots` — pictures of the vote and result pages at a desktop
 //!   and a phone size, into `docs/screenshots/` (see
 //!   [`xtask::screenshots`]).
 //!
 //! The engines live in the library (`src/lib.rs`) so tests run the same code.
 
+mod abuse_memory;
 mod bench;
 mod fuzz;
 
@@ -59,6 +63,11 @@ enum Cmd {
     Chaos(ChaosArgs),
     /// Run every fuzz target for a set time; fail on any crash.
     Fuzz(fuzz::FuzzArgs),
+    /// Measure what hostile clients can make the services hold: result's
+    /// peak RSS through a ping flood, the worker's through 20 MiB queue
+    /// entries, votes:dead after 100,000 junk entries. Release binaries
+    /// unless --bin-dir; throwaway stores unless REDIS_URL / DATABASE_URL.
+    AbuseMemory(abuse_memory::AbuseMemoryArgs),
     /// Photograph the pages for the README into docs/screenshots/.
     ///
     /// The vote page before and after a vote, and the result page with
@@ -155,6 +164,7 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Cmd::Screenshots(args) => screenshots_run(args).await,
+        Cmd::AbuseMemory(args) => abuse_memory_run(args).await,
     };
     match outcome {
         Ok(code) => code,
@@ -272,6 +282,15 @@ async fn chaos_run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn abuse_memory_run(args: abuse_memory::AbuseMemoryArgs) -> anyhow::Result<ExitCode> {
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => build_release(&["vote", "worker", "result"]).await?,
+    };
+    abuse_memory::run(args, &bin_dir, &workspace_root()).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn screenshots_run(args: ScreenshotsArgs) -> anyhow::Result<ExitCode> {

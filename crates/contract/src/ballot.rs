@@ -143,7 +143,8 @@ impl<'de> Deserialize<'de> for VoterId {
 /// room for clocks that disagree, and never past [`SeqWindow::LIMIT`], so
 /// the `seq` arithmetic in Redis's Lua (whose numbers are doubles) stays
 /// exact. A `seq` outside it is a bad ballot, never a reason to move the
-/// counter.
+/// counter: every `seq` inside it can pin its voter (outrank their later
+/// ballots) for at most [`SeqWindow::AHEAD`].
 ///
 /// The clock is an argument ([`SeqWindow::at`]), so the window is testable
 /// and every ballot of one batch is judged against the same instant.
@@ -153,8 +154,22 @@ pub struct SeqWindow {
 }
 
 impl SeqWindow {
-    /// How far past the reader's clock a `seq` may be.
-    pub const AHEAD: Duration = Duration::from_secs(24 * 60 * 60);
+    /// How far past the reader's clock a `seq` may be: five minutes.
+    ///
+    /// What it must cover is clocks that disagree. A `seq` is stamped from
+    /// the Redis primary's clock and judged by the worker's, and after a
+    /// failover the new primary continues from the replicated counter
+    /// (`seq = max(last + 1, now)`), so while its clock is behind the old
+    /// primary's it stamps up to that difference ahead of its own clock.
+    /// Under NTP, servers' clocks differ by milliseconds to a second or
+    /// two; five minutes is a hundred times that and more. It must also be
+    /// short, because a ballot stamped (or forged) up to this far ahead
+    /// outranks its voter's next ballots until the clock catches up: a day
+    /// let one pushed entry pin a voter for a day. A clock that drifts
+    /// further than this is a fault to fix: the enqueue script then
+    /// refuses to stamp (vote answers 503) rather than queue ballots the
+    /// worker would dead-letter.
+    pub const AHEAD: Duration = Duration::from_secs(5 * 60);
     /// The lowest accepted `seq`.
     pub const OLDEST: i64 = 1;
     /// The highest `seq` whatever the clock says: 2^53 − 1, the largest
@@ -281,7 +296,7 @@ pub enum BallotError {
     Malformed(String),
     #[error(
         "seq {seq} is outside the accepted window: 1 to {newest} \
-         (microseconds since 1970, at most a day ahead of this worker's clock)"
+         (microseconds since 1970, at most five minutes ahead of this worker's clock)"
     )]
     SeqOutOfWindow { seq: i64, newest: i64 },
 }
@@ -365,10 +380,10 @@ mod tests {
     }
 
     #[test]
-    fn seq_is_accepted_from_1_to_a_day_ahead_of_the_clock() {
+    fn seq_is_accepted_from_1_to_five_minutes_ahead_of_the_clock() {
         let window = SeqWindow::at(new_year());
         let now_us = 1_767_225_600_000_000;
-        assert_eq!(window.newest(), now_us + 86_400_000_000);
+        assert_eq!(window.newest(), now_us + 300_000_000);
         for seq in [1, 1000, now_us, window.newest()] {
             let ballot = Ballot::from_json(with_seq(seq).as_bytes(), window).unwrap();
             assert_eq!(ballot.seq, Some(seq));
@@ -393,7 +408,7 @@ mod tests {
     fn the_window_never_reaches_past_exact_lua_integers() {
         let far = UNIX_EPOCH + Duration::from_secs(10_000_000_000);
         assert_eq!(SeqWindow::at(far).newest(), SeqWindow::LIMIT);
-        // A clock before 1970 leaves only the day ahead.
+        // A clock before 1970 leaves only the five minutes ahead.
         let before = UNIX_EPOCH - Duration::from_secs(5);
         assert_eq!(SeqWindow::at(before).newest(), SeqWindow::ahead_us());
     }

@@ -19,8 +19,8 @@
 //!
 //! Any client of Redis can also write [`SEQ_KEY`]. The script refuses to
 //! stamp from a counter that is not a decimal integer, or whose next `seq`
-//! would fall outside the [`SeqWindow`](crate::SeqWindow) (a day past Redis's clock, and
-//! never past 2^53 − 1, so the Lua arithmetic on it is exact): it queues
+//! would fall outside the [`SeqWindow`](crate::SeqWindow) (five minutes past Redis's
+//! clock, and never past 2^53 − 1, so the Lua arithmetic on it is exact): it queues
 //! nothing and fails with an error whose code is [`BAD_COUNTER_CODE`]. The
 //! vote service answers 503 then, and the log says why; deleting the key
 //! is the fix (the clock takes over).
@@ -66,7 +66,8 @@ local first = math.max(last + 1, now)
 local count = #ARGV - 2
 if first + count - 1 > newest then
   return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds ' .. string.sub(held or 'nothing', 1, 32) ..
-    ', beyond the accepted seq window (a day past the clock); no ballot can be stamped ' ..
+    ', beyond the accepted seq window (' .. string.format('%.0f', tonumber(ARGV[1]) / 1000000) ..
+    ' s past the clock); no ballot can be stamped ' ..
     'until it is fixed (DEL ' .. KEYS[2] .. ' is safe: seq continues from the clock)')
 end
 local stamped = {}

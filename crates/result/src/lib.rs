@@ -8,9 +8,11 @@
 //!
 //! - `GET /` renders the page with the current tally ([`page`]).
 //! - `GET /ws` streams `{"a":N,"b":M}` to the page: on connect and on every
-//!   change ([`live`]). Upgrades from other sites' pages are refused (see
+//!   change ([`live`]). Malformed handshakes get a 400 ([`handshake`]);
+//!   upgrades from other sites' pages are refused (see
 //!   [`servicekit::origin`]); live clients are capped in all
-//!   (`MAX_CLIENTS`) and, optionally, per address ([`addresses`]).
+//!   (`MAX_CLIENTS`) and, optionally, per address
+//!   ([`servicekit::addresses`]).
 //! - One poller per process reads the tally — on every change notification
 //!   from Postgres and at least once per poll interval — and publishes it
 //!   to all clients at once ([`feed`]). Page views and clients never query
@@ -24,8 +26,8 @@
 //! tally and its feed message come from `contract`; the plumbing from
 //! `servicekit`.
 
-pub mod addresses;
 pub mod feed;
+pub mod handshake;
 pub mod live;
 pub mod page;
 pub mod tally;
@@ -38,6 +40,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use contract::Tally;
+use servicekit::addresses::AddressCap;
 use servicekit::admin::Probe;
 use servicekit::http::ServeOptions;
 use servicekit::launch::{Listeners, Service, public_listener};
@@ -51,7 +54,6 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use addresses::AddressCap;
 use feed::{FeedSender, PollOptions};
 use live::LiveOptions;
 
@@ -155,6 +157,13 @@ impl AppState {
         self
     }
 
+    /// Times live clients with these instead (tests of clients that stop
+    /// reading shorten the send timeout).
+    pub fn with_live_options(mut self, options: LiveOptions) -> Self {
+        self.live = options;
+        self
+    }
+
     /// The tally as last published, if any has been read yet.
     pub fn current(&self) -> Option<Tally> {
         self.feed.borrow().as_ref().map(|s| s.tally)
@@ -233,7 +242,8 @@ impl Service for AppState {
 
     fn log_settings(s: &Settings) {
         tracing::info!(
-            max_connections = s.http.max_connections,
+            max_connections = s.http.connections.max_connections,
+            max_connections_per_address = s.http.connections.max_connections_per_address,
             database_url = %redact_url(&s.database.database_url),
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,

@@ -9,11 +9,26 @@
 //! client stopped reading and the socket buffers are full) drops the
 //! client; a client silent for two ping intervals is dropped too.
 //!
-//! An upgrade from another site's page is refused with 403 (see
+//! A client's pings cost it, not us. The WebSocket library answers each
+//! ping with a pong queued in the socket's write buffer and goes on
+//! reading; with no maximum on that buffer, a client that sends pings and
+//! never reads the pongs grew it without bound (a flood of 125-byte pings
+//! took result to 976 MB in four seconds). So the write buffer has a
+//! maximum ([`MAX_WRITE_BUFFER`]; a pong that does not fit waits in the
+//! library's single reply slot, replaced by the next), and after every
+//! ping from a client the loop flushes before it reads another frame: a
+//! client that does not read its pongs is no longer read either — TCP then
+//! stops its sending — and if the flush does not complete within the send
+//! timeout the client is dropped as stuck. One client's pings cost at most
+//! the write buffer and the socket's kernel buffers.
+//!
+//! A handshake whose `Sec-WebSocket-Key` is not exactly one base64 form of
+//! 16 bytes gets a 400, as RFC 6455 asks ([`crate::handshake`]). An
+//! upgrade from another site's page is refused with 403 (see
 //! [`servicekit::origin`]; browsers always send `Origin` on a WebSocket
 //! handshake). The number of clients is capped by a semaphore, and
-//! optionally per remote address ([`crate::addresses`]): beyond a cap the
-//! upgrade is refused with 503 before any WebSocket exists. On shutdown
+//! optionally per remote address ([`servicekit::addresses`]): beyond a cap
+//! the upgrade is refused with 503 before any WebSocket exists. On shutdown
 //! every client gets a close frame (1001, going away) — axum's graceful
 //! shutdown does not wait for upgraded connections, so the loops watch the
 //! token themselves and [`crate::serve`] waits for them.
@@ -32,17 +47,22 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use servicekit::addresses::AddressSlot;
 use servicekit::origin::check_same_origin;
 
 use crate::AppState;
-use crate::addresses::AddressSlot;
 use crate::feed::FeedReceiver;
+use crate::handshake::check_key;
 
 /// Clients only ever send control frames; anything bigger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4096;
 /// Small read buffers keep ten thousand idle clients cheap: tungstenite
 /// zero-fills its whole read buffer (128 KiB by default) on first read.
 const READ_BUFFER: usize = 1024;
+/// Most bytes a client's socket buffers for it to read: the tally is
+/// tens of bytes, a pong at most 127. Beyond it, a pong is not buffered
+/// (see the module doc) and a send fails, which drops the client.
+pub const MAX_WRITE_BUFFER: usize = 16 * 1024;
 /// How long a closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -74,14 +94,23 @@ enum Ending {
     Broken,
 }
 
-/// The `GET /ws` handler: refuses other sites' pages (403), upgrades when
-/// there is room, 503 when not.
+/// The `GET /ws` handler: refuses malformed handshakes (400) and other
+/// sites' pages (403), upgrades when there is room, 503 when not.
 pub async fn live_feed(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Err(why) = check_key(&headers) {
+        tracing::debug!(%why, "refusing a malformed WebSocket handshake");
+        return (
+            StatusCode::BAD_REQUEST,
+            "This address serves the result page's live feed; the request to open \
+             it was malformed.\n",
+        )
+            .into_response();
+    }
     if let Err(why) = check_same_origin(&headers, &state.allowed_origins) {
         metrics::counter!("result_clients_refused_total", "reason" => "cross_site").increment(1);
         tracing::debug!(%why, "refusing a live client from another site");
@@ -125,6 +154,7 @@ pub async fn live_feed(
     upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "WebSocket upgrade failed"))
@@ -212,6 +242,13 @@ async fn serve_client(
             incoming = socket.recv() => match incoming {
                 // Text from a client means nothing here; any frame shows it is alive.
                 Some(Ok(Message::Close(_))) | None => break Ending::ClientClosed,
+                // Its pong goes out before we read on (see the module doc).
+                Some(Ok(Message::Ping(_))) => {
+                    last_heard = Instant::now();
+                    if let Err(ending) = flush(&mut socket, options).await {
+                        break ending;
+                    }
+                }
                 Some(Ok(_)) => last_heard = Instant::now(),
                 Some(Err(_)) => break Ending::Broken,
             },
@@ -237,6 +274,16 @@ async fn serve_client(
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
         }
         Ending::Unresponsive | Ending::Stuck | Ending::Broken => {}
+    }
+}
+
+/// Writes out what the socket holds (a pong), giving up on a client that
+/// does not take it in time.
+async fn flush(socket: &mut WebSocket, options: LiveOptions) -> Result<(), Ending> {
+    match tokio::time::timeout(options.send_timeout, socket.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ending::Broken),
+        Err(_) => Err(Ending::Stuck),
     }
 }
 

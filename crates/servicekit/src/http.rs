@@ -10,6 +10,25 @@
 //! an upgraded connection leaves the count (its HTTP part is over), and its
 //! handler watches the same shutdown token and closes itself. Every request
 //! carries the client's address as [`ConnectInfo`].
+//!
+//! Before the first byte of a request, a connection costs its client
+//! nothing and holds one of the server's slots, so a flood of idle
+//! connections (2,177 from one address in a test) kept everyone else
+//! waiting until the header timeout freed slots. Two limits apply there:
+//!
+//! - a new connection must send its first byte within
+//!   [`ServeOptions::first_byte_timeout`] (3 s, against the header
+//!   timeout's 10 s for a whole head), or it is closed without an answer;
+//! - optionally, at most [`ServeOptions::max_connections_per_address`]
+//!   connections from one remote address are served at once
+//!   (`MAX_CONNECTIONS_PER_ADDRESS`); further ones from that address are
+//!   closed as soon as they are accepted, holding no slot, and counted in
+//!   `http_connections_refused_total`. Off by default: behind a proxy or a
+//!   NAT every client has the same address (see [`crate::addresses`]).
+//!
+//! What is left to a reverse proxy or the network in front: floods from
+//! many addresses, rate limits, SYN floods, and connections idle between
+//! two requests (they are closed by the header timeout).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +49,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use crate::addresses::AddressCap;
 use crate::outage::Outage;
 
 mod edge;
@@ -56,8 +76,14 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct ServeOptions {
     /// Time a client has to send a request's headers.
     pub header_timeout: Duration,
+    /// Time a new connection has to send the first byte of its first
+    /// request; a silent one is closed without an answer.
+    pub first_byte_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections served at once from one remote address; more from it
+    /// are closed when accepted. 0: no such cap.
+    pub max_connections_per_address: usize,
     /// How long shutdown waits for open connections before giving up on them.
     pub drain_timeout: Duration,
     /// Longest a request may take, body and handler included, before it is
@@ -75,10 +101,12 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// The default limits with another connection cap.
-    pub fn with_max_connections(max_connections: u32) -> Self {
+    /// The default limits with other connection caps (in all, and per
+    /// remote address; 0 is none).
+    pub fn with_max_connections(max_connections: u32, per_address: u32) -> Self {
         ServeOptions {
             max_connections: max_connections as usize,
+            max_connections_per_address: per_address as usize,
             ..ServeOptions::default()
         }
     }
@@ -88,7 +116,9 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             header_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(3),
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_connections_per_address: 0,
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(5),
@@ -105,6 +135,12 @@ pub async fn serve(
     options: ServeOptions,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    let per_address = (options.max_connections_per_address > 0)
+        .then(|| AddressCap::new(options.max_connections_per_address as u32));
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed when accepted: their address already had MAX_CONNECTIONS_PER_ADDRESS"
+    );
     let connections = TaskTracker::new();
     // Failing accepts (out of file descriptors) repeat 20 times a second.
     let accepting = Outage::new("new connections", "clients wait until one closes");
@@ -137,20 +173,44 @@ pub async fn serve(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        // Handlers that need the client's address take `ConnectInfo`.
-        let service = TowerToHyperService::new(router.clone().map_request(
-            move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
+        let address_slot = match &per_address {
+            Some(cap) => match cap.try_take(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Dropped here, with the permit: it holds no slot.
+                    metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+                    tracing::debug!("too many connections from one address; closing one");
+                    continue;
+                }
             },
-        ));
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
+            None => None,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let http = http.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let _permit = permit;
+            let _address_slot = address_slot;
+            let mut first = [0u8; 1];
+            let started = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                peeked = tokio::time::timeout(options.first_byte_timeout, stream.peek(&mut first)) => peeked,
+            };
+            // Silent past the timeout, closed, or failed: nothing to serve.
+            if !matches!(started, Ok(Ok(1..))) {
+                return;
+            }
+            // Handlers that need the client's address take `ConnectInfo`.
+            let service = TowerToHyperService::new(router.map_request(
+                move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                },
+            ));
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 res = conn.as_mut() => {
@@ -178,6 +238,9 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// The counter of connections the per-address cap closed.
+pub const CONNECTIONS_REFUSED: &str = "http_connections_refused_total";
 
 /// Adds what every service's router needs: a request id (`x-request-id`,
 /// kept if the client sent a plain one), a tracing span per request,

@@ -8,6 +8,7 @@
 //! - [`connect`] — lazy connections that survive a store being down: the
 //!   [`connect::Redis`] handle every Redis connection comes from, a
 //!   Postgres pool (the `postgres` feature), back-off;
+//! - [`addresses`] — caps per remote address (connections, live pages);
 //! - [`http`] — the HTTP server that slow clients cannot hold, the layers
 //!   every router gets (request ids, tracing, metrics, security headers,
 //!   timeouts, panics answered 500) and static assets;
@@ -30,6 +31,7 @@
 //! behind the `postgres` feature, so services without a database compile
 //! no sqlx.
 
+pub mod addresses;
 pub mod admin;
 pub mod connect;
 pub mod healthcheck;

@@ -21,11 +21,8 @@ pub struct HttpArgs {
     /// Address to bind.
     #[arg(long, env = "BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind_address: IpAddr,
-    /// Most HTTP connections served at once; more wait to be accepted. Each
-    /// costs up to about 21 KiB: the default fits a 128 MiB memory limit.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 impl HttpArgs {
@@ -34,9 +31,48 @@ impl HttpArgs {
         SocketAddr::new(self.bind_address, self.port)
     }
 
-    /// The server's limits, with this connection cap.
+    /// The server's limits, with these connection caps.
     pub fn serve_options(&self) -> ServeOptions {
-        ServeOptions::with_max_connections(self.max_connections)
+        self.connections.serve_options()
+    }
+}
+
+/// How many HTTP connections a web service serves at once (the hit
+/// counter, which names its listener's settings as the original did,
+/// flattens this group alone).
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Most HTTP connections served at once; more wait to be accepted. Each
+    /// costs up to about 21 KiB: the default fits a 128 MiB memory limit.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Most HTTP connections served at once from one remote address; more
+    /// from it are closed when accepted, so one client cannot take every
+    /// connection. 0 (the default) is no limit: behind a proxy or a NAT
+    /// every client has the same address.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 0)]
+    pub max_connections_per_address: u32,
+}
+
+impl ConnectionArgs {
+    /// The defaults: [`DEFAULT_MAX_CONNECTIONS`], no cap per address.
+    pub fn new() -> Self {
+        ConnectionArgs {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: 0,
+        }
+    }
+
+    /// The server's limits, with these connection caps.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions::with_max_connections(self.max_connections, self.max_connections_per_address)
+    }
+}
+
+impl Default for ConnectionArgs {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

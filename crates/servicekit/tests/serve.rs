@@ -1,11 +1,13 @@
 //! What one connection may make the server hold: the limits of
 //! `servicekit::http::serve` that keep a service inside its memory limit.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use servicekit::http::ServeOptions;
+use testkit::raw::RawConn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -67,4 +69,90 @@ async fn a_request_head_over_16_kib_is_refused_without_being_buffered() {
         big.starts_with("HTTP/1.1 431"),
         "40 KiB of headers should get 431, got: {big:?}"
     );
+}
+
+/// Where the test's clients connect from: the flood, and everyone else
+/// (Linux routes all of 127.0.0.0/8 to the loopback).
+const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const SOMEONE_ELSE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// Serves a one-route router with `options`.
+async fn serve_with(options: ServeOptions) -> testkit::Served<std::io::Error> {
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    testkit::Served::start(|listener, shutdown| {
+        servicekit::http::serve(listener, router, shutdown, options)
+    })
+    .await
+}
+
+/// The report: idle connections from one address took every slot, and
+/// everyone else waited until the header timeout freed some. The timeouts
+/// here are a minute, so only the per-address cap can let the other
+/// client in while the flood's connections are still open; the ones over
+/// the cap are closed at once.
+#[tokio::test]
+async fn an_idle_flood_from_one_address_leaves_room_for_everyone_else() {
+    let options = ServeOptions {
+        header_timeout: Duration::from_secs(60),
+        first_byte_timeout: Duration::from_secs(60),
+        max_connections: 16,
+        max_connections_per_address: 4,
+        ..ServeOptions::default()
+    };
+    let served = serve_with(options).await;
+    let mut flood = Vec::new();
+    for _ in 0..options.max_connections {
+        flood.push(RawConn::connect_from(FLOODER, served.addr).await.unwrap());
+    }
+    let mut other = RawConn::connect_from(SOMEONE_ELSE, served.addr)
+        .await
+        .unwrap();
+    other
+        .send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = other.response(Duration::from_secs(10)).await;
+    assert!(
+        matches!(&answer, Ok(a) if a.status == 200),
+        "the other client was not served while the flood held its connections: {answer:?}"
+    );
+    // Served while the flood's first four are still open; the rest were
+    // closed without an answer.
+    let (held, over) = flood.split_at_mut(options.max_connections_per_address);
+    assert!(
+        held.iter().all(RawConn::is_quiet),
+        "a connection within the cap was closed"
+    );
+    for conn in over {
+        assert!(conn.closed_within(Duration::from_secs(10)).await);
+        assert_eq!(
+            conn.pending_text(),
+            "",
+            "a refused connection got an answer"
+        );
+    }
+}
+
+/// A new connection that sends nothing is closed at the first-byte
+/// timeout, long before the header timeout, without an answer; one that
+/// starts a request in time is served.
+#[tokio::test]
+async fn a_connection_silent_past_the_first_byte_timeout_is_closed_without_an_answer() {
+    let served = serve_with(ServeOptions {
+        header_timeout: Duration::from_secs(60),
+        first_byte_timeout: Duration::from_millis(200),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut silent = RawConn::connect(served.addr).await.unwrap();
+    let mut prompt = RawConn::connect(served.addr).await.unwrap();
+    prompt
+        .send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = prompt.response(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(answer.status, 200);
+    // Well within the header timeout's minute.
+    assert!(silent.closed_within(Duration::from_secs(10)).await);
+    assert_eq!(silent.pending_text(), "");
 }

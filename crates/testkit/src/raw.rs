@@ -188,6 +188,16 @@ impl RawConn {
         })
     }
 
+    /// True while the server has neither closed this connection nor sent
+    /// anything on it: a read would still wait (it is not waited for).
+    pub fn is_quiet(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Writes `bytes` as they are.
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await?;

@@ -243,7 +243,8 @@ impl Service for AppState {
 
     fn log_settings(s: &Settings) {
         tracing::info!(
-            max_connections = s.http.max_connections,
+            max_connections = s.http.connections.max_connections,
+            max_connections_per_address = s.http.connections.max_connections_per_address,
             redis_url = %redact_url(&s.redis.redis_url),
             redis_sentinels = s.redis.redis_sentinels.as_deref().unwrap_or(""),
             redis_sentinel_master = s.redis.redis_sentinel_master.as_deref().unwrap_or(""),

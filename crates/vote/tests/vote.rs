@@ -195,8 +195,8 @@ fn now_us() -> i64 {
     i64::try_from(since.as_micros()).unwrap()
 }
 
-/// A day in microseconds: how far ahead of now a `seq` may be.
-const DAY_US: i64 = 86_400_000_000;
+/// How far ahead of now a `seq` may be, in microseconds.
+const AHEAD_US: i64 = contract::SeqWindow::ahead_us();
 
 async fn set_counter(redis: &testkit::TestRedis, value: &str) {
     let _: () = redis::cmd("SET")
@@ -220,7 +220,7 @@ async fn a_corrupt_seq_counter_gets_a_503_and_queues_nothing() {
     let redis = testkit::redis().await;
     let app = TestApp::spawn(&redis.url).await;
     let cookie = Some("voter_id=00000000000000cc");
-    let tomorrow = (now_us() + 2 * DAY_US).to_string();
+    let past_the_window = (now_us() + 2 * AHEAD_US).to_string();
     for corrupt in [
         "not a number",
         "1e5",
@@ -228,7 +228,7 @@ async fn a_corrupt_seq_counter_gets_a_503_and_queues_nothing() {
         "1152921504606846976",
         "9223372036854775807",
         "99999999999999999999999",
-        &tomorrow,
+        &past_the_window,
     ] {
         set_counter(&redis, corrupt).await;
         let res = app.post(cookie, "vote=a").await;
@@ -266,7 +266,7 @@ async fn the_seq_counts_on_exactly_from_a_counter_ahead_of_the_clock() {
     let redis = testkit::redis().await;
     let app = TestApp::spawn(&redis.url).await;
     let cookie = Some("voter_id=00000000000000ce");
-    let last = now_us() + DAY_US - 10_000_000;
+    let last = now_us() + AHEAD_US - 10_000_000;
     set_counter(&redis, &last.to_string()).await;
     app.post(cookie, "vote=a").await;
     app.post(cookie, "vote=b").await;

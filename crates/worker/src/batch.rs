@@ -4,10 +4,12 @@
 //! once, at the edge, into valid ballots and dead letters — anything but a
 //! JSON object with the ballot's fields, and any `seq` outside the
 //! [`SeqWindow`] at this worker's clock, is a dead letter with its reason
-//! (the queue is a trust boundary: any Redis client can push onto it);
-//! [`Batch::latest`]
-//! then reduces the ballots to one per voter — the voter's latest — sorted by
-//! voter id, which is the shape the upsert wants:
+//! (the queue is a trust boundary: any Redis client can push onto it). An
+//! entry over the ballot limit never leaves Redis: the claim hands over a
+//! short stand-in ([`Oversized`]) instead, which becomes a dead letter
+//! with the entry's size. [`Batch::latest`] then reduces the ballots to one
+//! per voter — the voter's latest — sorted by voter id, which is the shape
+//! the upsert wants:
 //!
 //! - *Latest* follows the same rule as the upsert in Postgres, so deciding
 //!   within a batch or across batches gives the same answer: a ballot with a
@@ -19,8 +21,10 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use contract::ballot::MAX_BALLOT_BYTES;
-use contract::{Ballot, SeqWindow};
+use contract::{Ballot, BallotError, SeqWindow};
+
+use crate::dead_letter::DeadLetter;
+use crate::queue::Oversized;
 
 /// One claimed batch, parsed.
 #[derive(Debug, Default)]
@@ -29,32 +33,6 @@ pub struct Batch {
     pub ballots: Vec<Ballot>,
     /// Payloads that are not ballots, with the reason.
     pub dead: Vec<DeadLetter>,
-}
-
-/// One entry of the dead-letter list
-/// [`DEAD_LETTER_KEY`](crate::queue::DEAD_LETTER_KEY): a payload the worker
-/// could not store as a ballot, kept with the reason so an operator can
-/// inspect or replay it. Stored as compact JSON, e.g.
-/// `{"reason":"ballot is not valid JSON of the expected shape: unknown variant `c`, …","payload":"{…}","worker":"host-7","at_ms":1764201600000}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeadLetter {
-    /// Why the payload is not a ballot ([`contract::BallotError`]'s text).
-    pub reason: String,
-    /// The payload as queued, or its first [`MAX_BALLOT_BYTES`] if it is
-    /// longer (the reason gives its size). Bytes that are not UTF-8 are
-    /// replaced by U+FFFD, so a binary payload is kept only approximately.
-    pub payload: String,
-    /// The id of the worker that dead-lettered it.
-    pub worker: String,
-    /// When, in milliseconds since the Unix epoch.
-    pub at_ms: u64,
-}
-
-impl DeadLetter {
-    pub fn to_json(&self) -> String {
-        // Serializing strings and an integer cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 impl Batch {
@@ -74,6 +52,20 @@ impl Batch {
             dead: Vec::new(),
         };
         for payload in payloads {
+            // An entry over the limit never left Redis: the claim put this
+            // stand-in in its place.
+            if let Some(oversized) = Oversized::parse(payload) {
+                let why = BallotError::Oversized(oversized.size);
+                tracing::debug!(reason = %why, "dead-lettering an entry over the limit");
+                batch.dead.push(DeadLetter::of_excerpt(
+                    &why.to_string(),
+                    oversized.head,
+                    true,
+                    worker,
+                    at_ms,
+                ));
+                continue;
+            }
             match Ballot::from_json(payload, window) {
                 Ok(ballot) => {
                     tracing::trace!(
@@ -85,18 +77,9 @@ impl Batch {
                 }
                 Err(why) => {
                     tracing::debug!(reason = %why, bytes = payload.len(), "dead-lettering a payload that is not a ballot");
-                    batch.dead.push(DeadLetter {
-                        reason: why.to_string(),
-                        // An oversized payload is kept only in part (its
-                        // size is in the reason): a dead letter must not
-                        // copy whatever a client of Redis pushed.
-                        payload: String::from_utf8_lossy(
-                            &payload[..payload.len().min(MAX_BALLOT_BYTES)],
-                        )
-                        .into_owned(),
-                        worker: worker.to_owned(),
-                        at_ms,
-                    });
+                    batch
+                        .dead
+                        .push(DeadLetter::new(&why.to_string(), payload, worker, at_ms));
                 }
             }
         }
@@ -247,7 +230,20 @@ mod tests {
         let big = vec![b'x'; 1 << 20];
         let batch = Batch::parse(&[big], "w");
         let dead = &batch.dead[0];
-        assert_eq!(dead.payload.len(), MAX_BALLOT_BYTES);
+        assert_eq!(dead.payload.len(), DeadLetter::PAYLOAD_BUDGET);
         assert!(dead.reason.contains("1048576 bytes"), "{}", dead.reason);
+    }
+
+    #[test]
+    fn the_claims_stand_in_for_an_entry_over_the_limit_is_a_dead_letter_with_its_size() {
+        let stand_in = [&b"!oversized:20971520:"[..], &[b'x'; 100]].concat();
+        let batch = Batch::parse(&[stand_in, payload("v", "a", None)], "w");
+        assert_eq!(summary(&batch), [("v".to_owned(), "a")]);
+        let dead = &batch.dead[0];
+        assert_eq!(
+            dead.reason,
+            "ballot is 20971520 bytes, over the 4096-byte limit"
+        );
+        assert_eq!(dead.payload, "x".repeat(100));
     }
 }

@@ -15,7 +15,11 @@
 //!   `seq` stamped by the vote service and a row is only replaced by a
 //!   higher one (see [`store`]), which also makes a replayed batch a no-op.
 //! - **Poison never blocks the queue**: payloads that are not ballots go to
-//!   `votes:dead` with the reason (see [`batch`]).
+//!   `votes:dead` with the reason (see [`batch`]), in letters of bounded
+//!   size in a list of bounded length ([`dead_letter`]).
+//! - **Bounded memory, whatever is queued**: no entry over the ballot limit
+//!   ever leaves Redis whole (see [`queue`] and [`waiter`]), so a pushed
+//!   entry of any size cannot take a worker's memory.
 //! - **Fast**: under load, one claim takes up to `BATCH_SIZE` ballots in one
 //!   round trip and one statement stores them; when idle it blocks on the
 //!   queue instead of polling.
@@ -26,10 +30,13 @@
 //! the heartbeat, the admin listener and clean shutdown around it.
 //!
 //! Modules: [`queue`] (claiming, acknowledging, heartbeats: the worker's
-//! Redis keys), [`batch`] (parsing a batch, dead letters), [`store`] (the
+//! Redis keys), [`waiter`] (the blocking wait on an empty queue),
+//! [`batch`] (parsing a batch), [`dead_letter`] (what is kept of an entry
+//! that is not a ballot, and how much), [`store`] (the
 //! upsert into Postgres), [`schema`] (migrations, and telling a Postgres
 //! that is not up yet from a migration that failed), [`summary`] (the
-//! periodic INFO line), `run` (the service around the step loop).
+//! periodic INFO line), `settings` ([`Settings`]), `run` (the service
+//! around the step loop).
 //!
 //! At INFO it logs what an operator acts on — start and stop, outages,
 //! takeovers, the first dead letter of an interval — and one [`summary`]
@@ -41,105 +48,41 @@
 //! the worker uses (its Redis keys, dead letters, start-up waits) stays here.
 
 pub mod batch;
+pub mod dead_letter;
 pub mod queue;
 mod run;
 pub mod schema;
+mod settings;
 pub mod store;
 pub mod summary;
+pub mod waiter;
 
 use std::time::{Duration, Instant};
 
 use servicekit::admin::Probe;
-use servicekit::settings::{AdminArgs, DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use batch::Batch;
 use contract::SeqWindow;
-use queue::{Claimed, Consumer, SeqCounter, Waiter};
+use queue::{Claimed, Consumer, SeqCounter};
 pub use run::serve;
 use run::wait_until;
+pub use settings::{DEFAULT_ADMIN_PORT, Settings};
 use summary::Summary;
+use waiter::Waiter;
 
-/// The admin listener's port unless `ADMIN_PORT` says otherwise (one per
-/// service: see [`AdminArgs`]). The Dockerfiles, compose files and k8s
-/// manifests name it too; `xtask/tests/deployment.rs` checks they agree.
-pub const DEFAULT_ADMIN_PORT: u16 = 8080;
+/// The counter of dead letters dropped from `votes:dead` to keep it at
+/// `MAX_DEAD_LETTERS`.
+pub const DEAD_LETTERS_DROPPED: &str = "dead_letters_dropped_total";
 
-/// The worker's settings.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Settings {
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-    /// This worker's id; names its processing list and heartbeat. Must be
-    /// unique among running workers. A worker restarted with the same id
-    /// resumes its unfinished batch at once. [default: <hostname>-<pid>]
-    #[arg(long, env = "WORKER_ID")]
-    pub worker_id: Option<String>,
-    /// Most ballots taken and stored per batch (one Redis round trip and one
-    /// Postgres statement each). Batches are smaller when fewer are queued.
-    #[arg(long, env = "BATCH_SIZE", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=50_000))]
-    pub batch_size: u32,
-    /// How long one blocking wait on an empty queue lasts, in seconds.
-    /// Shutdown is noticed between waits.
-    #[arg(long, env = "BLOCK_SECONDS", default_value_t = 1.0, value_parser = parse_block_seconds)]
-    pub block_seconds: f64,
-    /// Heartbeat lifetime, in seconds: how soon after this worker dies a
-    /// live worker puts its unfinished batch back on the queue.
-    #[arg(long, env = "HEARTBEAT_SECONDS", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub heartbeat_seconds: u64,
-    /// Seconds between two summary lines at INFO (ballots, batches, dead
-    /// letters, queue depth, commit time p50/p99). No line for an interval
-    /// without batches; each batch is logged at DEBUG.
-    #[arg(long, env = "SUMMARY_SECONDS", default_value_t = 30.0, value_parser = parse_summary_seconds)]
-    pub summary_seconds: f64,
-    #[command(flatten)]
-    pub admin: AdminArgs<DEFAULT_ADMIN_PORT>,
-}
-
-impl Settings {
-    /// The configured worker id, or `<hostname>-<pid>`.
-    pub fn worker_id(&self) -> String {
-        self.worker_id
-            .clone()
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| format!("{}-{}", servicekit::host::name(), std::process::id()))
-    }
-
-    fn block(&self) -> Duration {
-        Duration::from_secs_f64(self.block_seconds)
-    }
-
-    fn heartbeat_ttl(&self) -> Duration {
-        Duration::from_secs(self.heartbeat_seconds)
-    }
-
-    fn summary_interval(&self) -> Duration {
-        Duration::from_secs_f64(self.summary_seconds)
-    }
-}
-
-fn parse_block_seconds(s: &str) -> Result<f64, String> {
-    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if (0.01..=60.0).contains(&secs) {
-        Ok(secs)
-    } else {
-        Err("must be between 0.01 and 60 (0 would block forever)".to_owned())
-    }
-}
-
-fn parse_summary_seconds(s: &str) -> Result<f64, String> {
-    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if (0.1..=86_400.0).contains(&secs) {
-        Ok(secs)
-    } else {
-        Err("must be between 0.1 and 86400".to_owned())
-    }
+/// Declares the worker's metrics that carry help text with the recorder.
+fn describe_metrics() {
+    metrics::describe_counter!(
+        DEAD_LETTERS_DROPPED,
+        "Oldest dead letters dropped from votes:dead to keep its newest MAX_DEAD_LETTERS"
+    );
 }
 
 /// What one [`Worker::step`] did.
@@ -199,10 +142,11 @@ pub struct Worker {
 impl Worker {
     /// Builds the worker without contacting Redis or Postgres.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        describe_metrics();
         let id = settings.worker_id();
         let redis = settings.redis.handle()?;
         Ok(Worker {
-            consumer: Consumer::new(&redis, &id)?,
+            consumer: Consumer::new(&redis, &id)?.keeping_dead_letters(settings.max_dead_letters),
             waiter: Waiter::new(&redis, &id, settings.block()),
             pool: servicekit::connect::pg_pool(
                 &settings.database.database_url,
@@ -292,6 +236,10 @@ impl Worker {
             .consumer
             .acknowledge(&claimed.payloads, &batch.dead)
             .await?;
+        if acknowledged.dropped > 0 {
+            metrics::counter!(DEAD_LETTERS_DROPPED).increment(acknowledged.dropped);
+        }
+        let acknowledged = acknowledged.removed;
         self.prefetched = match next {
             // A list taken over took the batch claimed ahead with it.
             Some(Ok(next)) if acknowledged && !next.payloads.is_empty() => Some(next),

@@ -1,7 +1,7 @@
 //! The worker's side of the Redis reliable queue: [`Consumer`], one
 //! worker's handle for claiming, acknowledging and heartbeats (not the
-//! queue itself, which is the list `votes` every producer shares), and
-//! [`Waiter`], its blocking wait for the next ballot.
+//! queue itself, which is the list `votes` every producer shares); its
+//! blocking wait for the next ballot is [`crate::waiter`]'s.
 //!
 //! A ballot leaves Redis only after Postgres has committed it. Between the
 //! two it sits in this worker's *processing list*
@@ -13,16 +13,32 @@
 //!    Whatever is already there — a batch left by a crash, or one whose
 //!    acknowledgement failed — is returned first, so the same call serves
 //!    start-up recovery and recovery after any Redis error.
-//! 2. [`Waiter::wait_for_ballot`] — when the queue is empty, `BLMOVE votes
-//!    <processing> LEFT RIGHT <block>` on a dedicated connection. The moved
-//!    ballot lands in the processing list, so even a reply lost to a broken
-//!    connection is found by the next claim.
+//! 2. [`Waiter::wait_for_ballot`](crate::waiter::Waiter::wait_for_ballot) —
+//!    when the queue is empty, `BLMOVE votes <processing> LEFT RIGHT
+//!    <block>` on a dedicated connection. The moved ballot lands in the
+//!    processing list, so even a reply lost to a broken connection is found
+//!    by the next claim (the wait asks for no reply at all: see
+//!    [`crate::waiter`]).
 //! 3. The caller commits the batch to Postgres. Meanwhile it may claim the
 //!    next batch with [`Consumer::claim_more`], which appends it to the
 //!    processing list behind the batch being committed.
 //! 4. [`Consumer::acknowledge`] — one Lua script: drop the batch from the head
 //!    of the processing list (`LTRIM`, not `DEL`: anything appended after
-//!    the claim stays for the next one) and push the batch's dead letters.
+//!    the claim stays for the next one), push the batch's dead letters and
+//!    trim `votes:dead` to the newest `MAX_DEAD_LETTERS` (see
+//!    [`crate::dead_letter`]).
+//!
+//! No entry leaves Redis whole if it is over the ballot limit
+//! ([`MAX_BALLOT_BYTES`]): any client of Redis can push one of hundreds of
+//! megabytes, and a worker that fetched it would need several times that
+//! in memory — under a container's limit it is killed, the entry stays in
+//! its processing list, and the next worker to take it over dies the same
+//! way. So both claim scripts replace such an entry, where it lies in the
+//! processing list, by an [`Oversized`] stand-in of at most the limit: a
+//! mark, the entry's size and its first bytes. The stand-in is acknowledged
+//! and recovered like any entry, and [`crate::batch`] turns it into a dead
+//! letter. The entry itself is copied only inside Redis (the script's
+//! `LPOP`/`LRANGE`), never to the worker.
 //!
 //! Liveness: each worker keeps a heartbeat key with a TTL and its id in the
 //! set `votes:workers` ([`Consumer::beat`]). [`Consumer::recover_dead_workers`]
@@ -34,11 +50,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::SeqWindow;
+use contract::ballot::MAX_BALLOT_BYTES;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
-use redis::aio::MultiplexedConnection;
 use servicekit::connect::{Primary, Redis};
 
-use crate::batch::DeadLetter;
+use crate::dead_letter::{DEFAULT_KEPT, DeadLetter};
+use scripts::Scripts;
+
+mod scripts;
 
 /// Where payloads that are not ballots go, with the reason, instead of
 /// being dropped (see [`DeadLetter`]).
@@ -60,97 +79,11 @@ pub fn heartbeat_key(worker_id: &str) -> String {
     format!("{HEARTBEAT_PREFIX}{worker_id}")
 }
 
-/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, first `batch size` items of the processing list,
-/// processing list length}.
-const CLAIM_LUA: &str = r#"
-local max = tonumber(ARGV[1])
-local have = redis.call('LLEN', KEYS[2])
-if have < max then
-  local taken = redis.call('LPOP', KEYS[1], max - have)
-  if taken then
-    for i = 1, #taken, 1000 do
-      redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
-    end
-  end
-end
-return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, max - 1), redis.call('LLEN', KEYS[2])}
-"#;
-
-/// KEYS[1] queue, KEYS[2] processing; ARGV[1] batch size.
-/// Returns {queue length, the items moved, 0}.
-const CLAIM_MORE_LUA: &str = r#"
-local taken = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-if not taken then return {0, {}, 0} end
-for i = 1, #taken, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
-end
-return {redis.call('LLEN', KEYS[1]), taken, 0}
-"#;
-
-/// KEYS[1] processing, KEYS[2] dead letters; ARGV[1] batch length,
-/// ARGV[2] its first item, ARGV[3] its last item, ARGV[4..] dead letters.
-/// Returns 1 if the batch was removed, 0 if the processing list no longer
-/// starts with it (another worker took it over after our heartbeat lapsed).
-const ACK_LUA: &str = r#"
-local n = tonumber(ARGV[1])
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] or redis.call('LINDEX', KEYS[1], n - 1) ~= ARGV[3] then
-  return 0
-end
-redis.call('LTRIM', KEYS[1], n, -1)
-for i = 4, #ARGV, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-end
-return 1
-"#;
-
-/// KEYS[1] worker set, KEYS[2] queue; ARGV[1] heartbeat prefix,
-/// ARGV[2] processing prefix, ARGV[3] our own id. Returns the number of
-/// ballots moved back to the queue.
-const RECOVER_LUA: &str = r#"
-local moved = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if id ~= ARGV[3] and redis.call('EXISTS', ARGV[1] .. id) == 0 then
-    local key = ARGV[2] .. id
-    local items = redis.call('LRANGE', key, 0, -1)
-    for i = #items, 1, -1 do
-      redis.call('LPUSH', KEYS[2], items[i])
-    end
-    redis.call('DEL', key)
-    redis.call('SREM', KEYS[1], id)
-    moved = moved + #items
-  end
-end
-return moved
-"#;
-
-/// KEYS[1] processing, KEYS[2] heartbeat, KEYS[3] worker set; ARGV[1] id.
-/// Forgets this worker only if it holds nothing; otherwise its heartbeat
-/// lapses and a live worker (or this one, restarted) takes the rest.
-const DEREGISTER_LUA: &str = r#"
-if redis.call('LLEN', KEYS[1]) > 0 then return 0 end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return 1
-"#;
-
-/// KEYS[1] seq counter; ARGV[1] a floor (an accepted seq), ARGV[2] the
-/// highest accepted seq. Raises the counter to the floor. Returns 1 if it
-/// did, 0 if the counter was at or above the floor, -1 if the counter is
-/// not an integer inside the window (left alone). Both arguments are below
-/// 2^53, so comparing them as Lua doubles is exact; a counter beyond that
-/// becomes a double that is still above the window.
-const RAISE_SEQ_LUA: &str = r#"
-local held = redis.call('GET', KEYS[1])
-if held and (not string.match(held, '^%-?%d+$') or tonumber(held) > tonumber(ARGV[2])) then
-  return -1
-end
-if tonumber(held or '0') < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"#;
+/// What the claim scripts put in the processing list in place of an entry
+/// over [`MAX_BALLOT_BYTES`]: this mark, the entry's size in decimal, `:`,
+/// then as many of its first bytes as fit the limit. No ballot starts with
+/// `!` (a ballot is a JSON object), so no ballot is mistaken for one.
+pub const OVERSIZED_MARK: &str = "!oversized:";
 
 /// What [`Consumer::raise_seq`] found in `votes:seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +112,40 @@ pub struct Claimed {
     pub behind: u64,
 }
 
+/// The stand-in a claim returns for an entry over [`MAX_BALLOT_BYTES`]
+/// (see [`OVERSIZED_MARK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized<'a> {
+    /// The entry's size in bytes, as Redis held it.
+    pub size: usize,
+    /// Its first bytes.
+    pub head: &'a [u8],
+}
+
+impl<'a> Oversized<'a> {
+    /// The stand-in in `item`, if it is one.
+    pub fn parse(item: &'a [u8]) -> Option<Self> {
+        let rest = item.strip_prefix(OVERSIZED_MARK.as_bytes())?;
+        let colon = rest.iter().position(|&b| b == b':')?;
+        let size = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+        Some(Oversized {
+            size,
+            head: &rest[colon + 1..],
+        })
+    }
+}
+
+/// What an acknowledgement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    /// False if the processing list no longer started with the batch:
+    /// another worker took it over (our heartbeat lapsed) and will store
+    /// it again, harmlessly.
+    pub removed: bool,
+    /// Old dead letters dropped to keep the newest `MAX_DEAD_LETTERS`.
+    pub dropped: u64,
+}
+
 /// One worker's handle on the queue, for short commands: claims, acks,
 /// heartbeats, taking over lapsed workers' batches. Cheap to clone (the heartbeat task holds one).
 #[derive(Clone)]
@@ -189,15 +156,8 @@ pub struct Consumer {
     /// Fails fast (1 s) and reconnects after errors.
     redis: Primary,
     scripts: Arc<Scripts>,
-}
-
-struct Scripts {
-    claim: redis::Script,
-    claim_more: redis::Script,
-    ack: redis::Script,
-    recover: redis::Script,
-    deregister: redis::Script,
-    raise_seq: redis::Script,
+    /// How many dead letters `votes:dead` keeps.
+    dead_letters_kept: u32,
 }
 
 impl Consumer {
@@ -208,15 +168,15 @@ impl Consumer {
             processing: processing_key(id),
             heartbeat: heartbeat_key(id),
             redis: redis.manager()?,
-            scripts: Arc::new(Scripts {
-                claim: redis::Script::new(CLAIM_LUA),
-                claim_more: redis::Script::new(CLAIM_MORE_LUA),
-                ack: redis::Script::new(ACK_LUA),
-                recover: redis::Script::new(RECOVER_LUA),
-                deregister: redis::Script::new(DEREGISTER_LUA),
-                raise_seq: redis::Script::new(RAISE_SEQ_LUA),
-            }),
+            scripts: Arc::new(Scripts::new()),
+            dead_letters_kept: DEFAULT_KEPT,
         })
+    }
+
+    /// Keeps the newest `kept` dead letters instead of [`DEFAULT_KEPT`].
+    pub fn keeping_dead_letters(mut self, kept: u32) -> Self {
+        self.dead_letters_kept = kept.max(1);
+        self
     }
 
     /// The connection for short commands (health checks share it).
@@ -240,6 +200,8 @@ impl Consumer {
             .key(QUEUE_KEY)
             .key(&self.processing)
             .arg(max)
+            .arg(MAX_BALLOT_BYTES)
+            .arg(OVERSIZED_MARK)
             .invoke_async(&mut self.redis.clone())
             .await?;
         Ok(Claimed {
@@ -250,27 +212,34 @@ impl Consumer {
     }
 
     /// Removes a committed batch of `batch` from the processing list and
-    /// files its dead letters, atomically. False if the list no longer
-    /// starts with the batch: another worker took it over (our heartbeat
-    /// lapsed) and will store it again, harmlessly.
+    /// files its dead letters, dropping the oldest beyond the newest
+    /// `MAX_DEAD_LETTERS`, atomically. Not removed if the list no longer
+    /// starts with the batch (see [`Acknowledged`]).
     pub async fn acknowledge(
         &self,
         batch: &[Vec<u8>],
         dead: &[DeadLetter],
-    ) -> redis::RedisResult<bool> {
+    ) -> redis::RedisResult<Acknowledged> {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-            return Ok(true);
+            return Ok(Acknowledged {
+                removed: true,
+                dropped: 0,
+            });
         };
         let mut call = self.scripts.ack.key(&self.processing);
         call.key(DEAD_LETTER_KEY)
             .arg(batch.len())
             .arg(first.as_slice())
-            .arg(last.as_slice());
+            .arg(last.as_slice())
+            .arg(self.dead_letters_kept);
         for letter in dead {
             call.arg(letter.to_json());
         }
-        let removed: i64 = call.invoke_async(&mut self.redis.clone()).await?;
-        Ok(removed == 1)
+        let (removed, dropped): (i64, u64) = call.invoke_async(&mut self.redis.clone()).await?;
+        Ok(Acknowledged {
+            removed: removed == 1,
+            dropped,
+        })
     }
 
     /// Renews this worker's heartbeat for `ttl` and registers its id.
@@ -348,58 +317,5 @@ impl Consumer {
             .arg(QUEUE_KEY)
             .query_async(&mut self.redis.clone())
             .await
-    }
-}
-
-/// Waits on an empty queue: `BLMOVE` on a connection of its own, remade
-/// after any error.
-pub struct Waiter {
-    redis: Redis,
-    conn: Option<MultiplexedConnection>,
-    processing: String,
-    block: Duration,
-}
-
-impl Waiter {
-    /// Grace on top of the block time before we call the server unresponsive.
-    const GRACE: Duration = Duration::from_secs(5);
-
-    /// A waiter for worker `id` that blocks up to `block` at a time;
-    /// connects lazily.
-    pub fn new(redis: &Redis, id: &str, block: Duration) -> Self {
-        Waiter {
-            redis: redis.clone(),
-            conn: None,
-            processing: processing_key(id),
-            block,
-        }
-    }
-
-    /// Blocks until a ballot arrives (it moves into the processing list) or
-    /// the block time passes. True if a ballot moved.
-    pub async fn wait_for_ballot(&mut self) -> redis::RedisResult<bool> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let conn = self.redis.dedicated(self.block + Self::GRACE).await?;
-                self.conn.insert(conn)
-            }
-        };
-        let moved: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("BLMOVE")
-            .arg(QUEUE_KEY)
-            .arg(&self.processing)
-            .arg("LEFT")
-            .arg("RIGHT")
-            .arg(self.block.as_secs_f64())
-            .query_async(conn)
-            .await;
-        if moved.is_err() {
-            // A broken or timed-out connection may still have the command
-            // pending on the server; drop it so the server cancels it. If it
-            // moved a ballot anyway, that ballot is in our processing list
-            // and the next claim returns it.
-            self.conn = None;
-        }
-        Ok(moved?.is_some())
     }
 }

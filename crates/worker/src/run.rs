@@ -47,6 +47,7 @@ impl Service for Worker {
             block_seconds = s.block_seconds,
             heartbeat_seconds = s.heartbeat_seconds,
             summary_seconds = s.summary_seconds,
+            max_dead_letters = s.max_dead_letters,
             "starting worker"
         );
     }

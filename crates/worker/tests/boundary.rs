@@ -17,8 +17,10 @@ use worker::{Outcome, Worker};
 /// Long enough for a worker to start, store and acknowledge on a busy box.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A day in microseconds: how far ahead of now a `seq` may be.
+/// A day in microseconds.
 const DAY_US: i64 = 86_400_000_000;
+/// How far ahead of now a `seq` may be, in microseconds.
+const AHEAD_US: i64 = contract::SeqWindow::ahead_us();
 
 fn now_us() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
@@ -115,13 +117,58 @@ async fn a_seq_outside_the_accepted_window_is_dead_lettered_with_the_reason() {
     assert_dead_lettered(&poison).await;
 }
 
+/// Redis's clock in microseconds: the clock the enqueue script stamps
+/// `seq` from.
+async fn queue_clock_us(env: &Env) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut env.redis().await)
+        .await
+        .unwrap();
+    secs * 1_000_000 + micros
+}
+
+/// The report: a ballot whose `seq` is 23 h 59 min ahead of the queue's
+/// clock was stored, pinned its voter for the rest of the day (their next
+/// vote through the vote service changed nothing), and a restarted worker
+/// raised `votes:seq` a day ahead. It must be a dead letter instead.
 #[tokio::test]
-async fn a_seq_up_to_a_day_ahead_is_accepted() {
+async fn a_seq_a_day_ahead_of_the_queues_clock_is_dead_lettered_and_pins_nobody() {
+    let env = Env::new().await;
+    env.migrate().await;
+    let ahead = queue_clock_us(&env).await + DAY_US - 60_000_000;
+    env.push(&[ballot("pinned", "a", Some(ahead))]).await;
+    let mut running = env.spawn(env.settings("w1")).await;
+    wait_until_taken(&env, "w1").await;
+    running.stop().await;
+
+    let dead = env.dead_letters().await;
+    assert_eq!(dead.len(), 1, "the ballot from the future is a dead letter");
+    assert!(
+        dead[0].reason.contains("outside the accepted window"),
+        "{:?}",
+        dead[0].reason
+    );
+    // A restart raises the counter from the stored rows: none is ahead.
+    let mut running = env.spawn(env.settings("w1")).await;
+    vote(&env, "pinned", Vote::B).await;
+    wait_until_taken(&env, "w1").await;
+    running.stop().await;
+    env.assert_rows(&expect(&[("pinned", "b")])).await;
+    let seq: i64 = counter(&env).await.unwrap().parse().unwrap();
+    let window_end = queue_clock_us(&env).await + contract::SeqWindow::ahead_us();
+    assert!(
+        seq <= window_end,
+        "votes:seq moved to {seq}, past the window's end {window_end}"
+    );
+}
+
+#[tokio::test]
+async fn a_seq_up_to_the_window_ahead_is_accepted() {
     let env = Env::new().await;
     let mut w = worker(&env, "w1").await;
     // A worker whose clock is behind the vote service's Redis still
     // accepts its ballots.
-    env.push(&[ballot("ahead", "b", Some(now_us() + DAY_US - 60_000_000))])
+    env.push(&[ballot("ahead", "b", Some(now_us() + AHEAD_US - 10_000_000))])
         .await;
     let report = stored(w.step().await.unwrap());
     assert_eq!(report.dead_lettered, 0);
@@ -186,7 +233,7 @@ async fn an_absurd_seq_on_the_queue_cannot_stop_later_votes_from_counting() {
         );
         let seq: i64 = counter(&env).await.unwrap().parse().unwrap();
         assert!(
-            seq <= now_us() + DAY_US,
+            seq <= now_us() + AHEAD_US,
             "votes:seq moved to {seq}, outside the window"
         );
     }

@@ -112,6 +112,7 @@ async fn through_a_redis_and_a_postgres_failover_every_voter_ends_with_their_lat
         block_seconds: 0.2,
         heartbeat_seconds: 10,
         summary_seconds: 30.0,
+        max_dead_letters: worker::dead_letter::DEFAULT_KEPT,
         admin: AdminArgs::at((Ipv4Addr::LOCALHOST, 0).into()),
     };
     let shutdown = CancellationToken::new();

@@ -20,11 +20,22 @@ use crate::helpers::stored_count;
 /// Short limits, so slow clients are dealt with in a blink.
 const OPTIONS: ServeOptions = ServeOptions {
     header_timeout: Duration::from_millis(300),
+    first_byte_timeout: Duration::from_millis(300),
     max_connections: 16,
+    max_connections_per_address: 0,
     drain_timeout: Duration::from_secs(1),
     request_timeout: Duration::from_millis(800),
     body_timeout: Duration::from_millis(400),
     max_head_bytes: servicekit::http::DEFAULT_MAX_HEAD_BYTES,
+};
+
+/// For a flood of idle connections from one address: timeouts of a
+/// minute, so only the cap per address can let anyone else in.
+const FLOOD_OPTIONS: ServeOptions = ServeOptions {
+    header_timeout: Duration::from_secs(60),
+    first_byte_timeout: Duration::from_secs(60),
+    max_connections_per_address: 4,
+    ..OPTIONS
 };
 
 /// The request that counts a visit, for the framing cases to corrupt.
@@ -166,6 +177,10 @@ fn cases() -> Vec<HttpCase> {
         .with_input(Input::HoldsEveryConnection {
             count: OPTIONS.max_connections,
         }),
+        HttpCase::idle_flood_from_one_address(
+            FLOOD_OPTIONS.max_connections,
+            FLOOD_OPTIONS.max_connections_per_address,
+        ),
     ]);
     cases
 }
@@ -183,14 +198,21 @@ fn catalogue() {
 async fn every_hostile_request_is_refused_and_counts_nothing() {
     testkit::abuse::Watch::install();
     let redis = testkit::redis().await;
-    let state = hits::AppState::new(&servicekit::connect::Redis::at(&redis.url).unwrap())
-        .unwrap()
-        .with_serve_options(OPTIONS);
-    let served =
-        testkit::Served::start(|listener, shutdown| hits::serve(listener, state, shutdown)).await;
-    let addr = served.addr;
+    let serve = |options| {
+        let state = hits::AppState::new(&servicekit::connect::Redis::at(&redis.url).unwrap())
+            .unwrap()
+            .with_serve_options(options);
+        testkit::Served::start(|listener, shutdown| hits::serve(listener, state, shutdown))
+    };
+    let served = serve(OPTIONS).await;
+    let flood_served = serve(FLOOD_OPTIONS).await;
     testkit::abuse::run("hits", cases(), |case| {
         let url = redis.url.clone();
+        let addr = if case.floods_from_one_address() {
+            flood_served.addr
+        } else {
+            served.addr
+        };
         async move {
             let before = stored_count(&url).await;
             let played = play_http(addr, case).await;

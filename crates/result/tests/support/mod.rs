@@ -22,7 +22,7 @@ pub fn settings(database_url: &str) -> result::Settings {
         http: HttpArgs {
             port: 0,
             bind_address: "127.0.0.1".parse().unwrap(),
-            max_connections: servicekit::http::DEFAULT_MAX_CONNECTIONS,
+            connections: Default::default(),
         },
         database: DatabaseArgs {
             database_url: database_url.to_owned(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use contract::queue::QUEUE_KEY;
 use servicekit::settings::{AdminArgs, DatabaseArgs, RedisArgs};
 use sqlx::PgPool;
-use worker::batch::DeadLetter;
+use worker::dead_letter::DeadLetter;
 use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
 /// Long enough for anything these tests wait for on a loaded 2-core box.
@@ -64,6 +64,7 @@ impl Env {
             block_seconds: 0.2,
             heartbeat_seconds: 10,
             summary_seconds: 30.0,
+            max_dead_letters: worker::dead_letter::DEFAULT_KEPT,
             admin: AdminArgs::at((Ipv4Addr::LOCALHOST, 0).into()),
         }
     }

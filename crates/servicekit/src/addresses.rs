@@ -1,24 +1,26 @@
-//! An optional cap on live clients per remote address
-//! (`MAX_CLIENTS_PER_ADDRESS`), so one client answering pings cannot hold
-//! every one of the `MAX_CLIENTS` slots.
+//! Caps per remote address, so one client cannot hold every slot of a
+//! shared cap: HTTP connections (`MAX_CONNECTIONS_PER_ADDRESS`, in
+//! [`crate::http::serve`]) and result's live pages
+//! (`MAX_CLIENTS_PER_ADDRESS`).
 //!
-//! Off by default: behind a proxy or a NAT every client has the proxy's
-//! address, and a per-address cap would then be a cap on everyone. Turn it
-//! on where clients reach the service directly. The table holds one entry
-//! per address with a live client, so it never outgrows `MAX_CLIENTS`.
+//! Both are off by default: behind a proxy or a NAT every client has the
+//! proxy's address, and a per-address cap would then be a cap on everyone.
+//! Turn them on where clients reach the service directly. The table holds
+//! one entry per address with a slot taken, so it never outgrows the
+//! shared cap it sits under.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// How many live clients each remote address has, up to a limit.
+/// How many slots each remote address holds, up to a limit.
 #[derive(Debug)]
 pub struct AddressCap {
     limit: u32,
     open: Mutex<HashMap<IpAddr, u32>>,
 }
 
-/// One client's place in its address's count; given back when dropped.
+/// One slot in its address's count; given back when dropped.
 #[derive(Debug)]
 pub struct AddressSlot {
     cap: Arc<AddressCap>,
@@ -33,9 +35,9 @@ impl AddressCap {
         })
     }
 
-    /// A slot for a client from `ip`, unless that address already has
-    /// `limit` clients. IPv4 addresses seen through IPv6 sockets count as
-    /// the IPv4 address they are.
+    /// A slot for a client from `ip`, unless that address already holds
+    /// `limit`. IPv4 addresses seen through IPv6 sockets count as the IPv4
+    /// address they are.
     pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
         let ip = ip.to_canonical();
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
@@ -50,7 +52,7 @@ impl AddressCap {
         })
     }
 
-    /// How many addresses have live clients (for tests and metrics).
+    /// How many addresses hold a slot (for tests and metrics).
     pub fn addresses(&self) -> usize {
         self.open
             .lock()
