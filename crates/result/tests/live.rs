@@ -240,23 +240,26 @@ async fn shutdown_closes_every_client_with_going_away() {
 
 #[tokio::test]
 async fn the_metrics_count_clients_ticks_queries_and_messages() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;
     client.next_tally().await;
+    assert_eq!(recorded.value("result_clients_connected", &[]), 1.0);
     insert_vote(&db.pool, "v1", "a").await;
     client.wait_for(tally(1, 0)).await;
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    for name in [
-        "result_clients_connected",
-        "result_ticks_total",
-        "result_query_seconds_bucket",
-        "result_messages_sent_total",
-    ] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
-    }
     assert_eq!(app.state.free_client_slots(), 99);
+
+    // Two tallies sent to the one client: on connect and after the vote.
+    assert_eq!(recorded.value("result_messages_sent_total", &[]), 2.0);
+    assert!(recorded.value("result_ticks_total", &[]) >= 1.0);
+    assert!(recorded.value("result_query_seconds_count", &[]) >= 1.0);
+    drop(client);
+    testkit::eventually("the client to be counted out", DEADLINE, || async {
+        (recorded.value("result_clients_connected", &[]) == 0.0).then_some(())
+    })
+    .await;
 }
 
 /// A browser-like WebSocket handshake for `/ws` from `local`, with

@@ -115,9 +115,11 @@ async fn the_page_is_self_contained_and_not_cached() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_metrics_endpoints_answer() {
+async fn the_endpoints_answer_and_the_metrics_count_the_page_views() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
+    app.page().await;
     app.page().await;
     for path in ["/healthz", "/readyz"] {
         let res = app.get(path).await;
@@ -133,11 +135,13 @@ async fn health_readiness_and_metrics_endpoints_answer() {
         StatusCode::NOT_FOUND,
         "/metrics on the page's port"
     );
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    for name in ["http_requests_total", "result_ticks_total"] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
-    }
-    assert!(metrics.contains(r#"route="/""#));
+    assert_eq!(app.admin_get("/metrics").await.status(), StatusCode::OK);
+
+    let pages = [("route", "/"), ("method", "GET"), ("status", "200")];
+    assert_eq!(recorded.value("http_requests_total", &pages), 2.0);
+    let unmatched = [("route", "unmatched"), ("status", "404")];
+    assert_eq!(recorded.value("http_requests_total", &unmatched), 1.0);
+    assert!(recorded.value("result_ticks_total", &[]) >= 1.0);
 }
 
 #[tokio::test]

@@ -504,25 +504,35 @@ async fn redis_down_gives_a_503_page_and_voting_recovers_when_it_returns() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_metrics_endpoints_answer() {
+async fn the_endpoints_answer_and_the_metrics_count_a_queued_ballot() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let redis = testkit::redis().await;
     let app = TestApp::spawn(&redis.url).await;
-    app.post(Some("voter_id=00000000000000ee"), "vote=a").await;
+    let res = app.post(Some("voter_id=00000000000000ee"), "vote=a").await;
+    assert_eq!(res.status(), StatusCode::OK);
     for path in ["/healthz", "/readyz"] {
         let res = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");
         assert_eq!(app.admin_get(path).await.0, StatusCode::OK, "admin {path}");
     }
-    let (status, metrics) = app.admin_get("/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    for name in [
-        "ballots_queued_total",
-        "http_requests_total",
-        "http_request_duration_seconds_bucket",
-    ] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
-    }
-    assert!(metrics.contains(r#"route="/""#));
+    assert_eq!(app.admin_get("/metrics").await.0, StatusCode::OK);
+
+    assert_eq!(
+        recorded.value("ballots_queued_total", &[("vote", "a")]),
+        1.0
+    );
+    assert_eq!(
+        recorded.value("ballots_queued_total", &[("vote", "b")]),
+        0.0
+    );
+    let vote = [("route", "/"), ("method", "POST"), ("status", "200")];
+    assert_eq!(recorded.value("http_requests_total", &vote), 1.0);
+    let probes = [("route", "/readyz"), ("status", "200")];
+    assert_eq!(recorded.value("http_requests_total", &probes), 1.0);
+    assert_eq!(
+        recorded.value("http_request_duration_seconds_count", &[("route", "/")]),
+        1.0
+    );
 }
 
 #[tokio::test]
