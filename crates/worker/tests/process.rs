@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use contract::queue::QUEUE_KEY;
-use support::{DEADLINE, Env, ballot, workload};
+use support::{DEADLINE, Env, ballot, http_get, workload};
+use testkit::{RedisOptions, RedisServer};
 use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 
 async fn signal(child: &tokio::process::Child, signal: &str) {
@@ -144,22 +145,24 @@ async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
 
 #[tokio::test]
 async fn the_healthcheck_subcommand_reports_readiness() {
-    let env = Env::new().await;
+    // A Redis of the test's own, to take away from the running worker.
+    let mut redis = RedisServer::start(RedisOptions::default()).await.unwrap();
+    let db = testkit::postgres().await;
+    let env = Env::from_urls(redis.url(0), db.url);
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let healthcheck = || async {
-        env.command("hc", 10)
-            .env("ADMIN_PORT", port.to_string())
+    // The exit code of `worker healthcheck [flags]`.
+    let healthcheck = |flags: &'static [&'static str]| {
+        let mut cmd = env.command("hc", 10);
+        cmd.env("ADMIN_PORT", port.to_string())
             .arg("healthcheck")
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .unwrap()
-            .success()
+            .args(flags)
+            .stderr(std::process::Stdio::null());
+        async move { cmd.status().await.unwrap().code() }
     };
-    assert!(!healthcheck().await, "nothing listens yet");
+    assert_eq!(healthcheck(&[]).await, Some(1), "nothing listens yet");
 
     let mut child = env
         .command("hc", 10)
@@ -167,7 +170,27 @@ async fn the_healthcheck_subcommand_reports_readiness() {
         .spawn()
         .unwrap();
     testkit::eventually("worker healthcheck to succeed", DEADLINE, || async {
-        healthcheck().await.then_some(())
+        (healthcheck(&[]).await == Some(0)).then_some(())
+    })
+    .await;
+
+    // Redis gone: the worker lives on, but is not ready.
+    redis.stop();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::eventually("/readyz to answer 503", DEADLINE, || async {
+        (http_get(admin, "/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    assert_eq!(healthcheck(&[]).await, Some(1), "ready without Redis");
+    assert_eq!(
+        healthcheck(&["--live"]).await,
+        Some(0),
+        "alive all the same"
+    );
+
+    redis.start_again().await.unwrap();
+    testkit::eventually("worker healthcheck to succeed again", DEADLINE, || async {
+        (healthcheck(&[]).await == Some(0)).then_some(())
     })
     .await;
     signal(&child, "TERM").await;
