@@ -5,7 +5,7 @@
 mod support;
 
 use support::{
-    DEADLINE, Seen, TestApp, group_by, insert_many, insert_vote, migrate, settings,
+    DEADLINE, Seen, TestApp, group_by, insert_many, insert_vote, migrate, notified_only, settings,
     store_with_the_worker, tally,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,10 +46,10 @@ async fn a_row_inserted_by_plain_sql_reaches_every_client() {
 }
 
 #[tokio::test]
-async fn a_ballot_stored_by_the_worker_reaches_clients() {
+async fn a_ballot_stored_by_the_worker_reaches_clients_by_notification() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
 
@@ -70,11 +70,7 @@ async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     // With an hour between polls, only a notification can deliver this.
-    let app = TestApp::spawn_with(result::Settings {
-        poll_interval_ms: 3_600_000,
-        ..settings(&db.url)
-    })
-    .await;
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
     for n in 1..=3 {
@@ -84,10 +80,12 @@ async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
 }
 
 #[tokio::test]
-async fn the_tally_shown_always_agrees_with_the_group_by_query() {
+async fn every_kind_of_change_is_notified_and_the_tally_shown_agrees_with_the_group_by_query() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
+    // Inserts, updates, deletes and a truncate, each delivered by its
+    // notification alone.
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
 
@@ -103,6 +101,8 @@ async fn the_tally_shown_always_agrees_with_the_group_by_query() {
         "INSERT INTO votes (id, vote) VALUES ('y1', 'b')",
     ];
     for step in steps {
+        // Shown if the change never arrives.
+        println!("after: {step}");
         sqlx::query(step).execute(&db.pool).await.unwrap();
         let expected = group_by(&db.pool).await;
         client.wait_for(expected).await;
