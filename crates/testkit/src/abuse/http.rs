@@ -1,0 +1,277 @@
+//! HTTP cases: raw bytes in, a status or a close out.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{CASE_DEADLINE, Case, Entry, Layer};
+use crate::raw::{RawConn, RawResponse, request};
+
+/// Replaced, in a case's bytes, by the service's own `host:port`.
+pub const HOST: &str = "{host}";
+
+/// What a client does in an HTTP case.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// Sends these bytes at once ([`HOST`] replaced), then reads.
+    Bytes(Vec<u8>),
+    /// Sends the bytes and then shuts its sending side: no more is coming.
+    BytesThenEof(Vec<u8>),
+    /// Sends these bytes one at a time, `every` apart (a slowloris).
+    Trickle { bytes: Vec<u8>, every: Duration },
+    /// Sends these bytes and then nothing, keeping the connection open.
+    Stall(Vec<u8>),
+    /// Sends the bytes many times without reading a single answer, then
+    /// checks another client is served meanwhile.
+    NeverReads { bytes: Vec<u8>, times: usize },
+    /// Opens `count` connections (the service's whole connection cap) and
+    /// sends nothing on them, then checks another client is served once
+    /// the service has timed them out.
+    HoldsEveryConnection { count: usize },
+}
+
+/// What the service must do in an HTTP case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A final answer with this status (the connection may stay open).
+    Status(u16),
+    /// A final answer with this status, then the connection closed.
+    StatusThenClose(u16),
+    /// These final answers in order (pipelined requests).
+    Statuses(Vec<u16>),
+    /// The connection closed without a final answer, within `within`.
+    Closed { within: Duration },
+    /// The service served another client while this one misbehaved.
+    OthersServed,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Status(s) => write!(f, "{s}"),
+            Answer::StatusThenClose(s) => write!(f, "{s}, then the connection is closed"),
+            Answer::Statuses(all) => match all.as_slice() {
+                [first, rest @ ..] if rest.len() > 1 && rest.iter().all(|s| s == first) => {
+                    write!(f, "{} answers, each {first}", all.len())
+                }
+                _ => {
+                    let all: Vec<String> = all.iter().map(u16::to_string).collect();
+                    write!(f, "{} in order", all.join(", "))
+                }
+            },
+            Answer::Closed { within } => {
+                write!(
+                    f,
+                    "connection closed, without an answer, once the {} ms limit is up",
+                    within.as_millis()
+                )
+            }
+            Answer::OthersServed => f.write_str("other clients are served meanwhile"),
+        }
+    }
+}
+
+/// One hostile HTTP client.
+#[derive(Debug, Clone)]
+pub struct HttpCase {
+    pub name: &'static str,
+    pub layer: Layer,
+    pub sends: String,
+    pub input: Input,
+    pub answer: Answer,
+    pub waits_for: Option<&'static str>,
+}
+
+impl HttpCase {
+    /// A case whose client sends `bytes` at once.
+    pub fn new(
+        name: &'static str,
+        layer: Layer,
+        sends: &str,
+        bytes: impl Into<Vec<u8>>,
+        answer: Answer,
+    ) -> HttpCase {
+        HttpCase {
+            name,
+            layer,
+            sends: sends.to_owned(),
+            input: Input::Bytes(bytes.into()),
+            answer,
+            waits_for: None,
+        }
+    }
+
+    pub fn with_input(mut self, input: Input) -> HttpCase {
+        self.input = input;
+        self
+    }
+
+    pub fn waiting_for(mut self, change: &'static str) -> HttpCase {
+        self.waits_for = Some(change);
+        self
+    }
+}
+
+impl Case for HttpCase {
+    fn entry(&self) -> Entry {
+        Entry {
+            name: self.name,
+            layer: self.layer,
+            sends: self.sends.clone(),
+            expect: self.answer.to_string(),
+            waits_for: self.waits_for,
+        }
+    }
+}
+
+/// `bytes` with every [`HOST`] replaced by `addr`.
+pub fn with_host(bytes: &[u8], addr: SocketAddr) -> Vec<u8> {
+    let needle = HOST.as_bytes();
+    let host = addr.to_string();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(needle) {
+            out.extend_from_slice(host.as_bytes());
+            i += needle.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// How long a case waits for an answer the service should give at once.
+const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Plays one HTTP case against the service at `addr`; `Err` says how the
+/// service's behaviour differed from the case's [`Answer`]. Any 5xx the
+/// case did not expect is named as such.
+pub async fn play_http(addr: SocketAddr, case: HttpCase) -> Result<(), String> {
+    let mut conn = RawConn::connect(addr)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let io = |e: std::io::Error| format!("{e}");
+    match &case.input {
+        Input::Bytes(bytes) | Input::Stall(bytes) => {
+            conn.send(&with_host(bytes, addr)).await.map_err(io)?
+        }
+        Input::BytesThenEof(bytes) => {
+            conn.send(&with_host(bytes, addr)).await.map_err(io)?;
+            conn.shutdown_write().await.map_err(io)?;
+        }
+        Input::Trickle { bytes, every } => {
+            let started = Instant::now();
+            for byte in with_host(bytes, addr) {
+                if conn.send(&[byte]).await.is_err() {
+                    // The service hung up on the slow client: what a
+                    // `Closed` case expects.
+                    break;
+                }
+                tokio::time::sleep(*every).await;
+                if started.elapsed() > CASE_DEADLINE / 2 {
+                    break;
+                }
+            }
+        }
+        Input::NeverReads { bytes, times } => {
+            let bytes = with_host(bytes, addr);
+            let flood = async {
+                for _ in 0..*times {
+                    if conn.send(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            // The flood blocks once the buffers fill; the service must
+            // serve someone else meanwhile.
+            let other = async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                crate::raw::send(addr, &request("GET", "/healthz", &[], b"")).await
+            };
+            let (_, other) =
+                tokio::join!(tokio::time::timeout(Duration::from_secs(3), flood), other);
+            return match other {
+                Ok(answer) if answer.status == 200 => Ok(()),
+                Ok(answer) => Err(format!("another client got {}", answer.status_line)),
+                Err(e) => Err(format!("another client got no answer: {e}")),
+            };
+        }
+        Input::HoldsEveryConnection { count } => {
+            let mut held = vec![conn];
+            for _ in 1..*count {
+                held.push(RawConn::connect(addr).await.map_err(io)?);
+            }
+            // Accepted once a held connection times out; the read deadline
+            // is far beyond any header timeout a suite sets.
+            let other = crate::raw::send(addr, &request("GET", "/healthz", &[], b"")).await;
+            drop(held);
+            return match other {
+                Ok(answer) if answer.status == 200 => Ok(()),
+                Ok(answer) => Err(format!("the next client got {}", answer.status_line)),
+                Err(e) => Err(format!("the next client got no answer: {e}")),
+            };
+        }
+    }
+    // The answer to a HEAD has no body, whatever its length says.
+    let head = match &case.input {
+        Input::Bytes(b) | Input::BytesThenEof(b) | Input::Stall(b) => b.starts_with(b"HEAD "),
+        _ => false,
+    };
+    match &case.answer {
+        Answer::Status(status) => expect_status(&mut conn, *status, head).await.map(drop),
+        Answer::StatusThenClose(status) => {
+            expect_status(&mut conn, *status, head).await?;
+            if conn.closed_within(ANSWER_DEADLINE).await {
+                Ok(())
+            } else {
+                Err(format!("the connection stayed open after the {status}"))
+            }
+        }
+        Answer::Statuses(statuses) => {
+            for (i, status) in statuses.iter().enumerate() {
+                expect_status(&mut conn, *status, head)
+                    .await
+                    .map_err(|why| format!("answer {}: {why}", i + 1))?;
+            }
+            Ok(())
+        }
+        Answer::Closed { within } => {
+            let started = Instant::now();
+            // Whatever the service says before closing is read and must
+            // not be a final answer.
+            let closed = conn.closed_within(*within + Duration::from_secs(2)).await;
+            let took = started.elapsed();
+            let said = conn.pending_text();
+            if !closed {
+                Err(format!("still open {took:?} later; it said {said:?}"))
+            } else if said.starts_with("HTTP/1.1 ") && !said.starts_with("HTTP/1.1 1") {
+                Err(format!("closed, but after a final answer: {said:?}"))
+            } else {
+                Ok(())
+            }
+        }
+        Answer::OthersServed => Ok(()),
+    }
+}
+
+/// Reads the next final answer and checks its status.
+async fn expect_status(conn: &mut RawConn, status: u16, head: bool) -> Result<RawResponse, String> {
+    loop {
+        let answer = if head {
+            conn.head_response(ANSWER_DEADLINE).await
+        } else {
+            conn.response(ANSWER_DEADLINE).await
+        };
+        let answer = answer.map_err(|e| format!("expected {status}, got no answer: {e}"))?;
+        // 101 ends HTTP on this connection: it is the last answer.
+        if answer.is_interim() && answer.status != 101 {
+            continue;
+        }
+        if answer.status == status {
+            return Ok(answer);
+        }
+        let unexpected_5xx = if answer.status >= 500 { " (a 5xx)" } else { "" };
+        return Err(format!("expected {status}, got {answer:?}{unexpected_5xx}"));
+    }
+}
