@@ -23,18 +23,18 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
-    // (a, b) → (a %, b %, count label)
+    // (a, b) → (a %, b %, count label), (bar widths in whole percent)
     let cases = [
-        ((0, 0), ("50.0%", "50.0%", "No votes yet")),
-        ((1, 0), ("100.0%", "0.0%", "1 vote")),
-        ((0, 1), ("0.0%", "100.0%", "1 vote")),
-        ((0, 3), ("0.0%", "100.0%", "3 votes")),
-        ((1, 2), ("33.0%", "67.0%", "3 votes")),
-        ((2, 1), ("67.0%", "33.0%", "3 votes")),
-        ((1, 1), ("50.0%", "50.0%", "2 votes")),
-        ((1, 199), ("1.0%", "99.0%", "200 votes")),
+        ((0, 0), ("50.0%", "50.0%", "No votes yet"), (50, 50)),
+        ((1, 0), ("100.0%", "0.0%", "1 vote"), (100, 0)),
+        ((0, 1), ("0.0%", "100.0%", "1 vote"), (0, 100)),
+        ((0, 3), ("0.0%", "100.0%", "3 votes"), (0, 100)),
+        ((1, 2), ("33.0%", "67.0%", "3 votes"), (33, 67)),
+        ((2, 1), ("67.0%", "33.0%", "3 votes"), (67, 33)),
+        ((1, 1), ("50.0%", "50.0%", "2 votes"), (50, 50)),
+        ((1, 199), ("1.0%", "99.0%", "200 votes"), (1, 99)),
     ];
-    for ((a, b), (a_label, b_label, votes)) in cases {
+    for ((a, b), (a_label, b_label, votes), (a_width, b_width)) in cases {
         sqlx::query("TRUNCATE votes")
             .execute(&db.pool)
             .await
@@ -44,18 +44,17 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
         app.wait_for_tally(tally(a as u64, b as u64)).await;
 
         let html = app.page().await;
-        assert_eq!(element_text(&html, "percent-a"), a_label, "{a}/{b}");
-        assert_eq!(element_text(&html, "percent-b"), b_label, "{a}/{b}");
-        assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
-        let (a_width, b_width) = result::page::percentages(tally(a as u64, b as u64));
         assert!(
             html.contains(&format!(r#"id="bar-a" class="bar a w{a_width}""#)),
-            "{html}"
+            "{a}/{b}: bar a should be {a_width}% wide:\n{html}"
         );
         assert!(
             html.contains(&format!(r#"id="bar-b" class="bar b w{b_width}""#)),
-            "{html}"
+            "{a}/{b}: bar b should be {b_width}% wide:\n{html}"
         );
+        assert_eq!(element_text(&html, "percent-a"), a_label, "{a}/{b}");
+        assert_eq!(element_text(&html, "percent-b"), b_label, "{a}/{b}");
+        assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
     }
 }
 

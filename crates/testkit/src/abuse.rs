@@ -44,7 +44,7 @@ pub mod http;
 
 pub use catalogue::{catalogue_path, check_catalogue, per_layer, render_table};
 pub use framing::{Effect, framing_cases};
-pub use http::{Answer, HOST, HttpCase, Input, play_http, with_host};
+pub use http::{Answer, FLOOD_LIMIT, HOST, HttpCase, Input, play_http, with_host};
 
 /// Where bad input enters; the catalogue's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
