@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use contract::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot, http_get, workload};
 use testkit::{RedisOptions, RedisServer};
@@ -109,9 +107,9 @@ async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
     wait_for_batch_in_flight(&env, "polite", 0).await;
 
     signal(&child, "TERM").await;
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+    let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
-        .expect("the worker did not exit within 5s of SIGTERM")
+        .expect("the worker exits after SIGTERM")
         .unwrap();
 
     assert!(status.success(), "exit status {status}");
