@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 
 use contract::queue::QUEUE_KEY;
-use support::{Env, ballot};
+use support::{DEADLINE, Env, ballot};
 use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 use worker::{Outcome, Worker};
 
@@ -42,13 +42,61 @@ async fn one_ballot_goes_from_the_queue_to_the_table() {
     assert_eq!(env.len(&processing_key("w1")).await, 0);
 }
 
+/// The id of the client blocked in `BLMOVE` on the test's own Redis
+/// database, if there is one.
+async fn blocked_in_blmove(env: &Env) -> Option<String> {
+    let db = env
+        .redis_url
+        .rsplit(['/', '='])
+        .next()
+        .expect("the test Redis URL names its database");
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut env.redis().await)
+        .await
+        .ok()?;
+    clients.lines().find_map(|client| {
+        let fields: Vec<&str> = client.split(' ').collect();
+        let has = |field: &str| fields.contains(&field);
+        // `b`: blocked (`U` joins it on a Unix socket).
+        let blocked = fields
+            .iter()
+            .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('b')));
+        (has(&format!("db={db}")) && has("cmd=blmove") && blocked)
+            .then(|| fields.iter().find_map(|f| f.strip_prefix("id=")))
+            .flatten()
+            .map(str::to_owned)
+    })
+}
+
 #[tokio::test]
-async fn an_empty_queue_is_idle_after_the_block_time() {
+async fn an_empty_queue_is_waited_on_then_the_step_is_idle() {
     let env = Env::new().await;
-    let mut w = worker(&env, "w1").await;
-    let started = std::time::Instant::now();
-    assert_eq!(w.step().await.unwrap(), Outcome::Idle);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    let mut settings = env.settings("w1");
+    // Longer than any test: the wait ends when the test says so.
+    settings.block_seconds = 60.0;
+    env.migrate().await;
+    let mut w = Worker::new(&settings).unwrap();
+
+    let ended = async {
+        // The step waits in Redis for a ballot instead of returning at once;
+        // ending the wait as its block time would…
+        let id = testkit::eventually("the step to wait on the queue", DEADLINE, || {
+            blocked_in_blmove(&env)
+        })
+        .await;
+        let unblocked: u64 = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(&id)
+            .arg("TIMEOUT")
+            .query_async(&mut env.redis().await)
+            .await
+            .unwrap();
+        assert_eq!(unblocked, 1);
+    };
+    let (outcome, ()) = tokio::join!(w.step(), ended);
+    // … leaves it idle.
+    assert_eq!(outcome.unwrap(), Outcome::Idle);
 }
 
 #[tokio::test]
@@ -60,15 +108,7 @@ async fn a_ballot_pushed_while_the_worker_blocks_is_stored_by_that_step() {
     let mut w = Worker::new(&settings).unwrap();
     let push = async {
         // Wait until the worker is blocked on the queue, then push.
-        testkit::eventually("the worker to block", support::DEADLINE, || async {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut env.redis().await)
-                .await
-                .unwrap();
-            clients.contains("cmd=blmove").then_some(())
-        })
-        .await;
+        testkit::eventually("the worker to block", DEADLINE, || blocked_in_blmove(&env)).await;
         env.push(&[ballot("v", "b", None)]).await;
     };
     let (outcome, ()) = tokio::join!(w.step(), push);
