@@ -6,7 +6,8 @@
 //! [`ServeOptions::header_timeout`], at most
 //! [`ServeOptions::max_connections`] connections are open at once (further
 //! clients wait in the listen backlog), and on shutdown every connection is
-//! asked to finish its request in flight and close. WebSocket upgrades work:
+//! asked to finish its request in flight and close; those still open after
+//! [`ServeOptions::drain_timeout`] are closed. WebSocket upgrades work:
 //! an upgraded connection leaves the count (its HTTP part is over), and its
 //! handler watches the same shutdown token and closes itself. Every request
 //! carries the client's address as [`ConnectInfo`].
@@ -58,7 +59,8 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
-    /// How long shutdown waits for open connections before giving up on them.
+    /// How long shutdown waits for open connections to finish before it
+    /// closes them.
     pub drain_timeout: Duration,
     /// Longest a request may take, body and handler included, before it is
     /// answered with 503 (applied by [`with_standard_layers`]).
@@ -106,6 +108,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let connections = TaskTracker::new();
+    // Fired when the drain timeout is up: what is still open is closed.
+    let drained = CancellationToken::new();
     // Failing accepts (out of file descriptors) repeat 20 times a second.
     let accepting = Outage::new("new connections", "clients wait until one closes");
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -148,7 +152,7 @@ pub async fn serve(
         let conn = http
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();
-        let shutdown = shutdown.clone();
+        let (shutdown, drained) = (shutdown.clone(), drained.clone());
         connections.spawn(async move {
             let _permit = permit;
             let mut conn = std::pin::pin!(conn);
@@ -161,7 +165,11 @@ pub async fn serve(
                 }
                 _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
             }
-            let _ = conn.await;
+            // Dropping the connection closes its socket.
+            tokio::select! {
+                _ = conn => {}
+                _ = drained.cancelled() => {}
+            }
         });
     }
 
@@ -175,6 +183,8 @@ pub async fn serve(
             open = connections.len(),
             "connections still open after the drain timeout; closing them"
         );
+        drained.cancel();
+        connections.wait().await;
     }
     Ok(())
 }
