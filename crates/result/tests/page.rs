@@ -152,6 +152,27 @@ async fn a_plain_get_of_the_feed_is_a_client_error() {
 }
 
 #[tokio::test]
+async fn settings_that_cannot_work_stop_result_at_start_naming_the_variable() {
+    use testkit::refused::assert_refused_at_start;
+    let result = env!("CARGO_BIN_EXE_result");
+    for (env, name) in [
+        (&[("MAX_CONNECTIONS", "0")][..], "MAX_CONNECTIONS"),
+        (&[("MAX_CLIENTS", "0")], "MAX_CLIENTS"),
+        (&[("POLL_INTERVAL_MS", "0")], "POLL_INTERVAL_MS"),
+        (&[("PING_INTERVAL_MS", "0")], "PING_INTERVAL_MS"),
+        (
+            &[("ALLOWED_ORIGINS", "result.example.com")],
+            "ALLOWED_ORIGINS",
+        ),
+        (&[("DATABASE_URL", "not a url")], "DATABASE_URL"),
+        (&[("DATABASE_URL", "mysql://db/votes")], "DATABASE_URL"),
+        (&[("OPTION_B", "")], "OPTION_B"),
+    ] {
+        assert_refused_at_start(result, env, name).await;
+    }
+}
+
+#[tokio::test]
 async fn every_setting_is_listed_by_help() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_result"))
         .arg("--help")

@@ -28,7 +28,8 @@
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
 //! it (hostile requests), and [`metrics`] reads its `/metrics` page.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps
-//! their table in `docs/abuse.md` honest.
+//! their table in `docs/abuse.md` honest. [`refused`] starts a service
+//! binary with a bad setting and expects it to refuse to start.
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
@@ -43,6 +44,7 @@ pub mod browser;
 pub mod ha;
 pub mod metrics;
 pub mod raw;
+pub mod refused;
 pub mod served;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,9 +1,11 @@
-//! The real `vote` binary: stopped by SIGTERM with a vote in flight.
+//! The real `vote` binary: stopped by SIGTERM with a vote in flight, and
+//! started with settings that cannot work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use testkit::raw::{RawConn, request};
+use testkit::refused::assert_refused_at_start;
 use testkit::{RedisOptions, RedisServer, TestRedis};
 
 /// Far beyond anything these tests wait for on a loaded machine.
@@ -101,4 +103,41 @@ async fn a_vote_in_flight_at_sigterm_is_answered_and_the_process_exits_zero() {
     let queued = redis.list(contract::queue::QUEUE_KEY).await;
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert!(queued[0].contains(r#""vote":"b""#), "{queued:?}");
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_stop_vote_at_start_naming_the_variable() {
+    let vote = env!("CARGO_BIN_EXE_vote");
+    for (env, name) in [
+        (&[("MAX_CONNECTIONS", "0")][..], "MAX_CONNECTIONS"),
+        (
+            &[("ALLOWED_ORIGINS", "ftp://vote.example.com")],
+            "ALLOWED_ORIGINS",
+        ),
+        (
+            &[("ALLOWED_ORIGINS", "https://vote.example.com/path")],
+            "ALLOWED_ORIGINS",
+        ),
+        (
+            &[("REDIS_SENTINELS", "127.0.0.1:26379")],
+            "REDIS_SENTINEL_MASTER",
+        ),
+        (&[("REDIS_SENTINEL_MASTER", "voting")], "REDIS_SENTINELS"),
+        (
+            &[
+                ("REDIS_SENTINELS", "nonsense"),
+                ("REDIS_SENTINEL_MASTER", "voting"),
+            ],
+            "REDIS_SENTINELS",
+        ),
+        (&[("REDIS_URL", "not a url")], "REDIS_URL"),
+        (
+            &[("REDIS_MIN_REPLICAS_ACK", "-1")],
+            "REDIS_MIN_REPLICAS_ACK",
+        ),
+        (&[("OPTION_A", "")], "OPTION_A"),
+        (&[("PORT", "70000")], "PORT"),
+    ] {
+        assert_refused_at_start(vote, env, name).await;
+    }
 }

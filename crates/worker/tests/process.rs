@@ -6,6 +6,7 @@ mod support;
 
 use contract::queue::QUEUE_KEY;
 use support::{DEADLINE, Env, ballot, http_get, workload};
+use testkit::refused::assert_refused_at_start;
 use testkit::{RedisOptions, RedisServer};
 use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 
@@ -193,6 +194,25 @@ async fn the_healthcheck_subcommand_reports_readiness() {
     .await;
     signal(&child, "TERM").await;
     assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_stop_the_worker_at_start_naming_the_variable() {
+    let worker = env!("CARGO_BIN_EXE_worker");
+    let sentinels = ("REDIS_SENTINELS", "127.0.0.1:26379");
+    for (env, name) in [
+        (&[("BLOCK_SECONDS", "0")][..], "BLOCK_SECONDS"),
+        (&[("BATCH_SIZE", "0")], "BATCH_SIZE"),
+        (&[("BATCH_SIZE", "50001")], "BATCH_SIZE"),
+        (&[("HEARTBEAT_SECONDS", "0")], "HEARTBEAT_SECONDS"),
+        (&[("SUMMARY_SECONDS", "0")], "SUMMARY_SECONDS"),
+        (&[sentinels], "REDIS_SENTINEL_MASTER"),
+        (&[("REDIS_URL", "not a url")], "REDIS_URL"),
+        (&[("DATABASE_URL", "not a url")], "DATABASE_URL"),
+        (&[("DATABASE_URL", "mysql://db/votes")], "DATABASE_URL"),
+    ] {
+        assert_refused_at_start(worker, env, name).await;
+    }
 }
 
 #[tokio::test]
