@@ -201,8 +201,10 @@ async fn every_setting_is_listed_by_help() {
 }
 
 #[tokio::test]
-async fn made_up_methods_and_paths_add_no_metric_series() {
+async fn the_standard_layers_are_mounted() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
+    migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let routes = [
         "/",
@@ -213,61 +215,5 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         "/healthz",
         "/readyz",
     ];
-    let admin = app.served.admin_addr.unwrap();
-    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, admin, &routes, 1500, 400)
-        .await;
-}
-
-#[tokio::test]
-async fn every_response_carries_the_security_headers() {
-    use testkit::raw::{request, send, websocket_upgrade_headers};
-    let db = testkit::postgres().await;
-    migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
-    let mut full = settings(&db.url);
-    full.max_clients = 1;
-    let full = TestApp::spawn_with(full).await;
-    let _only_client = full.connect().await;
-    let cases = [
-        ("the page", app.served.addr, request("GET", "/", &[], b"")),
-        (
-            "the stylesheet",
-            app.served.addr,
-            request("GET", "/static/result.css", &[], b""),
-        ),
-        (
-            "the script",
-            app.served.addr,
-            request("GET", "/static/result.js", &[], b""),
-        ),
-        (
-            "the icon",
-            app.served.addr,
-            request("GET", "/static/favicon.svg", &[], b""),
-        ),
-        (
-            "a plain GET of the feed",
-            app.served.addr,
-            request("GET", "/ws", &[], b""),
-        ),
-        (
-            "the feed when full",
-            full.served.addr,
-            request("GET", "/ws", &websocket_upgrade_headers(), b""),
-        ),
-        (
-            "an unknown path",
-            app.served.addr,
-            request("GET", "/nope", &[], b""),
-        ),
-        (
-            "readiness",
-            app.served.addr,
-            request("GET", "/readyz", &[], b""),
-        ),
-    ];
-    for (what, addr, bytes) in cases {
-        let answer = send(addr, &bytes).await.unwrap();
-        answer.assert_security_headers(what);
-    }
+    testkit::layers::assert_mounted(app.served.addr, &routes, &recorded).await;
 }

@@ -26,7 +26,9 @@
 //!
 //! [`Served`] ([`served`]) runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
-//! it (hostile requests), and [`metrics`] reads its `/metrics` page.
+//! it (hostile requests), [`metrics`] reads its `/metrics` page or records
+//! a test's own metrics, and [`layers`] checks that the standard layers
+//! wrap its router.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps
 //! their table in `docs/abuse.md` honest. [`refused`] starts a service
 //! binary with a bad setting and expects it to refuse to start.
@@ -42,6 +44,7 @@ pub mod abuse;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod ha;
+pub mod layers;
 pub mod metrics;
 pub mod raw;
 pub mod refused;
