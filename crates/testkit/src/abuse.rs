@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
+use crate::logs::LogSink;
 use crate::raw::request;
 
 pub mod catalogue;
@@ -268,20 +269,6 @@ impl Watch {
             .lines()
             .map(str::to_owned)
             .collect()
-    }
-}
-
-struct LogSink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut logs) = self.0.lock() {
-            logs.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -27,8 +27,8 @@
 //! [`Served`] ([`served`]) runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
 //! it (hostile requests), [`metrics`] reads its `/metrics` page or records
-//! a test's own metrics, and [`layers`] checks that the standard layers
-//! wrap its router.
+//! a test's own metrics, [`logs`] catches what it logs, and [`layers`]
+//! checks that the standard layers wrap its router.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps
 //! their table in `docs/abuse.md` honest. [`refused`] starts a service
 //! binary with a bad setting and expects it to refuse to start.
@@ -45,6 +45,7 @@ pub mod abuse;
 pub mod browser;
 pub mod ha;
 pub mod layers;
+pub mod logs;
 pub mod metrics;
 pub mod raw;
 pub mod refused;

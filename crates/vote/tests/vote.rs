@@ -619,83 +619,32 @@ async fn every_setting_is_listed_by_help() {
     }
 }
 
+/// The outage log itself is servicekit's (`servicekit::outage`, tested
+/// there); this checks that vote's pushes go through it.
 #[tokio::test]
 async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_ballot() {
-    use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
-    let mut redis = testkit::RedisServer::start(Default::default())
+    let logs = testkit::logs::Captured::on_this_thread();
+    let mut server = testkit::RedisServer::start(Default::default())
         .await
         .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vote"))
-        .env("REDIS_URL", redis.url(0))
-        .env("PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
-        .env("ADMIN_PORT", "0")
-        .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
-        .env("RUST_LOG", "info")
-        .env("RUST_LOG_FORMAT", "json")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let log: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let sink = log.clone();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let reader = tokio::spawn(async move {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let event = serde_json::from_str(&line)
-                .unwrap_or_else(|_| panic!("log line is not JSON: {line}"));
-            sink.lock().unwrap().push(event);
-        }
-    });
-    let url = format!("http://127.0.0.1:{port}/");
-    let http = reqwest::Client::new();
-    let vote = || {
-        http.post(&url)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(COOKIE, "voter_id=00000000000000ff")
-            .body("vote=a")
-            .send()
-    };
-    testkit::eventually("vote to take a ballot", Duration::from_secs(30), || async {
-        let res = vote().await.ok()?;
-        (res.status() == StatusCode::OK).then_some(())
-    })
-    .await;
+    let app = TestApp::spawn(&server.url(0)).await;
+    let cookie = Some("voter_id=00000000000000ff");
+    assert_eq!(app.post(cookie, "vote=a").await.status(), StatusCode::OK);
 
-    redis.stop();
-    let ballots = 30;
+    server.stop();
+    let ballots = 3;
     for _ in 0..ballots {
-        assert_eq!(
-            vote().await.unwrap().status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        let refused = app.post(cookie, "vote=a").await.status();
+        assert_eq!(refused, StatusCode::SERVICE_UNAVAILABLE);
     }
-    redis.start_again().await.unwrap();
+    server.start_again().await.unwrap();
     testkit::eventually("voting to recover", Duration::from_secs(10), || async {
-        (vote().await.unwrap().status() == StatusCode::OK).then_some(())
+        (app.post(cookie, "vote=a").await.status() == StatusCode::OK).then_some(())
     })
     .await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(child.wait().await.unwrap().success());
-    reader.await.unwrap();
 
-    let log = log.lock().unwrap();
-    let warnings: Vec<_> = log.iter().filter(|e| e["level"] == "WARN").collect();
+    let events = logs.events();
+    let warnings: Vec<_> = events.iter().filter(|e| e["level"] == "WARN").collect();
     assert_eq!(
         warnings.len(),
         1,
@@ -703,10 +652,10 @@ async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_ballot() {
     );
     assert_eq!(warnings[0]["message"], "unavailable");
     assert_eq!(warnings[0]["what"], "Redis");
-    let back = log
+    let back = events
         .iter()
         .find(|e| e["message"] == "available again")
-        .unwrap_or_else(|| panic!("no line says Redis is back: {log:#?}"));
+        .unwrap_or_else(|| panic!("no line says Redis is back: {events:#?}"));
     assert_eq!(back["level"], "INFO");
     assert!(back["failures"].as_u64().unwrap() >= ballots, "{back}");
 }

@@ -97,6 +97,39 @@ async fn app_started_before_redis_answers_503_then_counts_from_one() {
     app.stop().await;
 }
 
+/// The outage log itself is servicekit's (`servicekit::outage`, tested
+/// there); this checks that visits go through it.
+#[tokio::test]
+async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_visit() {
+    let logs = testkit::logs::Captured::on_this_thread();
+    let mut redis = RedisServer::start(RedisOptions::default()).await.unwrap();
+    let app = TestApp::spawn(&redis.url(0)).await;
+    redis.stop();
+    let visits = 3;
+    for _ in 0..visits {
+        assert_eq!(app.get("/").await.status, 503);
+    }
+    redis.start_again().await.unwrap();
+    visit_until_counted(&app).await;
+    app.stop().await;
+
+    let events = logs.events();
+    let warnings: Vec<_> = events.iter().filter(|e| e["level"] == "WARN").collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "{visits} failed visits during one outage: one warning expected: {warnings:#?}"
+    );
+    assert_eq!(warnings[0]["message"], "unavailable");
+    assert_eq!(warnings[0]["what"], "Redis");
+    let back = events
+        .iter()
+        .find(|e| e["message"] == "available again")
+        .unwrap_or_else(|| panic!("no line says Redis is back: {events:#?}"));
+    assert_eq!(back["level"], "INFO");
+    assert!(back["failures"].as_u64().unwrap() >= visits, "{back}");
+}
+
 #[tokio::test]
 async fn the_first_visit_after_a_redis_restart_is_counted_once() {
     let mut redis = RedisServer::start(RedisOptions {
