@@ -30,7 +30,8 @@
 //! a test's own metrics, [`logs`] catches what it logs, and [`layers`]
 //! checks that the standard layers wrap its router.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps
-//! their table in `docs/abuse.md` honest. [`refused`] starts a service
+//! their table in `docs/abuse.md` honest; [`poison`] is the one list of
+//! hostile queue entries. [`refused`] starts a service
 //! binary with a bad setting and expects it to refuse to start.
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
@@ -47,6 +48,7 @@ pub mod ha;
 pub mod layers;
 pub mod logs;
 pub mod metrics;
+pub mod poison;
 pub mod raw;
 pub mod refused;
 pub mod served;

@@ -195,20 +195,23 @@ async fn ballots_without_seq_follow_queue_order() {
 async fn poison_ballots_are_dead_lettered_with_reasons_and_good_ones_around_them_stored() {
     let env = Env::new().await;
     let mut w = worker(&env, "w1").await;
-    let oversized = format!(
-        r#"{{"voter_id":"big","vote":"a","pad":"{}"}}"#,
-        "x".repeat(contract::ballot::MAX_BALLOT_BYTES)
-    );
-    let poison = [
-        ("not json".to_owned(), "not valid JSON"),
-        (r#"{"vote":"a"}"#.to_owned(), "missing field `voter_id`"),
-        (r#"{"voter_id":"p"}"#.to_owned(), "missing field `vote`"),
-        (
-            r#"{"voter_id":"p","vote":"c"}"#.to_owned(),
-            "unknown variant",
-        ),
-        (oversized, "byte limit"),
-    ];
+    // A few of the poison payloads (all of them are in the abuse
+    // catalogue), in one batch with good ballots around them.
+    let poison: Vec<(String, &str)> = testkit::poison::payloads(testkit::poison::now_us())
+        .into_iter()
+        .filter(|p| {
+            [
+                "plain_text",
+                "voter_id_missing",
+                "vote_missing",
+                "vote_c",
+                "entry_of_4097_bytes",
+            ]
+            .contains(&p.name)
+        })
+        .map(|p| (String::from_utf8(p.payload).unwrap(), p.reason))
+        .collect();
+    assert_eq!(poison.len(), 5);
     let mut queue = vec![ballot("good1", "a", Some(1))];
     for (payload, _) in &poison {
         queue.push(payload.clone());
