@@ -112,6 +112,7 @@ async fn every_kind_of_change_is_notified_and_the_tally_shown_agrees_with_the_gr
 
 #[tokio::test]
 async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     let app = TestApp::spawn_with(result::Settings {
         max_clients: 2,
@@ -141,10 +142,9 @@ async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
     let mut third = app.connect().await;
     assert_eq!(third.next_tally().await, tally(0, 0));
 
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("result_clients_refused_total"),
-        "{metrics}"
+    assert_eq!(
+        recorded.value("result_clients_refused_total", &[("reason", "full")]),
+        1.0
     );
 }
 
