@@ -2,7 +2,7 @@
 //! `RUST_LOG_FORMAT=json` prints, caught on the test's own thread so that
 //! other tests running alongside do not mix in.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The INFO and higher events logged on this thread while it lives. A
 /// `#[tokio::test]` runs the test and every task it spawns on its thread
@@ -15,6 +15,7 @@ pub struct Captured {
 impl Captured {
     /// Catches this thread's events until dropped.
     pub fn on_this_thread() -> Self {
+        ask_every_subscriber();
         let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
         let sink = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -37,6 +38,17 @@ impl Captured {
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect()
     }
+}
+
+/// `tracing` caches, per call site, whether any subscriber wants its
+/// events; while a single subscriber is registered it asks only the current
+/// thread's. A call site first reached on another test's thread (which has
+/// none) would be cached as unwanted, and this thread's events from it lost.
+/// A second subscriber that lives as long as the process makes `tracing`
+/// ask every registered one instead.
+fn ask_every_subscriber() {
+    static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
 }
 
 /// Log lines written to memory.
