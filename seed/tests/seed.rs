@@ -204,4 +204,42 @@ async fn verify_follows_the_feed_through_a_run_longer_than_results_ping_timeout(
     .expect("the seed sees its votes on the live feed");
     assert_eq!((report.ok_a, report.ok_b, report.failed()), (12, 0, 0));
     assert!(report.verified_after.is_some(), "{report}");
+    // What it saw is there: stored, and on the feed.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM votes WHERE vote = 'a'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 12);
+    let mut feed = seed::verify::Feed::connect(&result.url("/")).await.unwrap();
+    let shown = feed.next_tally(std::time::Duration::from_secs(10)).await;
+    assert_eq!(shown.unwrap(), (12, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_whose_votes_never_arrive_exits_non_zero_within_its_timeout() {
+    // Votes are queued, but no worker stores them: the feed never moves.
+    let redis = testkit::redis().await;
+    let db = testkit::postgres().await;
+    let vote = vote_service(&redis.url).await;
+    let result = support::result_service(&db, 20_000).await;
+
+    let seed = tokio::process::Command::new(env!("CARGO_BIN_EXE_seed"))
+        .args(["--progress", "none", "--target", &vote.url("/")])
+        .args(["-a", "3", "-b", "0"])
+        .args(["--verify", &result.url("/"), "--verify-timeout", "2"])
+        .kill_on_drop(true)
+        .output();
+    // Far beyond its 2 s: a seed that waits on regardless fails here.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), seed)
+        .await
+        .expect("the seed gives up at its --verify-timeout")
+        .unwrap();
+
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("did not show the new votes (expected a ≥ 3, b ≥ 0)"),
+        "{stderr}"
+    );
+    assert_eq!(redis.list("votes").await.len(), 3, "the votes were posted");
 }

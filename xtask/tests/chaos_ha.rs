@@ -64,6 +64,7 @@ async fn every_acknowledged_ballot_survives_redis_and_postgres_failovers() {
     assert_eq!(report.count(Fault::CrashRedis), 2, "{report}");
     assert_eq!(report.count(Fault::CrashPostgres), 2, "{report}");
     assert_eq!(report.count(Fault::KillWorker), 3, "{report}");
+    assert_eq!(report.count(Fault::KillVote), 1, "{report}");
     // Voting came back after every Redis failover, the feed after every
     // Postgres failover.
     assert_eq!(report.ballots.voting_resumed_after.len(), 2, "{report}");

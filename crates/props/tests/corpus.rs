@@ -72,22 +72,28 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 }
 
 /// Runs `check` on every raw input of the corpus of `target` and on
-/// mutations of it.
-fn run(target: &str, check: impl Fn(&[u8])) {
+/// mutations of it. `check` says whether the input reached the property (a
+/// typed target skips bytes that build no typed input); every input must,
+/// so a run cannot pass having checked nothing.
+fn run(target: &str, check: impl Fn(&[u8]) -> bool) {
     let seeds = corpus(target);
     assert!(
         !seeds.is_empty(),
         "no corpus for {target}: fuzz/corpus/{target}/ is checked in"
     );
     let mut rng = Rng(0x5eed_0000_0000_0001 ^ target.len() as u64);
-    for input in &seeds {
-        check(input);
-    }
+    let corpus = seeds.iter().filter(|input| check(input)).count();
+    let mut mutations = 0;
     for _ in 0..MUTATIONS {
         let input = &seeds[rng.below(seeds.len())];
         let other = &seeds[rng.below(seeds.len())];
-        check(&mutate(&mut rng, input, other));
+        mutations += usize::from(check(&mutate(&mut rng, input, other)));
     }
+    assert_eq!(
+        (corpus, mutations),
+        (seeds.len(), MUTATIONS),
+        "{target}: (corpus files, mutations) that reached the property, of those tried"
+    );
 }
 
 /// The typed input `fuzz_target!` builds from `bytes`, if any.
@@ -97,32 +103,35 @@ fn typed<'a, T: Arbitrary<'a>>(bytes: &'a [u8]) -> Option<T> {
 
 #[test]
 fn queue_payloads_parse_only_to_ballots_that_say_what_the_json_says() {
-    run("ballot", props::ballot::check);
+    run("ballot", |bytes| {
+        props::ballot::check(bytes);
+        true
+    });
 }
 
 #[test]
 fn a_form_parses_only_with_exactly_one_valid_vote_field() {
     run("form", |bytes| {
-        if let Some(submission) = typed::<props::form::Submission<'_>>(bytes) {
-            props::form::check(&submission);
-        }
+        typed::<props::form::Submission<'_>>(bytes)
+            .map(|submission| props::form::check(&submission))
+            .is_some()
     });
 }
 
 #[test]
 fn cookies_yield_only_ids_they_carry_and_ours_read_back_as_set() {
     run("cookie", |bytes| {
-        if let Some(cookies) = typed::<props::cookie::Cookies<'_>>(bytes) {
-            props::cookie::check(&cookies);
-        }
+        typed::<props::cookie::Cookies<'_>>(bytes)
+            .map(|cookies| props::cookie::check(&cookies))
+            .is_some()
     });
 }
 
 #[test]
 fn the_live_feed_message_reads_back_and_nothing_but_an_object_is_a_tally() {
     run("feed", |bytes| {
-        if let Some(message) = typed::<props::feed::Message<'_>>(bytes) {
-            props::feed::check(&message);
-        }
+        typed::<props::feed::Message<'_>>(bytes)
+            .map(|message| props::feed::check(&message))
+            .is_some()
     });
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use support::{
-    DEADLINE, Seen, TestApp, group_by, insert_many, insert_vote, migrate, settings,
+    DEADLINE, Seen, TestApp, group_by, insert_many, insert_vote, migrate, notified_only, settings,
     store_with_the_worker, tally,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,10 +46,10 @@ async fn a_row_inserted_by_plain_sql_reaches_every_client() {
 }
 
 #[tokio::test]
-async fn a_ballot_stored_by_the_worker_reaches_clients() {
+async fn a_ballot_stored_by_the_worker_reaches_clients_by_notification() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
 
@@ -70,11 +70,7 @@ async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     // With an hour between polls, only a notification can deliver this.
-    let app = TestApp::spawn_with(result::Settings {
-        poll_interval_ms: 3_600_000,
-        ..settings(&db.url)
-    })
-    .await;
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
     for n in 1..=3 {
@@ -84,10 +80,12 @@ async fn changes_arrive_by_notification_without_waiting_for_the_poll() {
 }
 
 #[tokio::test]
-async fn the_tally_shown_always_agrees_with_the_group_by_query() {
+async fn every_kind_of_change_is_notified_and_the_tally_shown_agrees_with_the_group_by_query() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
+    // Inserts, updates, deletes and a truncate, each delivered by its
+    // notification alone.
+    let app = TestApp::spawn_with(notified_only(&db.url)).await;
     let mut client = app.connect().await;
     assert_eq!(client.next_tally().await, tally(0, 0));
 
@@ -103,6 +101,8 @@ async fn the_tally_shown_always_agrees_with_the_group_by_query() {
         "INSERT INTO votes (id, vote) VALUES ('y1', 'b')",
     ];
     for step in steps {
+        // Shown if the change never arrives.
+        println!("after: {step}");
         sqlx::query(step).execute(&db.pool).await.unwrap();
         let expected = group_by(&db.pool).await;
         client.wait_for(expected).await;
@@ -112,6 +112,7 @@ async fn the_tally_shown_always_agrees_with_the_group_by_query() {
 
 #[tokio::test]
 async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     let app = TestApp::spawn_with(result::Settings {
         max_clients: 2,
@@ -141,10 +142,9 @@ async fn a_full_live_feed_refuses_new_clients_with_a_clear_503() {
     let mut third = app.connect().await;
     assert_eq!(third.next_tally().await, tally(0, 0));
 
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains("result_clients_refused_total"),
-        "{metrics}"
+    assert_eq!(
+        recorded.value("result_clients_refused_total", &[("reason", "full")]),
+        1.0
     );
 }
 
@@ -240,23 +240,26 @@ async fn shutdown_closes_every_client_with_going_away() {
 
 #[tokio::test]
 async fn the_metrics_count_clients_ticks_queries_and_messages() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let mut client = app.connect().await;
     client.next_tally().await;
+    assert_eq!(recorded.value("result_clients_connected", &[]), 1.0);
     insert_vote(&db.pool, "v1", "a").await;
     client.wait_for(tally(1, 0)).await;
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    for name in [
-        "result_clients_connected",
-        "result_ticks_total",
-        "result_query_seconds_bucket",
-        "result_messages_sent_total",
-    ] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
-    }
     assert_eq!(app.state.free_client_slots(), 99);
+
+    // Two tallies sent to the one client: on connect and after the vote.
+    assert_eq!(recorded.value("result_messages_sent_total", &[]), 2.0);
+    assert!(recorded.value("result_ticks_total", &[]) >= 1.0);
+    assert!(recorded.value("result_query_seconds_count", &[]) >= 1.0);
+    drop(client);
+    testkit::eventually("the client to be counted out", DEADLINE, || async {
+        (recorded.value("result_clients_connected", &[]) == 0.0).then_some(())
+    })
+    .await;
 }
 
 /// A browser-like WebSocket handshake for `/ws` from `local`, with

@@ -23,18 +23,18 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
     let db = testkit::postgres().await;
     migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
-    // (a, b) → (a %, b %, count label)
+    // (a, b) → (a %, b %, count label), (bar widths in whole percent)
     let cases = [
-        ((0, 0), ("50.0%", "50.0%", "No votes yet")),
-        ((1, 0), ("100.0%", "0.0%", "1 vote")),
-        ((0, 1), ("0.0%", "100.0%", "1 vote")),
-        ((0, 3), ("0.0%", "100.0%", "3 votes")),
-        ((1, 2), ("33.0%", "67.0%", "3 votes")),
-        ((2, 1), ("67.0%", "33.0%", "3 votes")),
-        ((1, 1), ("50.0%", "50.0%", "2 votes")),
-        ((1, 199), ("1.0%", "99.0%", "200 votes")),
+        ((0, 0), ("50.0%", "50.0%", "No votes yet"), (50, 50)),
+        ((1, 0), ("100.0%", "0.0%", "1 vote"), (100, 0)),
+        ((0, 1), ("0.0%", "100.0%", "1 vote"), (0, 100)),
+        ((0, 3), ("0.0%", "100.0%", "3 votes"), (0, 100)),
+        ((1, 2), ("33.0%", "67.0%", "3 votes"), (33, 67)),
+        ((2, 1), ("67.0%", "33.0%", "3 votes"), (67, 33)),
+        ((1, 1), ("50.0%", "50.0%", "2 votes"), (50, 50)),
+        ((1, 199), ("1.0%", "99.0%", "200 votes"), (1, 99)),
     ];
-    for ((a, b), (a_label, b_label, votes)) in cases {
+    for ((a, b), (a_label, b_label, votes), (a_width, b_width)) in cases {
         sqlx::query("TRUNCATE votes")
             .execute(&db.pool)
             .await
@@ -44,18 +44,17 @@ async fn the_page_shows_percentages_bars_and_the_vote_count() {
         app.wait_for_tally(tally(a as u64, b as u64)).await;
 
         let html = app.page().await;
-        assert_eq!(element_text(&html, "percent-a"), a_label, "{a}/{b}");
-        assert_eq!(element_text(&html, "percent-b"), b_label, "{a}/{b}");
-        assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
-        let (a_width, b_width) = result::page::percentages(tally(a as u64, b as u64));
         assert!(
             html.contains(&format!(r#"id="bar-a" class="bar a w{a_width}""#)),
-            "{html}"
+            "{a}/{b}: bar a should be {a_width}% wide:\n{html}"
         );
         assert!(
             html.contains(&format!(r#"id="bar-b" class="bar b w{b_width}""#)),
-            "{html}"
+            "{a}/{b}: bar b should be {b_width}% wide:\n{html}"
         );
+        assert_eq!(element_text(&html, "percent-a"), a_label, "{a}/{b}");
+        assert_eq!(element_text(&html, "percent-b"), b_label, "{a}/{b}");
+        assert_eq!(element_text(&html, "votes"), votes, "{a}/{b}");
     }
 }
 
@@ -115,9 +114,11 @@ async fn the_page_is_self_contained_and_not_cached() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_metrics_endpoints_answer() {
+async fn the_endpoints_answer_and_the_metrics_count_the_page_views() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
     let app = TestApp::spawn(&db.url).await;
+    app.page().await;
     app.page().await;
     for path in ["/healthz", "/readyz"] {
         let res = app.get(path).await;
@@ -133,11 +134,13 @@ async fn health_readiness_and_metrics_endpoints_answer() {
         StatusCode::NOT_FOUND,
         "/metrics on the page's port"
     );
-    let metrics = app.admin_get("/metrics").await.text().await.unwrap();
-    for name in ["http_requests_total", "result_ticks_total"] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
-    }
-    assert!(metrics.contains(r#"route="/""#));
+    assert_eq!(app.admin_get("/metrics").await.status(), StatusCode::OK);
+
+    let pages = [("route", "/"), ("method", "GET"), ("status", "200")];
+    assert_eq!(recorded.value("http_requests_total", &pages), 2.0);
+    let unmatched = [("route", "unmatched"), ("status", "404")];
+    assert_eq!(recorded.value("http_requests_total", &unmatched), 1.0);
+    assert!(recorded.value("result_ticks_total", &[]) >= 1.0);
 }
 
 #[tokio::test]
@@ -146,6 +149,27 @@ async fn a_plain_get_of_the_feed_is_a_client_error() {
     let app = TestApp::spawn(&db.url).await;
     let res = app.get("/ws").await;
     assert!(res.status().is_client_error(), "{}", res.status());
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_stop_result_at_start_naming_the_variable() {
+    use testkit::refused::assert_refused_at_start;
+    let result = env!("CARGO_BIN_EXE_result");
+    for (env, name) in [
+        (&[("MAX_CONNECTIONS", "0")][..], "MAX_CONNECTIONS"),
+        (&[("MAX_CLIENTS", "0")], "MAX_CLIENTS"),
+        (&[("POLL_INTERVAL_MS", "0")], "POLL_INTERVAL_MS"),
+        (&[("PING_INTERVAL_MS", "0")], "PING_INTERVAL_MS"),
+        (
+            &[("ALLOWED_ORIGINS", "result.example.com")],
+            "ALLOWED_ORIGINS",
+        ),
+        (&[("DATABASE_URL", "not a url")], "DATABASE_URL"),
+        (&[("DATABASE_URL", "mysql://db/votes")], "DATABASE_URL"),
+        (&[("OPTION_B", "")], "OPTION_B"),
+    ] {
+        assert_refused_at_start(result, env, name).await;
+    }
 }
 
 #[tokio::test]
@@ -177,8 +201,10 @@ async fn every_setting_is_listed_by_help() {
 }
 
 #[tokio::test]
-async fn made_up_methods_and_paths_add_no_metric_series() {
+async fn the_standard_layers_are_mounted() {
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let db = testkit::postgres().await;
+    migrate(&db.pool).await;
     let app = TestApp::spawn(&db.url).await;
     let routes = [
         "/",
@@ -189,61 +215,5 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
         "/healthz",
         "/readyz",
     ];
-    let admin = app.served.admin_addr.unwrap();
-    testkit::metrics::assert_request_labels_are_bounded(app.served.addr, admin, &routes, 1500, 400)
-        .await;
-}
-
-#[tokio::test]
-async fn every_response_carries_the_security_headers() {
-    use testkit::raw::{request, send, websocket_upgrade_headers};
-    let db = testkit::postgres().await;
-    migrate(&db.pool).await;
-    let app = TestApp::spawn(&db.url).await;
-    let mut full = settings(&db.url);
-    full.max_clients = 1;
-    let full = TestApp::spawn_with(full).await;
-    let _only_client = full.connect().await;
-    let cases = [
-        ("the page", app.served.addr, request("GET", "/", &[], b"")),
-        (
-            "the stylesheet",
-            app.served.addr,
-            request("GET", "/static/result.css", &[], b""),
-        ),
-        (
-            "the script",
-            app.served.addr,
-            request("GET", "/static/result.js", &[], b""),
-        ),
-        (
-            "the icon",
-            app.served.addr,
-            request("GET", "/static/favicon.svg", &[], b""),
-        ),
-        (
-            "a plain GET of the feed",
-            app.served.addr,
-            request("GET", "/ws", &[], b""),
-        ),
-        (
-            "the feed when full",
-            full.served.addr,
-            request("GET", "/ws", &websocket_upgrade_headers(), b""),
-        ),
-        (
-            "an unknown path",
-            app.served.addr,
-            request("GET", "/nope", &[], b""),
-        ),
-        (
-            "readiness",
-            app.served.addr,
-            request("GET", "/readyz", &[], b""),
-        ),
-    ];
-    for (what, addr, bytes) in cases {
-        let answer = send(addr, &bytes).await.unwrap();
-        answer.assert_security_headers(what);
-    }
+    testkit::layers::assert_mounted(app.served.addr, &routes, &recorded).await;
 }

@@ -49,6 +49,13 @@ pub fn pg_pool(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> anyhow::Result<sqlx::PgPool> {
+    // sqlx reads any scheme as Postgres's, so a `mysql://` URL would be
+    // tried (and retried) as one.
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "invalid DATABASE_URL {}: not a postgres:// URL",
+        redact_url(url)
+    );
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)

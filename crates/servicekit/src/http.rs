@@ -6,7 +6,8 @@
 //! [`ServeOptions::header_timeout`], at most
 //! [`ServeOptions::max_connections`] connections are open at once (further
 //! clients wait in the listen backlog), and on shutdown every connection is
-//! asked to finish its request in flight and close. WebSocket upgrades work:
+//! asked to finish its request in flight and close; those still open after
+//! [`ServeOptions::drain_timeout`] are closed. WebSocket upgrades work:
 //! an upgraded connection leaves the count (its HTTP part is over), and its
 //! handler watches the same shutdown token and closes itself. Every request
 //! carries the client's address as [`ConnectInfo`].
@@ -84,7 +85,8 @@ pub struct ServeOptions {
     /// Connections served at once from one remote address; more from it
     /// are closed when accepted. 0: no such cap.
     pub max_connections_per_address: usize,
-    /// How long shutdown waits for open connections before giving up on them.
+    /// How long shutdown waits for open connections to finish before it
+    /// closes them.
     pub drain_timeout: Duration,
     /// Longest a request may take, body and handler included, before it is
     /// answered with 503 (applied by [`with_standard_layers`]).
@@ -142,6 +144,8 @@ pub async fn serve(
         "Connections closed when accepted: their address already had MAX_CONNECTIONS_PER_ADDRESS"
     );
     let connections = TaskTracker::new();
+    // Fired when the drain timeout is up: what is still open is closed.
+    let drained = CancellationToken::new();
     // Failing accepts (out of file descriptors) repeat 20 times a second.
     let accepting = Outage::new("new connections", "clients wait until one closes");
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -188,7 +192,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let http = http.clone();
-        let shutdown = shutdown.clone();
+        let (shutdown, drained) = (shutdown.clone(), drained.clone());
         connections.spawn(async move {
             let _permit = permit;
             let _address_slot = address_slot;
@@ -221,7 +225,11 @@ pub async fn serve(
                 }
                 _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
             }
-            let _ = conn.await;
+            // Dropping the connection closes its socket.
+            tokio::select! {
+                _ = conn => {}
+                _ = drained.cancelled() => {}
+            }
         });
     }
 
@@ -235,6 +243,8 @@ pub async fn serve(
             open = connections.len(),
             "connections still open after the drain timeout; closing them"
         );
+        drained.cancel();
+        connections.wait().await;
     }
     Ok(())
 }

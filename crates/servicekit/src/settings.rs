@@ -177,11 +177,13 @@ pub struct DatabaseArgs {
 /// `contract::Vote`.)
 #[derive(Args, Debug, Clone)]
 pub struct BallotChoices {
-    /// Name of option `a`.
-    #[arg(long, env = "OPTION_A", default_value = "Cats")]
+    /// Name of option `a` (not empty).
+    #[arg(long, env = "OPTION_A", default_value = "Cats",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub option_a: String,
-    /// Name of option `b`.
-    #[arg(long, env = "OPTION_B", default_value = "Dogs")]
+    /// Name of option `b` (not empty).
+    #[arg(long, env = "OPTION_B", default_value = "Dogs",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub option_b: String,
 }
 

@@ -13,6 +13,9 @@ use tokio::time::Instant;
 /// Far above the few seconds a failover takes.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// A key written (and held by every replica) before the primary is killed.
+const BEFORE_THE_KILL: &str = "written-before-the-kill";
+
 fn handle(ha: &RedisHa) -> Primary {
     Redis::through_sentinels(&ha.sentinels_env(), ha.master_name(), "redis://unused/0")
         .unwrap()
@@ -26,10 +29,27 @@ async fn incr(conn: &mut Primary) -> redis::RedisResult<u64> {
 
 #[tokio::test]
 async fn a_killed_primary_is_left_for_the_one_sentinel_promotes_with_few_lookups() {
+    // Two replicas (the default).
     let mut ha = RedisHa::start(RedisHaOptions::default()).await.unwrap();
     let primary = handle(&ha);
     assert_eq!(incr(&mut primary.clone()).await.unwrap(), 1);
     assert_eq!(primary.connected_to().unwrap(), ha.node_addr(0).to_string());
+    // A write of its own before the kill, held by both replicas, so
+    // whichever Sentinel promotes must have it.
+    let mut conn = primary.clone();
+    let () = redis::cmd("SET")
+        .arg(BEFORE_THE_KILL)
+        .arg("kept")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let held: u64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(DEADLINE.as_millis() as u64)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 2, "both replicas hold the write before the kill");
 
     let old = ha.kill_primary().await.unwrap();
     let killed = Instant::now();
@@ -70,8 +90,13 @@ async fn a_killed_primary_is_left_for_the_one_sentinel_promotes_with_few_lookups
         "{} lookups in {took:?} (at most {bound})",
         primary.lookups()
     );
-    // The count kept the write from before the kill (the replica had it).
-    assert!(incr(&mut primary.clone()).await.unwrap() > callers as u64);
+    // The new primary kept the write from before the kill.
+    let kept: Option<String> = redis::cmd("GET")
+        .arg(BEFORE_THE_KILL)
+        .query_async(&mut primary.clone())
+        .await
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some("kept"), "the write before the kill");
 }
 
 #[tokio::test]

@@ -71,6 +71,102 @@ async fn a_request_head_over_16_kib_is_refused_without_being_buffered() {
     );
 }
 
+/// A server whose `/held` handler tells the test it has started (on
+/// `entered`) and answers once the test says so (on `release`), or never.
+async fn serve_held(
+    options: ServeOptions,
+    entered: tokio::sync::mpsc::Sender<()>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+) -> testkit::Served<std::io::Error> {
+    let held = move || {
+        let (entered, release) = (entered.clone(), release.clone());
+        async move {
+            let _ = entered.send(()).await;
+            release.notified().await;
+            "answered after the shutdown signal"
+        }
+    };
+    let router = Router::new().route("/held", get(held));
+    testkit::Served::start(|listener, shutdown| {
+        servicekit::http::serve(listener, router, shutdown, options)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_is_answered_before_the_server_stops() {
+    use testkit::raw::{RawConn, request};
+    let (entered, mut in_handler) = tokio::sync::mpsc::channel(1);
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(600),
+        ..ServeOptions::default()
+    };
+    let mut served = serve_held(options, entered, release.clone()).await;
+    let addr = served.addr;
+    let mut client = RawConn::connect(addr).await.unwrap();
+    client
+        .send(&request("GET", "/held", &[], b""))
+        .await
+        .unwrap();
+    in_handler
+        .recv()
+        .await
+        .expect("the request reached its handler");
+
+    let stopping = served.stop();
+    let answered = async {
+        // Shutdown has begun (the server stops accepting); then the handler
+        // finishes.
+        testkit::eventually("the listener to close", Duration::from_secs(10), || async {
+            RawConn::connect(addr).await.is_err().then_some(())
+        })
+        .await;
+        release.notify_one();
+        client.response(Duration::from_secs(10)).await
+    };
+    let ((), answer) = tokio::join!(stopping, answered);
+    let answer = answer.expect("an answer, not a dropped connection");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.text(), "answered after the shutdown signal");
+}
+
+#[tokio::test]
+async fn connections_still_open_at_the_drain_timeout_are_closed() {
+    use testkit::raw::{RawConn, request};
+    let (entered, mut in_handler) = tokio::sync::mpsc::channel(1);
+    // Never released: the request outlasts any drain.
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let options = ServeOptions {
+        drain_timeout: Duration::from_millis(200),
+        ..ServeOptions::default()
+    };
+    let mut served = serve_held(options, entered, release).await;
+    let mut held = RawConn::connect(served.addr).await.unwrap();
+    held.send(&request("GET", "/held", &[], b"")).await.unwrap();
+    in_handler
+        .recv()
+        .await
+        .expect("the request reached its handler");
+    // And one idle kept-alive connection, after a request of its own.
+    let mut idle = RawConn::connect(served.addr).await.unwrap();
+    idle.send(&request("GET", "/nope", &[], b"")).await.unwrap();
+    assert_eq!(
+        idle.response(Duration::from_secs(10)).await.unwrap().status,
+        404
+    );
+
+    // `stop` fails unless `serve` returns within its own deadline.
+    served.stop().await;
+    for (what, conn) in [("the held request", &mut held), ("the idle one", &mut idle)] {
+        assert!(
+            conn.closed_within(Duration::from_secs(10)).await,
+            "{what}'s connection stayed open after the server stopped"
+        );
+        assert_eq!(conn.pending_text(), "", "{what} got an answer");
+    }
+}
+
 /// Where the test's clients connect from: the flood, and everyone else
 /// (Linux routes all of 127.0.0.0/8 to the loopback).
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));

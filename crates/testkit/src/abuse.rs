@@ -18,31 +18,34 @@
 //! it must still fail (so nobody forgets to unmark it when the change
 //! lands), and it is listed as waiting.
 //!
-//! HTTP cases and how they are played live in `abuse/http.rs`, the framing
-//! cases every HTTP service shares in `abuse/framing.rs`; both are
-//! re-exported here.
-//!
 //! The catalogue is also documentation: [`check_catalogue`] renders the
 //! cases as a Markdown table and compares it with the service's section of
 //! `docs/abuse.md`, so the table cannot drift from the code
 //! (`ABUSE_DOC=write` rewrites the section instead).
+//!
+//! One job per file: this one runs cases and watches the process;
+//! [`http`] plays HTTP cases (raw bytes in, a status or a close out);
+//! [`framing`] holds the framing cases every HTTP service must refuse;
+//! [`catalogue`] keeps `docs/abuse.md` in step.
 
-use std::fmt::Write as _;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
-mod framing;
-mod http;
+use crate::logs::LogSink;
+use crate::raw::request;
 
+pub mod catalogue;
+pub mod framing;
+pub mod http;
+
+pub use catalogue::{catalogue_path, check_catalogue, per_layer, render_table};
 pub use framing::{Effect, framing_cases};
-pub use http::{
-    Answer, FLOOD_ADDRESS, HOST, HttpCase, Input, all, play_http, still_answers, with_host,
-};
+pub use http::{Answer, FLOOD_ADDRESS, FLOOD_LIMIT, HOST, HttpCase, Input, play_http, with_host};
 
 /// Where bad input enters; the catalogue's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -269,118 +272,22 @@ impl Watch {
     }
 }
 
-struct LogSink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut logs) = self.0.lock() {
-            logs.extend_from_slice(bytes);
-        }
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
+/// Every check's verdict at once: `Ok` if all passed, else every reason,
+/// so a case whose answer was wrong still reports what it queued.
+pub fn all(checks: impl IntoIterator<Item = Result<(), String>>) -> Result<(), String> {
+    let failed: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
+    if failed.is_empty() {
         Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 
-// ---------------------------------------------------------------------
-// The catalogue in docs/abuse.md.
-
-/// The documentation file that holds every service's table.
-pub fn catalogue_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/abuse.md"))
-}
-
-/// The Markdown table of `entries`, in the order given, after a line
-/// counting them per layer.
-pub fn render_table(entries: &[Entry]) -> String {
-    let layers: Vec<String> = per_layer(entries)
-        .into_iter()
-        .map(|(layer, n)| format!("{} {n}", layer.title()))
-        .collect();
-    let mut out = format!(
-        "{} cases: {}.\n\n| layer | case | sent | expected |\n| --- | --- | --- | --- |\n",
-        entries.len(),
-        layers.join(", ")
-    );
-    for e in entries {
-        let waits = e
-            .waits_for
-            .map(|change| format!(" *(waits for {change})*"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "| {} | `{}`{waits} | {} | {} |",
-            e.layer.title(),
-            e.name,
-            cell(&e.sends),
-            cell(&e.expect)
-        );
+/// The service at `addr` still answers `GET path` with 200.
+pub async fn still_answers(addr: SocketAddr, path: &str) -> Result<(), String> {
+    match crate::raw::send(addr, &request("GET", path, &[], b"")).await {
+        Ok(answer) if answer.status == 200 => Ok(()),
+        Ok(answer) => Err(format!("GET {path} afterwards: {}", answer.status_line)),
+        Err(e) => Err(format!("GET {path} afterwards: no answer: {e}")),
     }
-    out
-}
-
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
-
-/// Checks the catalogue of `service`: names unique and `snake_case`, and
-/// the table between `<!-- cases: service -->` and
-/// `<!-- end cases: service -->` in `docs/abuse.md` equal to the rendered
-/// entries. With `ABUSE_DOC=write` in the environment, rewrites that
-/// section instead.
-pub fn check_catalogue(service: &str, entries: &[Entry]) {
-    let mut seen = std::collections::BTreeSet::new();
-    for e in entries {
-        assert!(
-            seen.insert(e.name),
-            "{service}: case name {:?} twice",
-            e.name
-        );
-        assert!(
-            !e.name.is_empty()
-                && e.name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
-            "{service}: case name {:?} is not snake_case",
-            e.name
-        );
-    }
-    let path = catalogue_path();
-    let doc = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let begin = format!("<!-- cases: {service} -->\n");
-    let end = format!("<!-- end cases: {service} -->");
-    let start = doc
-        .find(&begin)
-        .unwrap_or_else(|| panic!("{} has no line {begin:?}", path.display()))
-        + begin.len();
-    let stop = start
-        + doc[start..]
-            .find(&end)
-            .unwrap_or_else(|| panic!("{} has no line {end:?}", path.display()));
-    let table = render_table(entries);
-    if std::env::var("ABUSE_DOC").is_ok_and(|v| v == "write") {
-        let updated = format!("{}{table}{}", &doc[..start], &doc[stop..]);
-        std::fs::write(&path, updated)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        return;
-    }
-    assert!(
-        doc[start..stop] == table,
-        "the {service} table in docs/abuse.md disagrees with the cases in the code; \
-         `ABUSE_DOC=write cargo test -p <crate> --test abuse catalogue` rewrites it \
-         (hits: `--test api abuse::catalogue`).\n\
-         In the file:\n{}\nFrom the code:\n{table}",
-        &doc[start..stop]
-    );
-}
-
-/// Counts of `entries` per layer, in the order of [`Layer`].
-pub fn per_layer(entries: &[Entry]) -> Vec<(Layer, usize)> {
-    let mut counts: std::collections::BTreeMap<Layer, usize> = Default::default();
-    for e in entries {
-        *counts.entry(e.layer).or_default() += 1;
-    }
-    counts.into_iter().collect()
 }

@@ -26,9 +26,13 @@
 //!
 //! [`Served`] ([`served`]) runs a service's `serve` in the test process on a free
 //! loopback port and stops it cleanly. [`raw`] speaks HTTP/1.1 by hand to
-//! it (hostile requests), and [`metrics`] reads its `/metrics` page.
+//! it (hostile requests), [`metrics`] reads its `/metrics` page or records
+//! a test's own metrics, [`logs`] catches what it logs, and [`layers`]
+//! checks that the standard layers wrap its router.
 //! [`abuse`] runs catalogues of hostile cases against a service and keeps
-//! their table in `docs/abuse.md` honest.
+//! their table in `docs/abuse.md` honest; [`poison`] is the one list of
+//! hostile queue entries. [`refused`] starts a service
+//! binary with a bad setting and expects it to refuse to start.
 //!
 //! With the `browser` feature, [`browser::Browser`] drives a headless
 //! Chromium for tests of what a page does in a real browser.
@@ -41,8 +45,12 @@ pub mod abuse;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod ha;
+pub mod layers;
+pub mod logs;
 pub mod metrics;
+pub mod poison;
 pub mod raw;
+pub mod refused;
 pub mod served;
 
 use std::sync::atomic::{AtomicU32, Ordering};

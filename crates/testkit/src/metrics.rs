@@ -1,6 +1,8 @@
 //! Reading a service's `/metrics` page (Prometheus text format, on its
 //! admin listener) in tests: which series exist and with which labels, so
-//! a test can check that no client input creates new ones.
+//! a test can check that no client input creates new ones; and
+//! [`Recorded`], a recorder of a test's own, so a test can check the values
+//! it caused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -109,6 +111,60 @@ pub async fn assert_request_labels_are_bounded(
     );
 }
 
+/// The sum of the series of metric `name` in `text` that carry every label
+/// of `labels` (other labels may differ); 0 if there is none.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    series(text, name)
+        .iter()
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The metrics recorded on this thread while it lives, in a recorder of
+/// the test's own: the process-wide recorder (what `/metrics` renders) is
+/// shared by every test of the binary running alongside, so the values in
+/// it are not the test's. A `#[tokio::test]` runs the test and every task
+/// it spawns on its thread (the default current-thread runtime), so what the
+/// service it serves records lands here, and nothing another test does.
+///
+/// Install it before the service is built: metric handles a service
+/// registered earlier keep recording into the recorder they came from.
+pub struct Recorded {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    _guard: metrics::LocalRecorderGuard<'static>,
+}
+
+impl Recorded {
+    /// Records this thread's metrics until dropped.
+    pub fn on_this_thread() -> Self {
+        // Leaked: a guard must not outlive its recorder, and a test's few
+        // kilobytes are returned when its process ends.
+        let recorder: &'static _ = Box::leak(Box::new(
+            metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        ));
+        Recorded {
+            handle: recorder.handle(),
+            _guard: metrics::set_default_local_recorder(recorder),
+        }
+    }
+
+    /// Everything recorded so far, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// The sum of the series of `name` carrying `labels` (see [`value`]).
+    /// Histograms are summaries here: `<name>_count` counts their samples.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        value(&self.render(), name, labels)
+    }
+}
+
 /// The index of the `}` that ends a label set (quotes respected).
 fn closing_brace(s: &str) -> Option<usize> {
     let mut in_quotes = false;
@@ -171,5 +227,18 @@ mod tests {
         assert_eq!(found[1].labels["status"], "405");
         assert_eq!(series(text, "b")[0].value, 7.0);
         assert!(series(text, "a").is_empty());
+        assert_eq!(value(text, "a_total", &[]), 4.0);
+        assert_eq!(value(text, "a_total", &[("method", "GET")]), 3.0);
+        assert_eq!(value(text, "a_total", &[("method", "PUT")]), 0.0);
+    }
+
+    #[test]
+    fn a_recorder_of_its_own_sees_only_this_threads_metrics() {
+        let recorded = Recorded::on_this_thread();
+        metrics::counter!("mine_total", "k" => "v").increment(2);
+        std::thread::spawn(|| metrics::counter!("mine_total", "k" => "v").increment(5))
+            .join()
+            .expect("the other thread");
+        assert_eq!(recorded.value("mine_total", &[("k", "v")]), 2.0);
     }
 }

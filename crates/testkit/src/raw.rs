@@ -26,6 +26,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod flood;
+
 /// How long a read waits for the server by default.
 pub const READ_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest response head or body a test expects; more is an error.

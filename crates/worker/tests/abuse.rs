@@ -10,11 +10,10 @@
 //! (see [`testkit::abuse`]).
 //! `docs/abuse.md` lists the cases (`catalogue`).
 //!
-//! Tested elsewhere, not repeated here: arrays and scalars such as
-//! `["voter","a"]`, `42`, `null`, and `seq` values 0, −1, 1.5, 2^60,
-//! 2^63 − 1, 2^63, two days ahead and 23 h 59 min ahead of Redis's clock (`boundary.rs`, one step at a time,
-//! with what they must not do to `votes:seq`); the parser's own unit tests
-//! and property tests in `contract::ballot`.
+//! The payloads that must be dead-lettered come from `testkit::poison`,
+//! their one home, which the parser's own unit test in `contract::ballot`
+//! reads too. What absurd `seq`s must not do to `votes:seq` is in
+//! `boundary.rs`; the parser's property tests are in `crates/props`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -24,10 +23,11 @@ mod cases;
 
 use std::time::Duration;
 
-use cases::{Fate, PayloadCase, cases, now_us};
+use cases::{Fate, PayloadCase, cases};
 use contract::queue::QUEUE_KEY;
 use support::{Env, ballot};
 use testkit::abuse::{Case, Entry, check_catalogue};
+use testkit::poison::now_us;
 use worker::queue::{DEAD_LETTER_KEY, processing_key};
 
 /// Most bytes Redis may send its clients while one case runs: the

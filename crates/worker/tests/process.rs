@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use contract::queue::QUEUE_KEY;
-use support::{DEADLINE, Env, ballot, workload};
+use support::{DEADLINE, Env, ballot, http_get, workload};
+use testkit::refused::assert_refused_at_start;
+use testkit::{RedisOptions, RedisServer};
 use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 
 async fn signal(child: &tokio::process::Child, signal: &str) {
@@ -108,9 +108,9 @@ async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
     wait_for_batch_in_flight(&env, "polite", 0).await;
 
     signal(&child, "TERM").await;
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+    let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
-        .expect("the worker did not exit within 5s of SIGTERM")
+        .expect("the worker exits after SIGTERM")
         .unwrap();
 
     assert!(status.success(), "exit status {status}");
@@ -144,22 +144,24 @@ async fn sigterm_commits_the_batch_in_flight_and_exits_zero() {
 
 #[tokio::test]
 async fn the_healthcheck_subcommand_reports_readiness() {
-    let env = Env::new().await;
+    // A Redis of the test's own, to take away from the running worker.
+    let mut redis = RedisServer::start(RedisOptions::default()).await.unwrap();
+    let db = testkit::postgres().await;
+    let env = Env::from_urls(redis.url(0), db.url);
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let healthcheck = || async {
-        env.command("hc", 10)
-            .env("ADMIN_PORT", port.to_string())
+    // The exit code of `worker healthcheck [flags]`.
+    let healthcheck = |flags: &'static [&'static str]| {
+        let mut cmd = env.command("hc", 10);
+        cmd.env("ADMIN_PORT", port.to_string())
             .arg("healthcheck")
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .unwrap()
-            .success()
+            .args(flags)
+            .stderr(std::process::Stdio::null());
+        async move { cmd.status().await.unwrap().code() }
     };
-    assert!(!healthcheck().await, "nothing listens yet");
+    assert_eq!(healthcheck(&[]).await, Some(1), "nothing listens yet");
 
     let mut child = env
         .command("hc", 10)
@@ -167,11 +169,50 @@ async fn the_healthcheck_subcommand_reports_readiness() {
         .spawn()
         .unwrap();
     testkit::eventually("worker healthcheck to succeed", DEADLINE, || async {
-        healthcheck().await.then_some(())
+        (healthcheck(&[]).await == Some(0)).then_some(())
+    })
+    .await;
+
+    // Redis gone: the worker lives on, but is not ready.
+    redis.stop();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    testkit::eventually("/readyz to answer 503", DEADLINE, || async {
+        (http_get(admin, "/readyz").await.0 == 503).then_some(())
+    })
+    .await;
+    assert_eq!(healthcheck(&[]).await, Some(1), "ready without Redis");
+    assert_eq!(
+        healthcheck(&["--live"]).await,
+        Some(0),
+        "alive all the same"
+    );
+
+    redis.start_again().await.unwrap();
+    testkit::eventually("worker healthcheck to succeed again", DEADLINE, || async {
+        (healthcheck(&[]).await == Some(0)).then_some(())
     })
     .await;
     signal(&child, "TERM").await;
     assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_stop_the_worker_at_start_naming_the_variable() {
+    let worker = env!("CARGO_BIN_EXE_worker");
+    let sentinels = ("REDIS_SENTINELS", "127.0.0.1:26379");
+    for (env, name) in [
+        (&[("BLOCK_SECONDS", "0")][..], "BLOCK_SECONDS"),
+        (&[("BATCH_SIZE", "0")], "BATCH_SIZE"),
+        (&[("BATCH_SIZE", "50001")], "BATCH_SIZE"),
+        (&[("HEARTBEAT_SECONDS", "0")], "HEARTBEAT_SECONDS"),
+        (&[("SUMMARY_SECONDS", "0")], "SUMMARY_SECONDS"),
+        (&[sentinels], "REDIS_SENTINEL_MASTER"),
+        (&[("REDIS_URL", "not a url")], "REDIS_URL"),
+        (&[("DATABASE_URL", "not a url")], "DATABASE_URL"),
+        (&[("DATABASE_URL", "mysql://db/votes")], "DATABASE_URL"),
+    ] {
+        assert_refused_at_start(worker, env, name).await;
+    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashMap;
 
 use contract::queue::QUEUE_KEY;
-use support::{Env, ballot};
+use support::{DEADLINE, Env, ballot};
 use worker::queue::{WORKERS_KEY, heartbeat_key, processing_key};
 use worker::{Outcome, Worker};
 
@@ -42,13 +42,54 @@ async fn one_ballot_goes_from_the_queue_to_the_table() {
     assert_eq!(env.len(&processing_key("w1")).await, 0);
 }
 
+/// The id of the client blocked in `BLMOVE` on the test's own Redis
+/// database, if there is one.
+async fn blocked_in_blmove(env: &Env) -> Option<String> {
+    let db = env
+        .redis_url
+        .rsplit(['/', '='])
+        .next()
+        .expect("the test Redis URL names its database");
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut env.redis().await)
+        .await
+        .ok()?;
+    clients.lines().find_map(|client| {
+        let fields: Vec<&str> = client.split(' ').collect();
+        let has = |field: &str| fields.contains(&field);
+        // `b`: blocked (`U` joins it on a Unix socket).
+        let blocked = fields
+            .iter()
+            .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('b')));
+        (has(&format!("db={db}")) && has("cmd=blmove") && blocked)
+            .then(|| fields.iter().find_map(|f| f.strip_prefix("id=")))
+            .flatten()
+            .map(str::to_owned)
+    })
+}
+
 #[tokio::test]
-async fn an_empty_queue_is_idle_after_the_block_time() {
+async fn an_empty_queue_is_waited_on_then_the_step_is_idle() {
     let env = Env::new().await;
-    let mut w = worker(&env, "w1").await;
-    let started = std::time::Instant::now();
-    assert_eq!(w.step().await.unwrap(), Outcome::Idle);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    let mut settings = env.settings("w1");
+    // Long enough to see the step waiting; a wait that ends well before
+    // its block time with nothing moved counts as refused by Redis, so
+    // the wait is left to run out.
+    settings.block_seconds = 3.0;
+    env.migrate().await;
+    let mut w = Worker::new(&settings).unwrap();
+
+    let waiting = async {
+        // The step waits in Redis for a ballot instead of returning at once…
+        testkit::eventually("the step to wait on the queue", DEADLINE, || {
+            blocked_in_blmove(&env)
+        })
+        .await;
+    };
+    let (outcome, ()) = tokio::join!(w.step(), waiting);
+    // … and, nothing having come, is idle.
+    assert_eq!(outcome.unwrap(), Outcome::Idle);
 }
 
 #[tokio::test]
@@ -60,15 +101,7 @@ async fn a_ballot_pushed_while_the_worker_blocks_is_stored_by_that_step() {
     let mut w = Worker::new(&settings).unwrap();
     let push = async {
         // Wait until the worker is blocked on the queue, then push.
-        testkit::eventually("the worker to block", support::DEADLINE, || async {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut env.redis().await)
-                .await
-                .unwrap();
-            clients.contains("cmd=blmove").then_some(())
-        })
-        .await;
+        testkit::eventually("the worker to block", DEADLINE, || blocked_in_blmove(&env)).await;
         env.push(&[ballot("v", "b", None)]).await;
     };
     let (outcome, ()) = tokio::join!(w.step(), push);
@@ -155,20 +188,23 @@ async fn ballots_without_seq_follow_queue_order() {
 async fn poison_ballots_are_dead_lettered_with_reasons_and_good_ones_around_them_stored() {
     let env = Env::new().await;
     let mut w = worker(&env, "w1").await;
-    let oversized = format!(
-        r#"{{"voter_id":"big","vote":"a","pad":"{}"}}"#,
-        "x".repeat(contract::ballot::MAX_BALLOT_BYTES)
-    );
-    let poison = [
-        ("not json".to_owned(), "not valid JSON"),
-        (r#"{"vote":"a"}"#.to_owned(), "missing field `voter_id`"),
-        (r#"{"voter_id":"p"}"#.to_owned(), "missing field `vote`"),
-        (
-            r#"{"voter_id":"p","vote":"c"}"#.to_owned(),
-            "unknown variant",
-        ),
-        (oversized, "byte limit"),
-    ];
+    // A few of the poison payloads (all of them are in the abuse
+    // catalogue), in one batch with good ballots around them.
+    let poison: Vec<(String, &str)> = testkit::poison::payloads(testkit::poison::now_us())
+        .into_iter()
+        .filter(|p| {
+            [
+                "plain_text",
+                "voter_id_missing",
+                "vote_missing",
+                "vote_c",
+                "entry_of_4097_bytes",
+            ]
+            .contains(&p.name)
+        })
+        .map(|p| (String::from_utf8(p.payload).unwrap(), p.reason))
+        .collect();
+    assert_eq!(poison.len(), 5);
     let mut queue = vec![ballot("good1", "a", Some(1))];
     for (payload, _) in &poison {
         queue.push(payload.clone());

@@ -145,16 +145,19 @@ async fn a_hits_key_of_another_type_gets_a_clear_500() {
 
 #[tokio::test]
 async fn metrics_count_the_visits() {
-    use servicekit::launch::Service;
+    let recorded = testkit::metrics::Recorded::on_this_thread();
     let redis = testkit::redis().await;
-    let state = state(&redis.url);
-    let admin = servicekit::admin::router(state.probe());
-    let app = hits::router(state);
+    let app = hits::router(state(&redis.url));
 
-    oneshot(&app, "/").await;
-    let (status, _, metrics) = oneshot(&admin, "/metrics").await;
+    for _ in 0..3 {
+        assert_eq!(oneshot(&app, "/").await.0, 200);
+    }
 
-    assert_eq!(status, 200);
-    assert!(metrics.contains("hits_counted_total"), "{metrics}");
-    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    assert_eq!(recorded.value("hits_counted_total", &[]), 3.0);
+    let visits = [("route", "/"), ("method", "GET"), ("status", "200")];
+    assert_eq!(recorded.value("http_requests_total", &visits), 3.0);
+    assert_eq!(
+        recorded.value("http_request_duration_seconds_count", &[("route", "/")]),
+        3.0
+    );
 }

@@ -148,47 +148,6 @@ async fn sigterm_stops_the_app_cleanly_and_it_says_so() {
 }
 
 #[tokio::test]
-async fn a_redis_outage_is_logged_when_it_starts_and_ends_not_per_visit() {
-    let (mut redis, redis_port) = tcp_redis().await;
-    let app = AppProcess::start(&[
-        ("REDIS_HOST", "127.0.0.1"),
-        ("REDIS_PORT", &redis_port.to_string()),
-        ("BIND_PORT", "0"),
-        ("BIND_ADDRESS", "127.0.0.1"),
-    ])
-    .await;
-    let url = format!("http://{}/", app.addr);
-    redis.stop();
-    let visits = 30;
-    for _ in 0..visits {
-        assert_eq!(reqwest::get(&url).await.unwrap().status(), 503);
-    }
-    redis.start_again().await.unwrap();
-    testkit::eventually("a visit to be counted again", DEADLINE, || async {
-        let status = reqwest::get(&url).await.unwrap().status();
-        (status == 200).then_some(())
-    })
-    .await;
-    let log = app.log.clone();
-    assert!(app.terminate().await.success());
-
-    let log = log.lock().unwrap();
-    let warnings: Vec<_> = log.iter().filter(|e| e["level"] == "WARN").collect();
-    assert_eq!(
-        warnings.len(),
-        1,
-        "{visits} failed visits during one outage: one warning expected: {warnings:#?}"
-    );
-    assert_eq!(warnings[0]["message"], "unavailable");
-    let back = log
-        .iter()
-        .find(|e| e["message"] == "available again")
-        .unwrap_or_else(|| panic!("no line says Redis is back: {log:#?}"));
-    assert_eq!(back["level"], "INFO");
-    assert!(back["failures"].as_u64().unwrap() >= visits, "{back}");
-}
-
-#[tokio::test]
 async fn the_log_says_where_redis_is_when_a_visit_fails() {
     let redis_port = free_port(); // nothing listens there
     let app = AppProcess::start(&[

@@ -250,13 +250,13 @@ pub fn http_cases() -> Vec<HttpCase> {
         c(
             "page_requests_never_read",
             SlowClients,
-            "5,000 pipelined page requests, no answer read",
+            "pipelined page requests until the service stops reading, no answer read",
             Vec::new(),
             OthersServed,
         )
         .with_input(Input::NeverReads {
             bytes: request("GET / HTTP/1.1", &[]),
-            times: 5000,
+            times: testkit::abuse::FLOOD_LIMIT,
         }),
         c(
             "every_connection_held_open_and_silent",

@@ -40,6 +40,16 @@ pub fn settings(database_url: &str) -> result::Settings {
     }
 }
 
+/// Settings that leave every change to notifications: an hour between
+/// polls, far beyond any test's deadline, so a trigger that stopped
+/// notifying shows as a change that never arrives.
+pub fn notified_only(database_url: &str) -> result::Settings {
+    result::Settings {
+        poll_interval_ms: 3_600_000,
+        ..settings(database_url)
+    }
+}
+
 /// A result service running in this process, as its binary runs it: its
 /// page on a free port (or the one its settings name), its admin listener
 /// on another.

@@ -1,10 +1,8 @@
-//! Framing cases any of our HTTP services must refuse: corruptions of the
-//! one request of a service that changes something.
+//! Framing cases any of our HTTP services must refuse.
 
 use std::fmt::Write as _;
 
-use super::Layer;
-use super::http::{Answer, HOST, HttpCase};
+use super::{Answer, HOST, HttpCase, Layer};
 
 /// The one request of a service that changes something (vote: a ballot
 /// posted; hits: a visit counted; result: a live-feed slot taken), to be

@@ -1,5 +1,4 @@
-//! HTTP cases: raw bytes in, a status or a close out (see
-//! [`super`] for how suites play them).
+//! HTTP cases: raw bytes in, a status or a close out.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,8 +20,10 @@ pub enum Input {
     Trickle { bytes: Vec<u8>, every: Duration },
     /// Sends these bytes and then nothing, keeping the connection open.
     Stall(Vec<u8>),
-    /// Sends the bytes many times without reading a single answer, then
-    /// checks another client is served meanwhile.
+    /// Sends the bytes again and again without reading a single answer,
+    /// until the service pushes back (stops reading; at most `times`
+    /// copies, or the case fails for want of back-pressure), then checks
+    /// another client is served meanwhile.
     NeverReads { bytes: Vec<u8>, times: usize },
     /// Opens `count` connections (the service's whole connection cap) and
     /// sends nothing on them, then checks another client is served once
@@ -185,6 +186,11 @@ pub fn with_host(bytes: &[u8], addr: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// Most copies a [`Input::NeverReads`] case sends while it waits for the
+/// service to push back. About 3,000 small requests fill the buffers of a
+/// loopback connection on Linux; the rest is margin.
+pub const FLOOD_LIMIT: usize = 50_000;
+
 /// How long a case waits for an answer the service should give at once.
 const ANSWER_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -219,22 +225,24 @@ pub async fn play_http(addr: SocketAddr, case: HttpCase) -> Result<(), String> {
             }
         }
         Input::NeverReads { bytes, times } => {
-            let bytes = with_host(bytes, addr);
-            let flood = async {
-                for _ in 0..*times {
-                    if conn.send(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-            };
-            // The flood blocks once the buffers fill; the service must
-            // serve someone else meanwhile.
-            let other = async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                crate::raw::send(addr, &request("GET", "/healthz", &[], b"")).await
-            };
-            let (_, other) =
-                tokio::join!(tokio::time::timeout(Duration::from_secs(3), flood), other);
+            drop(conn);
+            let mut flood = RawConn::connect_with_small_buffers(addr)
+                .await
+                .map_err(io)?;
+            let pushed_back = flood
+                .flood_until_pushed_back(&with_host(bytes, addr), *times)
+                .await
+                .map_err(io)?;
+            if pushed_back.is_none() {
+                return Err(format!(
+                    "{times} requests went out and the service never stopped reading: \
+                     no back-pressure, so nothing was shown"
+                ));
+            }
+            // The flood's connection is stuck, answers unread; the service
+            // must serve someone else meanwhile.
+            let other = crate::raw::send(addr, &request("GET", "/healthz", &[], b"")).await;
+            drop(flood);
             return match other {
                 Ok(answer) if answer.status == 200 => Ok(()),
                 Ok(answer) => Err(format!("another client got {}", answer.status_line)),
@@ -345,25 +353,5 @@ async fn expect_status(conn: &mut RawConn, status: u16, head: bool) -> Result<Ra
         }
         let unexpected_5xx = if answer.status >= 500 { " (a 5xx)" } else { "" };
         return Err(format!("expected {status}, got {answer:?}{unexpected_5xx}"));
-    }
-}
-
-/// Every check's verdict at once: `Ok` if all passed, else every reason,
-/// so a case whose answer was wrong still reports what it queued.
-pub fn all(checks: impl IntoIterator<Item = Result<(), String>>) -> Result<(), String> {
-    let failed: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
-}
-
-/// The service at `addr` still answers `GET path` with 200.
-pub async fn still_answers(addr: SocketAddr, path: &str) -> Result<(), String> {
-    match crate::raw::send(addr, &request("GET", path, &[], b"")).await {
-        Ok(answer) if answer.status == 200 => Ok(()),
-        Ok(answer) => Err(format!("GET {path} afterwards: {}", answer.status_line)),
-        Err(e) => Err(format!("GET {path} afterwards: no answer: {e}")),
     }
 }
