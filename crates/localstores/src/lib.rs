@@ -23,9 +23,11 @@
 //! Must not depend on: the voting app's crates, a database driver or a
 //! Redis client. It runs servers; talking to them is its users' business.
 
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod redis;
 
+pub use ports::{free_port, free_ports};
 pub use postgres::{PostgresOptions, PostgresServer};
 pub use redis::{RedisOptions, RedisServer};

@@ -50,19 +50,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// `n` distinct free TCP ports on 127.0.0.1. All are held at once while
-/// asking, so the kernel cannot hand out the same port twice; another
-/// process may still take one before we bind it, as with any free-port
-/// scheme.
-pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<Vec<_>, _>>()?)
-}
+pub(crate) use localstores::free_ports;
 
 /// Polls `check` every 50 ms until it returns `Ok(Some(_))`, for at most
 /// `deadline`. The last error (or "not yet") goes into the timeout error,
@@ -142,15 +130,6 @@ pub(crate) fn wait_gone_or_kill(pid: u32, deadline: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_ports_are_distinct() {
-        let ports = free_ports(16).unwrap();
-        let mut unique = ports.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), 16, "{ports:?}");
-    }
 
     #[cfg(feature = "postgres")]
     #[test]
