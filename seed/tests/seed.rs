@@ -29,8 +29,8 @@ async fn vote_service(redis_url: &str) -> testkit::Served<std::io::Error> {
     testkit::Served::start(|listener, shutdown| vote::serve(listener, state, shutdown)).await
 }
 
-fn common_options() -> servicekit::settings::BallotChoices {
-    servicekit::settings::BallotChoices {
+fn common_options() -> contract::BallotChoices {
+    contract::BallotChoices {
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     }

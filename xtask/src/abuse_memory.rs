@@ -341,7 +341,7 @@ async fn dropped(worker_admin_url: &str) -> anyhow::Result<u64> {
         .text()
         .await?;
     Ok(
-        testkit::metrics::series(&text, worker::DEAD_LETTERS_DROPPED)
+        testkit::metrics::series(&text, worker::metrics::DEAD_LETTERS_DROPPED.name)
             .first()
             .map_or(0, |s| s.value as u64),
     )

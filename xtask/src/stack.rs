@@ -365,7 +365,7 @@ async fn stop_service(service: &mut Service) -> Result<(), String> {
 /// How the summary shows a store's URL: without its password, and marked
 /// when the user gave it rather than the stack starting it.
 fn listed(url: &str, given: &Option<String>) -> String {
-    let url = servicekit::settings::redact_url(url);
+    let url = servicekit::redact::redact_url(url);
     if given.is_some() {
         format!("{url} (yours)")
     } else {
@@ -439,14 +439,13 @@ pub async fn wait_ready(name: &str, url: &str, limit: Duration) -> anyhow::Resul
 }
 
 /// `port` if it is free on 127.0.0.1, otherwise any free port (0 asks for
-/// any port directly).
+/// any port directly), from below the ephemeral range
+/// ([`localstores::free_port`]).
 pub fn free_port_or_any(port: u16) -> anyhow::Result<u16> {
     if port != 0 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
         return Ok(port);
     }
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
-        .local_addr()?
-        .port())
+    localstores::free_port()
 }
 
 /// The directory of release binaries in this workspace.

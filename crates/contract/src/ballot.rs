@@ -39,6 +39,9 @@ pub enum Vote {
 }
 
 impl Vote {
+    /// Every option, in the order the pages show them.
+    pub const ALL: [Vote; 2] = [Vote::A, Vote::B];
+
     /// Parses the wire form: exactly `a` or `b`.
     pub fn parse(s: &str) -> Result<Self, BallotError> {
         match s {

@@ -8,6 +8,7 @@
 //!
 //! - [`ballot`] — the ballot JSON on the queue, the vote, the voter id and
 //!   the window a ballot's `seq` must lie in;
+//! - [`choices`] — the names the pages show for the two options;
 //! - [`json`] — "a JSON object" as the contracts mean it (not an array);
 //! - [`queue`] — the Redis keys producers and consumers share and the
 //!   script that stamps and queues a ballot (the call behind the `redis`
@@ -19,15 +20,17 @@
 //!
 //! Must not depend on: any service, the service kit, a database driver or
 //! an async runtime. Its dependencies are serde, serde_json, thiserror and
-//! getrandom (and redis with the `redis` feature), so the seed and the
-//! fuzz targets link it at almost no cost. How a service presents or
+//! getrandom (and redis with the `redis` feature, clap with `clap`), so the
+//! seed and the fuzz targets link it at almost no cost. How a service presents or
 //! stores these values is the service's business, not this crate's.
 
 pub mod ballot;
+pub mod choices;
 pub mod json;
 pub mod queue;
 pub mod table;
 pub mod tally;
 
 pub use ballot::{Ballot, BallotError, SeqWindow, Vote, VoterId};
+pub use choices::BallotChoices;
 pub use tally::Tally;

@@ -19,9 +19,13 @@
 //!
 //! Any client of Redis can also write [`SEQ_KEY`]. The script refuses to
 //! stamp from a counter that is not a decimal integer, or whose next `seq`
-//! would fall outside the [`SeqWindow`](crate::SeqWindow) (five minutes past Redis's
-//! clock, and never past 2^53 − 1, so the Lua arithmetic on it is exact): it queues
-//! nothing and fails with an error whose code is [`BAD_COUNTER_CODE`]. The
+//! would fall outside the [`SeqWindow`](crate::SeqWindow) (five minutes
+//! past Redis's clock, and never past 2^53 − 1, so the Lua arithmetic on it
+//! is exact): it queues nothing and fails with an error whose code is
+//! [`BAD_COUNTER_CODE`]. How the counter is judged is one Lua function,
+//! [`SEQ_COUNTER_LUA`], which the worker's script that raises the counter
+//! uses too; the window's bounds come from [`SeqWindow`](crate::SeqWindow)
+//! as the scripts' arguments. The
 //! vote service answers 503 then, and the log says why; deleting the key
 //! is the fix (the clock takes over).
 //!
@@ -37,38 +41,52 @@ pub const QUEUE_KEY: &str = "votes";
 /// The counter behind each ballot's `seq`.
 pub const SEQ_KEY: &str = "votes:seq";
 
+/// The Lua function every script that reads [`SEQ_KEY`] judges it with
+/// (prepended to those scripts): `held_seq(key, newest)` is the counter as
+/// a number (0 when absent), or `nil` and why no ballot can be stamped from
+/// it — not an integer, or beyond `newest`, the top of the
+/// [`SeqWindow`](crate::SeqWindow) that the caller passes in. A counter
+/// beyond 2^53 becomes a double that is still above the window, so the
+/// comparison is exact where it matters.
+pub const SEQ_COUNTER_LUA: &str = r#"
+local function held_seq(key, newest)
+  local held = redis.call('GET', key)
+  if not held then return 0 end
+  if not string.match(held, '^%-?%d+$') then
+    return nil, '"' .. string.sub(held, 1, 32) .. '", not an integer'
+  end
+  if tonumber(held) > newest then
+    return nil, string.sub(held, 1, 32) .. ', beyond the accepted seq window'
+  end
+  return tonumber(held)
+end
+"#;
+
 /// KEYS[1] queue, KEYS[2] seq counter; ARGV[1] how far past Redis's
 /// clock a `seq` may be, in µs, ARGV[2] the highest `seq` at all,
 /// ARGV[3..] the ballots to queue, in order, each as compact JSON without
 /// `seq` (so it ends in `}`). Stamps them with consecutive `seq`s and
 /// pushes them all with one `RPUSH` (so they sit together in the queue, in
 /// order). Returns the queue length after the push, or a `BADSEQ` error
-/// before writing anything.
+/// before writing anything. Runs after [`SEQ_COUNTER_LUA`].
 ///
-/// Every number it adds or compares is an integer below 2^53 (or, for a
-/// counter beyond the window, a double that is still above the limit), so
-/// Lua's doubles do it exactly.
+/// Every number it adds or compares is an integer below 2^53, so Lua's
+/// doubles do it exactly.
 pub const ENQUEUE_LUA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local newest = math.min(now + tonumber(ARGV[1]), tonumber(ARGV[2]))
-local held = redis.call('GET', KEYS[2])
-local last = 0
-if held then
-  if not string.match(held, '^%-?%d+$') then
-    return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds "' .. string.sub(held, 1, 32) ..
-      '", not an integer; no ballot can be stamped until it is fixed (DEL ' .. KEYS[2] ..
-      ' is safe: seq continues from the clock)')
-  end
-  last = tonumber(held)
-end
-local first = math.max(last + 1, now)
 local count = #ARGV - 2
-if first + count - 1 > newest then
-  return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds ' .. string.sub(held or 'nothing', 1, 32) ..
-    ', beyond the accepted seq window (' .. string.format('%.0f', tonumber(ARGV[1]) / 1000000) ..
-    ' s past the clock); no ballot can be stamped ' ..
-    'until it is fixed (DEL ' .. KEYS[2] .. ' is safe: seq continues from the clock)')
+local last, why = held_seq(KEYS[2], newest)
+local first = last and math.max(last + 1, now)
+if first and first + count - 1 > newest then
+  why = string.format('%.0f', last) .. ', beyond the accepted seq window'
+end
+if why then
+  return redis.error_reply('BADSEQ ' .. KEYS[2] .. ' holds ' .. why .. ' (' ..
+    string.format('%.0f', tonumber(ARGV[1]) / 1000000) .. ' s past the clock); ' ..
+    'no ballot can be stamped until it is fixed (DEL ' .. KEYS[2] ..
+    ' is safe: seq continues from the clock)')
 end
 local stamped = {}
 for i = 1, count do
@@ -90,7 +108,7 @@ pub const BAD_COUNTER_CODE: &str = "BADSEQ";
 #[cfg(feature = "redis")]
 pub fn enqueue_script() -> &'static redis::Script {
     static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    SCRIPT.get_or_init(|| redis::Script::new(ENQUEUE_LUA))
+    SCRIPT.get_or_init(|| redis::Script::new(&format!("{SEQ_COUNTER_LUA}{ENQUEUE_LUA}")))
 }
 
 /// Queues one ballot, stamped with the next `seq`. Returns the queue length.

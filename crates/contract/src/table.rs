@@ -12,9 +12,6 @@
 //!
 //! Running SQL is each service's own business: this crate holds the text.
 
-/// The original table, verbatim (contract with the original app).
-pub const VOTES_DDL: &str = "CREATE TABLE IF NOT EXISTS votes (id VARCHAR(255) NOT NULL UNIQUE, vote VARCHAR(255) NOT NULL)";
-
 /// What the result shows, by definition (contract with the original app).
 pub const TALLY_QUERY: &str = "SELECT vote, COUNT(id) AS count FROM votes GROUP BY vote";
 

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Vote;
 use crate::json::ObjectOnly;
 
 /// Current counts per option.
@@ -18,6 +19,22 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// The count for `vote`.
+    pub fn get(self, vote: Vote) -> u64 {
+        match vote {
+            Vote::A => self.a,
+            Vote::B => self.b,
+        }
+    }
+
+    /// Sets the count for `vote`.
+    pub fn set(&mut self, vote: Vote, count: u64) {
+        match vote {
+            Vote::A => self.a = count,
+            Vote::B => self.b = count,
+        }
+    }
+
     /// Both counts together (saturating: no real tally gets near 2^64).
     pub fn total(self) -> u64 {
         self.a.saturating_add(self.b)

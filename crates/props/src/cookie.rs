@@ -73,7 +73,7 @@ pub fn check(cookies: &Cookies<'_>) {
         Identity::Known(id) => id.clone(),
         _ => VoterId::parse("0123456789abcdef").expect("a valid id"),
     };
-    for vote in [Vote::A, Vote::B] {
+    for vote in Vote::ALL {
         let ours = format!(
             "{}; {}",
             sent_back(&visitor::voter_cookie(&id)),

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use backon::BackoffBuilder;
 use contract::Tally;
 use contract::table::CHANGES_CHANNEL;
-use servicekit::connect::Backoff;
 use servicekit::outage::Outage;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -43,6 +43,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics;
 use crate::tally::TallyReader;
 
 /// Longest a single tally read may take before it counts as failed.
@@ -108,18 +109,11 @@ pub enum Refresh {
 pub async fn refresh(reader: &mut TallyReader, pool: &PgPool, feed: &FeedSender) -> Refresh {
     let started = Instant::now();
     let read = tokio::time::timeout(QUERY_TIMEOUT, reader.read(pool)).await;
-    metrics::histogram!("result_query_seconds").record(started.elapsed().as_secs_f64());
-    metrics::counter!("result_ticks_total").increment(1);
+    metrics::tally_read(started.elapsed().as_secs_f64(), !matches!(read, Ok(Ok(_))));
     let tally = match read {
         Ok(Ok(tally)) => tally,
-        Ok(Err(e)) => {
-            metrics::counter!("result_query_errors_total").increment(1);
-            return Refresh::Failed(e.to_string());
-        }
-        Err(_) => {
-            metrics::counter!("result_query_errors_total").increment(1);
-            return Refresh::Failed(format!("no answer within {QUERY_TIMEOUT:?}"));
-        }
+        Ok(Err(e)) => return Refresh::Failed(e.to_string()),
+        Err(_) => return Refresh::Failed(format!("no answer within {QUERY_TIMEOUT:?}")),
     };
     let changed = feed.send_if_modified(|current| {
         if current.as_ref().is_some_and(|s| s.tally == tally) {
@@ -214,7 +208,12 @@ pub async fn run(
 /// listening are lost. Runs on its own task so a read in progress is never
 /// cancelled halfway (sqlx's listener is not cancel-safe).
 async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut backoff = Backoff::up_to(Duration::from_secs(2));
+    // Retry delays: 100 ms doubling up to 2 s.
+    let delays = backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .without_max_times();
+    let mut backoff = delays.build();
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -223,7 +222,7 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
         let mut listener = match connected {
             Ok(listener) => listener,
             Err(e) => {
-                let delay = backoff.next_delay();
+                let delay = backoff.next().unwrap_or(Duration::from_secs(2));
                 tracing::debug!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot listen for tally changes yet");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -233,7 +232,7 @@ async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
             }
         };
         tracing::info!(channel = CHANGES_CHANNEL, "listening for tally changes");
-        backoff.reset();
+        backoff = delays.build();
         wake.notify_one();
         loop {
             let received = tokio::select! {

@@ -53,6 +53,7 @@ use servicekit::origin::check_same_origin;
 use crate::AppState;
 use crate::feed::FeedReceiver;
 use crate::handshake::check_key;
+use crate::metrics::{self, Refusal};
 
 /// Clients only ever send control frames; anything bigger is refused.
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -112,7 +113,7 @@ pub async fn live_feed(
             .into_response();
     }
     if let Err(why) = check_same_origin(&headers, &state.allowed_origins) {
-        metrics::counter!("result_clients_refused_total", "reason" => "cross_site").increment(1);
+        metrics::client_refused(Refusal::CrossSite);
         tracing::debug!(%why, "refusing a live client from another site");
         return (
             StatusCode::FORBIDDEN,
@@ -125,8 +126,7 @@ pub async fn live_feed(
         (Some(cap), Some(Extension(ConnectInfo(peer)))) => match cap.try_take(peer.ip()) {
             Some(slot) => Some(slot),
             None => {
-                metrics::counter!("result_clients_refused_total", "reason" => "per_address")
-                    .increment(1);
+                metrics::client_refused(Refusal::PerAddress);
                 tracing::debug!("too many live clients from one address; refusing one");
                 return too_many(
                     "Too many live result pages are open from your address; \
@@ -137,7 +137,7 @@ pub async fn live_feed(
         _ => None,
     };
     let Ok(permit) = state.clients.clone().try_acquire_owned() else {
-        metrics::counter!("result_clients_refused_total", "reason" => "full").increment(1);
+        metrics::client_refused(Refusal::Full);
         tracing::debug!("live feed full; refusing a client");
         return too_many(
             "Too many live result pages are open on this server; try again shortly.\n",
@@ -185,14 +185,14 @@ struct Connected;
 
 impl Connected {
     fn new() -> Self {
-        metrics::gauge!("result_clients_connected").increment(1.0);
+        metrics::clients_connected(1.0);
         Connected
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        metrics::gauge!("result_clients_connected").decrement(1.0);
+        metrics::clients_connected(-1.0);
     }
 }
 
@@ -206,7 +206,7 @@ async fn serve_client(
 ) {
     let _connected = Connected::new();
     // Handles made once: this loop runs for every client on every change.
-    let sent = metrics::counter!("result_messages_sent_total");
+    let sent = metrics::messages_sent();
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     // The current tally goes out at once (if there is one yet).

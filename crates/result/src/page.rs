@@ -15,8 +15,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
+use contract::BallotChoices;
 use contract::Tally;
-use servicekit::settings::BallotChoices;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "index.html")]

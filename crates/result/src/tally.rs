@@ -15,8 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use contract::Tally;
 use contract::table::{FAST_TALLY_QUERY, TALLY_QUERY};
+use contract::{Tally, Vote};
 use sqlx::PgPool;
 
 /// Which of our tables exist, by the same name lookup the queries use
@@ -148,11 +148,10 @@ async fn tally_from(pool: &PgPool, query: &'static str) -> Result<Tally, sqlx::E
     let rows: Vec<(String, i64)> = sqlx::query_as(query).fetch_all(pool).await?;
     let mut tally = Tally::default();
     for (vote, count) in rows {
-        let count = u64::try_from(count).unwrap_or(0);
-        match vote.as_str() {
-            "a" => tally.a = count,
-            "b" => tally.b = count,
-            _ => {}
+        // Rows of anything but the two options (another writer's) are not
+        // the tally's.
+        if let Ok(vote) = Vote::parse(&vote) {
+            tally.set(vote, u64::try_from(count).unwrap_or(0));
         }
     }
     Ok(tally)

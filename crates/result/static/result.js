@@ -3,7 +3,7 @@
 (() => {
   'use strict';
 
-  // The same rules as common::tally::Tally: a = round(100·a/(a+b)) (half
+  // The same rules as contract::Tally (crates/contract/src/tally.rs): a = round(100·a/(a+b)) (half
   // up, in exact integer arithmetic), b = 100 − a, 50/50 with no votes.
   const view = (a, b) => {
     const total = a + b;

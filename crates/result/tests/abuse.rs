@@ -184,7 +184,6 @@ async fn serve(
         ..support::settings(db_url)
     };
     let state = result::AppState::new(&settings)
-        .unwrap()
         .with_serve_options(options)
         .with_live_options(live);
     let served = testkit::Served::start({

@@ -8,6 +8,10 @@ use reqwest::StatusCode;
 use support::{DEADLINE, TestApp, insert_vote, migrate, settings, tally};
 use testkit::{PostgresOptions, PostgresServer};
 
+/// The `votes` table as the original worker creates it (the same shape as
+/// our first migration), with none of our additions.
+const ORIGINAL_TABLE: &str = include_str!("../../contract/migrations/0001_votes.sql");
+
 #[tokio::test]
 async fn a_missing_table_shows_no_votes_until_the_worker_creates_it() {
     let db = testkit::postgres().await;
@@ -29,10 +33,7 @@ async fn a_database_with_only_the_original_table_is_counted_by_polling() {
     let db = testkit::postgres().await;
     // What the original worker creates: no tally table, no triggers, no
     // notifications — only the poll can see changes.
-    sqlx::query(contract::table::VOTES_DDL)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(ORIGINAL_TABLE).execute(&db.pool).await.unwrap();
     insert_vote(&db.pool, "v1", "b").await;
     let app = TestApp::spawn_with(result::Settings {
         poll_interval_ms: 100,
@@ -73,10 +74,7 @@ async fn polling_a_database_without_our_schema_sends_no_failing_queries() {
     assert_eq!(client.next_tally().await, tally(0, 0));
     // No table yet, then the original worker's table: every change below
     // is seen by a poll, so each takes at least one read.
-    sqlx::query(contract::table::VOTES_DDL)
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(ORIGINAL_TABLE).execute(&pool).await.unwrap();
     for n in 1..=20 {
         insert_vote(&pool, &format!("v{n}"), "a").await;
         client.wait_for(tally(n, 0)).await;
@@ -93,10 +91,7 @@ async fn polling_a_database_without_our_schema_sends_no_failing_queries() {
 #[tokio::test]
 async fn the_fast_tally_is_read_once_the_worker_migrates_an_original_database() {
     let db = testkit::postgres().await;
-    sqlx::query(contract::table::VOTES_DDL)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(ORIGINAL_TABLE).execute(&db.pool).await.unwrap();
     insert_vote(&db.pool, "v1", "b").await;
     let app = TestApp::spawn_with(result::Settings {
         poll_interval_ms: 20,
@@ -128,10 +123,7 @@ async fn the_tally_source_is_looked_for_again_after_the_reprobe_interval() {
     assert_eq!(reader.source(), Some(TallySource::NoTable));
     // With no table yet, every read looks: the original worker's table and
     // its first vote count at once.
-    sqlx::query(contract::table::VOTES_DDL)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(ORIGINAL_TABLE).execute(&db.pool).await.unwrap();
     insert_vote(&db.pool, "v1", "b").await;
     assert_eq!(reader.read(&db.pool).await.unwrap(), tally(0, 1));
     assert_eq!(reader.source(), Some(TallySource::Counted));

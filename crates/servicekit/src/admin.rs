@@ -35,13 +35,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::connect::{Primary, ping_redis};
 use crate::http::ServeOptions;
 
 /// What `/readyz` checks: whichever stores the service uses.
 #[derive(Clone, Default)]
 pub struct Probe {
-    redis: Option<Primary>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::connect::SharedRedis>,
     #[cfg(feature = "postgres")]
     postgres: Option<sqlx::PgPool>,
 }
@@ -53,7 +53,8 @@ impl Probe {
     }
 
     /// Also checks that Redis answers a PING on `conn`.
-    pub fn redis(mut self, conn: Primary) -> Self {
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, conn: crate::connect::SharedRedis) -> Self {
         self.redis = Some(conn);
         self
     }
@@ -67,23 +68,35 @@ impl Probe {
 
     /// `Ok` when every configured store answers; otherwise what failed.
     pub async fn check(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if let Some(redis) = &self.redis
-            && let Err(e) = ping_redis(&mut redis.clone()).await
-        {
-            problems.push(format!("redis: {e}"));
-        }
-        #[cfg(feature = "postgres")]
-        if let Some(pool) = &self.postgres
-            && let Err(e) = crate::connect::ping_postgres(pool).await
-        {
-            problems.push(format!("postgres: {e}"));
-        }
+        let problems: Vec<String> = [self.redis_problem().await, self.postgres_problem().await]
+            .into_iter()
+            .flatten()
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    async fn redis_problem(&self) -> Option<String> {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis
+            && let Err(e) = crate::connect::ping_redis(&mut redis.clone()).await
+        {
+            return Some(format!("redis: {e}"));
+        }
+        None
+    }
+
+    async fn postgres_problem(&self) -> Option<String> {
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = &self.postgres
+            && let Err(e) = crate::connect::ping_postgres(pool).await
+        {
+            return Some(format!("postgres: {e}"));
+        }
+        None
     }
 }
 
@@ -235,6 +248,7 @@ pub async fn alongside<E>(
 }
 
 #[cfg(test)]
+#[cfg(feature = "redis")]
 mod tests {
     use super::*;
 
@@ -253,7 +267,7 @@ mod tests {
     /// A probe of a Redis nobody listens on: never ready.
     fn unready() -> Probe {
         let dead = crate::connect::Redis::at("redis://127.0.0.1:1").unwrap();
-        Probe::nothing().redis(dead.manager().unwrap())
+        Probe::nothing().redis(dead.shared().unwrap())
     }
 
     #[tokio::test]

@@ -139,10 +139,6 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(options.max_connections));
     let per_address = (options.max_connections_per_address > 0)
         .then(|| AddressCap::new(options.max_connections_per_address as u32));
-    metrics::describe_counter!(
-        CONNECTIONS_REFUSED,
-        "Connections closed when accepted: their address already had MAX_CONNECTIONS_PER_ADDRESS"
-    );
     let connections = TaskTracker::new();
     // Fired when the drain timeout is up: what is still open is closed.
     let drained = CancellationToken::new();
@@ -182,7 +178,7 @@ pub async fn serve(
                 Some(slot) => Some(slot),
                 None => {
                     // Dropped here, with the permit: it holds no slot.
-                    metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+                    metrics::counter!(crate::metric::HTTP_CONNECTIONS_REFUSED.name).increment(1);
                     tracing::debug!("too many connections from one address; closing one");
                     continue;
                 }
@@ -248,9 +244,6 @@ pub async fn serve(
     }
     Ok(())
 }
-
-/// The counter of connections the per-address cap closed.
-pub const CONNECTIONS_REFUSED: &str = "http_connections_refused_total";
 
 /// Adds what every service's router needs: a request id (`x-request-id`,
 /// kept if the client sent a plain one), a tracing span per request,

@@ -8,8 +8,9 @@
 //!    lists them all) and the `healthcheck` subcommand, which asks the
 //!    service's admin listener and exits ([`crate::healthcheck`]);
 //! 2. sets up logging and the metrics recorder ([`crate::telemetry`]),
-//!    raises the open-files limit ([`crate::limits`]) and logs the
-//!    settings, passwords hidden ([`Service::log_settings`]);
+//!    describes its metrics and the kit's ([`Service::METRICS`]), raises
+//!    the open-files limit ([`crate::limits`]) and logs the settings,
+//!    passwords hidden ([`Service::log_settings`]);
 //! 3. builds the service from its settings, contacting no store yet
 //!    ([`Service::build`]);
 //! 4. binds the admin listener (health, readiness, metrics: see
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Probe;
 use crate::healthcheck::Healthcheck;
+use crate::metric::Metric;
 
 /// A long-running service of the voting app, as [`main`] starts it.
 pub trait Service: Sized + Send + 'static {
@@ -42,6 +44,9 @@ pub trait Service: Sized + Send + 'static {
     const ABOUT: &'static str;
     /// Said after the flags in `--help`, if anything.
     const AFTER_HELP: &'static str = "";
+    /// The metrics it exports besides the kit's own ([`crate::metric`]):
+    /// described at start, so `/metrics` explains every series.
+    const METRICS: &'static [Metric];
 
     /// Its settings, as flags and environment variables.
     type Settings: clap::Args + Send + 'static;
@@ -108,7 +113,7 @@ pub fn public_listener<S: Service>(public: Option<TcpListener>) -> anyhow::Resul
 }
 
 /// A service binary's whole `main`, with the services' allocator:
-/// `servicekit::main!(vote::Vote);`.
+/// `servicekit::main!(vote::AppState);`.
 ///
 /// jemalloc, with a background thread that hands memory freed after a
 /// load back to the system within seconds (settings in
@@ -229,8 +234,19 @@ pub async fn serve<S: Service>(
     admin: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    describe_metrics::<S>();
     let probe = service.probe();
     crate::admin::alongside(admin, probe, service.serve(public, shutdown)).await
+}
+
+/// Gives the recorder the help text of every metric `S` and the kit
+/// export, so `/metrics` explains each series.
+fn describe_metrics<S: Service>() {
+    // The recorder first: a description given to no recorder is lost.
+    crate::admin::metrics_handle();
+    for metric in crate::metric::kit().iter().chain(S::METRICS) {
+        metric.describe();
+    }
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

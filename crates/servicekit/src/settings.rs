@@ -3,12 +3,27 @@
 //! Every setting is a flag and an environment variable with a default that
 //! fits the compose file, so `docker compose up` needs no configuration and
 //! `--help` documents everything. Binaries flatten the groups they need.
+//! Every value is parsed here, once, when the command line is: a bad one
+//! stops the binary at start with a message naming its variable, and code
+//! further in takes the parsed value.
+//!
+//! The stores' groups are behind the features that bring their clients:
+//! [`RedisArgs`] (`redis`) and [`DatabaseArgs`] (`postgres`).
+
+#[cfg(feature = "postgres")]
+mod database_args;
+#[cfg(feature = "redis")]
+mod redis_args;
+
+#[cfg(feature = "postgres")]
+pub use database_args::{DatabaseArgs, DatabaseUrl};
+#[cfg(feature = "redis")]
+pub use redis_args::{RedisArgs, RedisUrl, SentinelList};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::Args;
 
-use crate::connect::Redis;
 use crate::http::{DEFAULT_MAX_CONNECTIONS, ServeOptions};
 use crate::origin::AllowedOrigins;
 
@@ -107,86 +122,6 @@ impl<const PORT: u16> AdminArgs<PORT> {
     }
 }
 
-/// Where Redis is: one server at `REDIS_URL`, or, with both Sentinel
-/// settings, the primary the Sentinels name (see [`crate::connect::Redis`]).
-#[derive(Args, Debug, Clone)]
-pub struct RedisArgs {
-    /// Redis URL (`redis://host:port[/db]`, `redis+unix:///path.sock`).
-    /// With Sentinels, only its database number and credentials are used.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://redis:6379",
-        hide_env_values = true
-    )]
-    pub redis_url: String,
-    /// Sentinels to ask for the Redis primary, comma-separated
-    /// `host:port` (needs REDIS_SENTINEL_MASTER). Unset: one Redis at
-    /// REDIS_URL.
-    #[arg(long, env = "REDIS_SENTINELS")]
-    pub redis_sentinels: Option<String>,
-    /// The name the Sentinels monitor the primary under (needs
-    /// REDIS_SENTINELS).
-    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
-    pub redis_sentinel_master: Option<String>,
-}
-
-impl RedisArgs {
-    /// One Redis at `url` (tests).
-    pub fn at(url: impl Into<String>) -> Self {
-        RedisArgs {
-            redis_url: url.into(),
-            redis_sentinels: None,
-            redis_sentinel_master: None,
-        }
-    }
-
-    /// The handle every connection to this Redis comes from; connects
-    /// nothing yet. A bad URL or Sentinel list, or only one of the two
-    /// Sentinel settings, is an error.
-    pub fn handle(&self) -> anyhow::Result<Redis> {
-        Redis::from_settings(
-            &self.redis_url,
-            // An empty variable (a compose file's `${REDIS_SENTINELS:-}`)
-            // means unset.
-            self.redis_sentinels
-                .as_deref()
-                .filter(|s| !s.trim().is_empty()),
-            self.redis_sentinel_master
-                .as_deref()
-                .filter(|s| !s.trim().is_empty()),
-        )
-    }
-}
-
-/// Where Postgres is.
-#[derive(Args, Debug, Clone)]
-pub struct DatabaseArgs {
-    /// Postgres URL. The password is never printed.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres:postgres@db/postgres",
-        hide_env_values = true
-    )]
-    pub database_url: String,
-}
-
-/// The two choices on the ballot: the names the pages show for `a` and
-/// `b`. (The ballot itself only ever carries `a` or `b`: see
-/// `contract::Vote`.)
-#[derive(Args, Debug, Clone)]
-pub struct BallotChoices {
-    /// Name of option `a` (not empty).
-    #[arg(long, env = "OPTION_A", default_value = "Cats",
-          value_parser = clap::builder::NonEmptyStringValueParser::new())]
-    pub option_a: String,
-    /// Name of option `b` (not empty).
-    #[arg(long, env = "OPTION_B", default_value = "Dogs",
-          value_parser = clap::builder::NonEmptyStringValueParser::new())]
-    pub option_b: String,
-}
-
 /// Which sites' pages may post votes or open the live feed, besides the
 /// request's own host (see [`crate::origin`]).
 #[derive(Args, Debug, Clone, Default)]
@@ -196,61 +131,4 @@ pub struct OriginArgs {
     /// that rewrites `Host`.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: AllowedOrigins,
-}
-
-/// Hides the password in a URL for logs: `postgres://user:***@host/db`,
-/// and a `password=` query parameter if there is one.
-pub fn redact_url(url: &str) -> String {
-    let url = redact_userinfo(url);
-    match url.find("password=") {
-        Some(i) => {
-            let start = i + "password=".len();
-            let end = url[start..].find('&').map_or(url.len(), |j| start + j);
-            format!("{}***{}", &url[..start], &url[end..])
-        }
-        None => url,
-    }
-}
-
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redact_url("postgres://postgres:secret@db/postgres"),
-            "postgres://postgres:***@db/postgres"
-        );
-        assert_eq!(
-            redact_url("redis://:pw@redis:6379/0"),
-            "redis://:***@redis:6379/0"
-        );
-        assert_eq!(redact_url("redis://redis:6379"), "redis://redis:6379");
-        assert_eq!(
-            redact_url("postgres://u@h/db?password=x"),
-            "postgres://u@h/db?password=***"
-        );
-    }
 }

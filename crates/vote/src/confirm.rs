@@ -42,11 +42,12 @@ use std::time::Duration;
 
 use contract::Ballot;
 use redis::aio::MultiplexedConnection;
-use servicekit::connect::{LOOKUP_GAP, REDIS_TIMEOUT, Redis, Suspicion, suspicion};
+use servicekit::connect::{LOOKUP_GAP, REDIS_TIMEOUT, Redis, Suspicion, never_sent, suspicion};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::push::{PushFailure, maybe_queued, worth_retrying};
+use crate::metrics;
+use crate::push::{self, PushFailure};
 
 /// Groups confirmed at once: one connection each. Four kept a replicated
 /// vote at the speed of an unreplicated one on the bench (a healthy
@@ -184,14 +185,14 @@ impl Lane {
         let Some(deadline) = group.iter().map(|job| job.deadline).min() else {
             return;
         };
-        metrics::histogram!("vote_confirm_group_size").record(group.len() as f64);
+        metrics::confirm_group(group.len());
         let ballots: Vec<Ballot> = group.iter().map(|job| job.ballot.clone()).collect();
         // Redis times a `WAIT` out on its own clock, which may tick only
         // every 100 ms on an idle server; the deadline is kept here.
-        let mut sent = false;
+        let mut tried = false;
         let outcome = tokio::time::timeout_at(
             deadline + DEADLINE_GRACE,
-            self.push_and_wait(&ballots, deadline, &mut sent),
+            self.push_and_wait(&ballots, deadline, &mut tried),
         )
         .await;
         let outcome = outcome.unwrap_or_else(|_| {
@@ -201,7 +202,7 @@ impl Lane {
                 "no confirmation from Redis within {:?}",
                 self.replication.timeout
             );
-            Err(if sent {
+            Err(if tried {
                 PushFailure::unconfirmed(cause)
             } else {
                 PushFailure::not_sent(cause)
@@ -210,32 +211,26 @@ impl Lane {
         answer(group, &outcome);
     }
 
-    /// Pushes `ballots` (once more if the first try is [`worth_retrying`])
-    /// and waits for their confirmation until `deadline`. `sent` turns true
-    /// once a push may have reached Redis.
+    /// Pushes `ballots` (once more if the first try is worth retrying: see
+    /// [`push::first_try`]) and waits for their confirmation until
+    /// `deadline`. `tried` turns true once a push may have reached Redis.
     async fn push_and_wait(
         &mut self,
         ballots: &[Ballot],
         deadline: Instant,
-        sent: &mut bool,
+        tried: &mut bool,
     ) -> Result<(), PushFailure> {
-        let pushed = match self.push(ballots, sent).await {
-            Err(first) if worth_retrying(&first) => {
-                tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing the group again");
-                self.push(ballots, sent)
-                    .await
-                    .map_err(|again| PushFailure::from_error(&again, maybe_queued(&first)))
-            }
-            pushed => pushed.map_err(|e| PushFailure::from_error(&e, false)),
-        };
-        pushed?;
+        match push::first_try(self.push(ballots, tried).await) {
+            Ok(pushed) => pushed?,
+            Err(first) => push::second_try(self.push(ballots, tried).await, &first)?,
+        }
         self.wait(deadline, ballots.len()).await
     }
 
     /// Queues `ballots` on this lane's connection.
-    async fn push(&mut self, ballots: &[Ballot], sent: &mut bool) -> redis::RedisResult<()> {
+    async fn push(&mut self, ballots: &[Ballot], tried: &mut bool) -> redis::RedisResult<()> {
         let conn = self.connection().await?;
-        *sent = true;
+        *tried = true;
         let pushed =
             tokio::time::timeout(REDIS_TIMEOUT, contract::queue::enqueue_group(conn, ballots))
                 .await
@@ -267,7 +262,7 @@ impl Lane {
         match confirmed {
             Ok(confirmed) if confirmed >= u64::from(wanted) => Ok(()),
             Ok(confirmed) => {
-                metrics::counter!("ballots_replica_ack_missing_total").increment(ballots as u64);
+                metrics::replica_acks_missing(ballots);
                 Err(PushFailure::unconfirmed(format!(
                     "the ballot is queued on the Redis primary, but only {confirmed} replica(s) \
                      confirmed it within {:?}",
@@ -329,15 +324,6 @@ fn answer(jobs: Vec<Job>, outcome: &Result<(), PushFailure>) {
         // A vote whose visitor left no longer listens; nothing to do.
         let _ = job.reply.send(outcome.clone());
     }
-}
-
-/// An error for a command never sent: a refused connection, as far as the
-/// callers' classification goes ([`servicekit::connect::was_never_sent`]).
-fn never_sent(why: String) -> redis::RedisError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::ConnectionRefused,
-        why,
-    ))
 }
 
 /// An error for a command given up on: its reply may still come, so the

@@ -15,7 +15,7 @@
 //! twice is harmless: both carry the same choice, and the later `seq` wins.
 
 use contract::Ballot;
-use servicekit::connect::{Primary, is_not_writable_primary};
+use servicekit::connect::{Sent, SharedRedis, is_not_writable_primary, sent};
 
 /// A push that failed, and whether the ballot may be queued all the same.
 #[derive(Debug, Clone)]
@@ -32,9 +32,12 @@ impl PushFailure {
     /// A push that failed with `e`; `earlier_maybe_queued` if an earlier
     /// try may have queued the ballot already.
     pub fn from_error(e: &redis::RedisError, earlier_maybe_queued: bool) -> Self {
+        let sent = sent(e);
         PushFailure {
-            maybe_queued: earlier_maybe_queued || maybe_queued(e),
-            refused: was_refused(e) && !is_not_writable_primary(e),
+            maybe_queued: earlier_maybe_queued || sent == Sent::Maybe,
+            // A node that does not take writes now is an outage, not a
+            // refusal: it passes with the failover.
+            refused: sent == Sent::Refused && !is_not_writable_primary(e),
             cause: e.to_string(),
         }
     }
@@ -68,34 +71,33 @@ pub fn worth_retrying(e: &redis::RedisError) -> bool {
 
 /// Pushes one ballot on `conn` (the shared connection), once more if the
 /// first try is [`worth_retrying`].
-pub async fn push_retrying_once(conn: &Primary, ballot: &Ballot) -> Result<u64, PushFailure> {
+pub async fn push_retrying_once(conn: &SharedRedis, ballot: &Ballot) -> Result<u64, PushFailure> {
     let mut conn = conn.clone();
-    match contract::queue::enqueue(&mut conn, ballot).await {
-        Err(first) if worth_retrying(&first) => {
-            tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing again");
-            contract::queue::enqueue(&mut conn, ballot)
-                .await
-                .map_err(|again| PushFailure::from_error(&again, maybe_queued(&first)))
-        }
-        pushed => pushed.map_err(|e| PushFailure::from_error(&e, false)),
+    match first_try(contract::queue::enqueue(&mut conn, ballot).await) {
+        Ok(outcome) => outcome,
+        Err(first) => second_try(contract::queue::enqueue(&mut conn, ballot).await, &first),
     }
 }
 
-/// Whether a push that failed with `e` may still have queued its ballot.
-/// Not if it never reached Redis, nor if Redis answered with an error: the
-/// enqueue script pushes as its last step, so a script that failed pushed
-/// nothing. Anything else (a timeout, a connection lost mid-command) leaves
-/// it open.
-pub fn maybe_queued(e: &redis::RedisError) -> bool {
-    !(was_refused(e) || servicekit::connect::was_never_sent(e))
+/// The outcome of a first push, or — as `Err` — the error to push once
+/// more after (see [`worth_retrying`]; then [`second_try`]).
+pub fn first_try<T>(
+    pushed: redis::RedisResult<T>,
+) -> Result<Result<T, PushFailure>, redis::RedisError> {
+    match pushed {
+        Err(first) if worth_retrying(&first) => {
+            tracing::debug!(error = %first, "Redis connection dropped or not the primary; pushing again");
+            Err(first)
+        }
+        pushed => Ok(pushed.map_err(|e| PushFailure::from_error(&e, false))),
+    }
 }
 
-/// Whether Redis answered the push with an error (it ran and refused it,
-/// e.g. [`contract::queue::is_bad_counter`]). Error codes redis-rs does not
-/// know, such as the enqueue script's own `BADSEQ`, are `Extension`s.
-fn was_refused(e: &redis::RedisError) -> bool {
-    matches!(
-        e.kind(),
-        redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-    )
+/// The outcome of the push sent again after `first` failed: a failure
+/// says whether either try may have queued the ballot.
+pub fn second_try<T>(
+    pushed: redis::RedisResult<T>,
+    first: &redis::RedisError,
+) -> Result<T, PushFailure> {
+    pushed.map_err(|again| PushFailure::from_error(&again, sent(first) == Sent::Maybe))
 }

@@ -190,7 +190,7 @@ mod tests {
             voter_cookie(&id),
             build(VOTER_COOKIE, id.as_str().to_owned(), MAX_AGE)
         );
-        for vote in [Vote::A, Vote::B] {
+        for vote in Vote::ALL {
             assert_eq!(
                 choice_cookie(vote),
                 build(CHOICE_COOKIE, vote.as_str().to_owned(), MAX_AGE)

@@ -19,9 +19,9 @@
 
 use std::time::Duration;
 
+use contract::BallotChoices;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
 use servicekit::http::ServeOptions;
-use servicekit::settings::BallotChoices;
 use testkit::abuse::{Case, Entry, HttpCase, Layer, check_catalogue, play_http, still_answers};
 
 #[path = "abuse/cases.rs"]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use servicekit::settings::BallotChoices;
+use contract::BallotChoices;
 use testkit::browser::Browser;
 use testkit::browser::thirtyfour::prelude::*;
 

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use contract::Ballot;
+use contract::BallotChoices;
 use contract::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, SET_COOKIE};
-use servicekit::settings::{BallotChoices, RedisArgs};
+use servicekit::settings::RedisArgs;
 use testkit::{RedisHa, RedisHaOptions};
 use tokio::time::Instant;
 
@@ -31,16 +32,14 @@ async fn spawn_vote_waiting(
     min_replicas_ack: u32,
     ack_timeout: Duration,
 ) -> testkit::Served<anyhow::Error> {
-    let redis = RedisArgs {
-        redis_url: "redis://unused/0".into(),
-        redis_sentinels: Some(ha.sentinels_env()),
-        redis_sentinel_master: Some(ha.master_name().to_owned()),
-    };
+    let redis =
+        RedisArgs::through_sentinels(&ha.sentinels_env(), ha.master_name(), "redis://unused/0")
+            .unwrap();
     let choices = BallotChoices {
         option_a: "Cats".into(),
         option_b: "Dogs".into(),
     };
-    let redis = redis.handle().unwrap();
+    let redis = servicekit::connect::Redis::new(&redis);
     let replication = vote::confirm::Replication {
         replicas: min_replicas_ack,
         timeout: ack_timeout,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use contract::BallotChoices;
 use contract::queue::QUEUE_KEY;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
-use servicekit::settings::BallotChoices;
 
 /// A vote service running in this process, as its binary runs it: its
 /// page on a free port, its admin listener on another.

@@ -52,7 +52,7 @@ use std::time::Duration;
 use contract::SeqWindow;
 use contract::ballot::MAX_BALLOT_BYTES;
 use contract::queue::{QUEUE_KEY, SEQ_KEY};
-use servicekit::connect::{Primary, Redis};
+use servicekit::connect::{Redis, SharedRedis};
 
 use crate::dead_letter::{DEFAULT_KEPT, DeadLetter};
 use scripts::Scripts;
@@ -154,7 +154,7 @@ pub struct Consumer {
     processing: String,
     heartbeat: String,
     /// Fails fast (1 s) and reconnects after errors.
-    redis: Primary,
+    redis: SharedRedis,
     scripts: Arc<Scripts>,
     /// How many dead letters `votes:dead` keeps.
     dead_letters_kept: u32,
@@ -167,7 +167,7 @@ impl Consumer {
             id: id.to_owned(),
             processing: processing_key(id),
             heartbeat: heartbeat_key(id),
-            redis: redis.manager()?,
+            redis: redis.shared()?,
             scripts: Arc::new(Scripts::new()),
             dead_letters_kept: DEFAULT_KEPT,
         })
@@ -180,7 +180,7 @@ impl Consumer {
     }
 
     /// The connection for short commands (health checks share it).
-    pub fn manager(&self) -> &Primary {
+    pub fn shared(&self) -> &SharedRedis {
         &self.redis
     }
 

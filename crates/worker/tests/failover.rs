@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use contract::queue::QUEUE_KEY;
 use contract::{Ballot, Vote, VoterId};
-use servicekit::connect::Primary;
+use servicekit::connect::{Redis, SharedRedis};
 use servicekit::settings::{AdminArgs, DatabaseArgs, RedisArgs};
 use sqlx::{PgPool, Postgres, Transaction};
 use testkit::{PostgresHa, PostgresHaOptions, RedisHa, RedisHaOptions};
@@ -68,7 +68,7 @@ fn expected(rounds: usize) -> BTreeMap<String, String> {
 /// Queues round `round` as vote does with `REDIS_MIN_REPLICAS_ACK=1`: each
 /// voter's first choice, then their final one, each retried until a
 /// replica confirmed it (through a failover, too).
-async fn vote_round(redis: &Primary, round: usize) {
+async fn vote_round(redis: &SharedRedis, round: usize) {
     for i in 0..VOTERS {
         for vote in [other(choice(i)), choice(i)] {
             let ballot = Ballot::new(voter(round, i), vote);
@@ -137,7 +137,7 @@ async fn assert_final_choices(pool: &PgPool) {
 }
 
 /// Ballots queued and claimed (not yet acknowledged) on the primary.
-async fn pending(redis: &Primary) -> Option<(u64, u64)> {
+async fn pending(redis: &SharedRedis) -> Option<(u64, u64)> {
     let mut conn = redis.clone();
     let queued: u64 = redis::cmd("LLEN")
         .arg(QUEUE_KEY)
@@ -167,7 +167,7 @@ async fn hold_writes(url: &str) -> Transaction<'static, Postgres> {
 
 /// Waits until the worker has a batch claimed and its commit waits for
 /// the lock of [`hold_writes`]; returns what was queued and claimed.
-async fn wait_for_a_blocked_commit(redis: &Primary, pool: &PgPool) -> (u64, u64) {
+async fn wait_for_a_blocked_commit(redis: &SharedRedis, pool: &PgPool) -> (u64, u64) {
     testkit::eventually(
         "the worker's commit waiting on the lock",
         DEADLINE,
@@ -198,17 +198,16 @@ async fn through_a_redis_and_a_postgres_failover_every_voter_ends_with_their_lat
         PostgresHa::start(PostgresHaOptions::default())
     );
     let (mut redis_ha, mut postgres_ha) = (redis_ha.unwrap(), postgres_ha.unwrap());
-    let redis_args = RedisArgs {
-        redis_url: "redis://unused/0".into(),
-        redis_sentinels: Some(redis_ha.sentinels_env()),
-        redis_sentinel_master: Some(redis_ha.master_name().to_owned()),
-    };
+    let redis_args = RedisArgs::through_sentinels(
+        &redis_ha.sentinels_env(),
+        redis_ha.master_name(),
+        "redis://unused/0",
+    )
+    .unwrap();
     let database_url = postgres_ha.url("postgres");
     let settings = worker::Settings {
         redis: redis_args.clone(),
-        database: DatabaseArgs {
-            database_url: database_url.clone(),
-        },
+        database: DatabaseArgs::at(&database_url).unwrap(),
         worker_id: Some(WORKER_ID.into()),
         batch_size: 50,
         block_seconds: 0.2,
@@ -222,7 +221,7 @@ async fn through_a_redis_and_a_postgres_failover_every_voter_ends_with_their_lat
         .await
         .unwrap();
     let worker = tokio::spawn(worker::serve(admin, settings, shutdown.clone()));
-    let producer = redis_args.handle().unwrap().manager().unwrap();
+    let producer = Redis::new(&redis_args).shared().unwrap();
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(2))

@@ -27,7 +27,7 @@ pub async fn result_service(
     ])
     .unwrap()
     .settings;
-    let state = result::AppState::new(&settings).unwrap();
+    let state = result::AppState::new(&settings);
     testkit::Served::start_with_admin_on(settings.http.addr(), |public, admin, shutdown| {
         servicekit::launch::serve(state, Some(public), admin, shutdown)
     })

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use contract::BallotChoices;
 use contract::Tally;
 use futures_util::{SinkExt, StreamExt};
-use servicekit::settings::{AdminArgs, BallotChoices, DatabaseArgs, HttpArgs};
+use servicekit::settings::{AdminArgs, DatabaseArgs, HttpArgs};
 use sqlx::PgPool;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,9 +25,7 @@ pub fn settings(database_url: &str) -> result::Settings {
             bind_address: "127.0.0.1".parse().unwrap(),
             connections: Default::default(),
         },
-        database: DatabaseArgs {
-            database_url: database_url.to_owned(),
-        },
+        database: DatabaseArgs::at(database_url).unwrap(),
         choices: BallotChoices {
             option_a: "Cats".to_owned(),
             option_b: "Dogs".to_owned(),
@@ -65,7 +64,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(settings: result::Settings) -> Self {
-        let state = result::AppState::new(&settings).unwrap();
+        let state = result::AppState::new(&settings);
         let served = testkit::Served::start_with_admin_on(settings.http.addr(), {
             let state = state.clone();
             |public, admin, shutdown| {

@@ -2,14 +2,11 @@
 //! out, done in one pass.
 //!
 //! It keeps or makes the request id, adds the security headers, and counts
-//! the request in the metrics. These were three axum middlewares
-//! (`map_request`, `map_response`, `from_fn`) and tower-http's two
-//! request-id layers; each middleware boxed its own future and cloned the
-//! boxed route behind it on every request, and the request id took a
-//! `getrandom` system call. Measured with `scripts/profile-vote.sh`, that
-//! stack was about a third of vote's CPU per POST (docs/profile.md). Here
-//! it is one layer, one boxed future, a counter for the request id and
-//! metric handles looked up once per route, method and status.
+//! the request in the metrics, as one layer with one boxed future: a
+//! request id from a counter (no system call), and metric handles looked up
+//! once per route, method and status. Separate middlewares would each box
+//! a future and clone the route behind it on every request; vote's CPU per
+//! POST is measured with `scripts/profile-vote.sh` (see docs/profile.md).
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
@@ -205,13 +202,12 @@ impl RouteMetrics {
             return;
         }
         let requests = metrics::counter!(
-            "http_requests_total",
+            crate::metric::HTTP_REQUESTS.name,
             "route" => route.to_owned(),
             "method" => method,
             "status" => status.to_string()
         );
-        let duration =
-            metrics::histogram!("http_request_duration_seconds", "route" => route.to_owned());
+        let duration = metrics::histogram!(crate::metric::HTTP_REQUEST_DURATION.name, "route" => route.to_owned());
         requests.increment(1);
         duration.record(started.elapsed().as_secs_f64());
         handles.push(Handles {

@@ -3,6 +3,8 @@
 //! never seen half done by another worker. Their keys and arguments are
 //! listed above each; the module doc of [`super`] says what they are for.
 
+use contract::queue::SEQ_COUNTER_LUA;
+
 /// Shared by both claim scripts (ARGV[2] the entry limit, ARGV[3] the
 /// [`OVERSIZED_MARK`](super::OVERSIZED_MARK)): an entry within the limit as it is, a larger one as
 /// its stand-in.
@@ -108,15 +110,13 @@ return 1
 /// KEYS[1] seq counter; ARGV[1] a floor (an accepted seq), ARGV[2] the
 /// highest accepted seq. Raises the counter to the floor. Returns 1 if it
 /// did, 0 if the counter was at or above the floor, -1 if the counter is
-/// not an integer inside the window (left alone). Both arguments are below
-/// 2^53, so comparing them as Lua doubles is exact; a counter beyond that
-/// becomes a double that is still above the window.
+/// not an integer inside the window (left alone). Runs after
+/// [`SEQ_COUNTER_LUA`], which judges the counter as the enqueue script
+/// does.
 const RAISE_SEQ_LUA: &str = r#"
-local held = redis.call('GET', KEYS[1])
-if held and (not string.match(held, '^%-?%d+$') or tonumber(held) > tonumber(ARGV[2])) then
-  return -1
-end
-if tonumber(held or '0') < tonumber(ARGV[1]) then
+local held = held_seq(KEYS[1], tonumber(ARGV[2]))
+if not held then return -1 end
+if held < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
   return 1
 end
@@ -141,7 +141,7 @@ impl Scripts {
             ack: redis::Script::new(ACK_LUA),
             recover: redis::Script::new(RECOVER_LUA),
             deregister: redis::Script::new(DEREGISTER_LUA),
-            raise_seq: redis::Script::new(RAISE_SEQ_LUA),
+            raise_seq: redis::Script::new(&format!("{SEQ_COUNTER_LUA}{RAISE_SEQ_LUA}")),
         }
     }
 }

@@ -55,10 +55,8 @@ impl Env {
     /// Settings for a worker with id `id` on this environment.
     pub fn settings(&self, id: &str) -> worker::Settings {
         worker::Settings {
-            redis: RedisArgs::at(self.redis_url.clone()),
-            database: DatabaseArgs {
-                database_url: self.db_url.clone(),
-            },
+            redis: RedisArgs::at(&self.redis_url).unwrap(),
+            database: DatabaseArgs::at(&self.db_url).unwrap(),
             worker_id: Some(id.to_owned()),
             batch_size: 1000,
             block_seconds: 0.2,
