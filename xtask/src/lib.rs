@@ -16,8 +16,8 @@
 //!
 //! Must not be depended on by anything but itself: it is tooling. It may
 //! use every crate of the workspace (it starts the real services) and the
-//! test harness's browser and replicated stores; the throwaway single
-//! stores come from `localstores`.
+//! test harness's browser, replicated stores and `/metrics` reader; the
+//! throwaway single stores come from `localstores`.
 
 pub mod chaos;
 pub mod ha;

@@ -8,8 +8,8 @@ use std::process::Child;
 use anyhow::{Context, bail};
 
 use crate::process::{
-    READY_TIMEOUT, as_postgres_user, chown_to_postgres, find_postgres_binary, is_root, launch,
-    scratch_dir, stop_child,
+    READY_TIMEOUT, as_postgres_user, chown_to_postgres, find_postgres_binary, is_root, kill_child,
+    launch, scratch_dir, stop_child,
 };
 
 /// Settings for [`PostgresServer::start`].
@@ -117,10 +117,7 @@ impl PostgresServer {
     /// Kills the postmaster outright (SIGKILL), like a crash. Its backends
     /// notice and exit; the next start runs crash recovery.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 

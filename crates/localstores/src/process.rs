@@ -1,6 +1,7 @@
 //! Starting a server process of our own and knowing when it is ready:
 //! the launcher thread every server is forked from, readiness read from
-//! the server's log, scratch directories and finding binaries.
+//! the server's log, signalling and stopping it, scratch directories and
+//! finding binaries.
 //!
 //! Processes are started through `setpriv --pdeathsig=TERM` from one
 //! long-lived launcher thread, so they die with the process that started
@@ -23,11 +24,30 @@ use anyhow::{Context, bail};
 /// How long a server may take to report that it is ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub(crate) fn stop_child(child: &mut Option<Child>, signal: &str) {
+/// Sends `signal` (`TERM`, `INT`, `STOP`, …) to `pid` with `kill`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed: {status}");
+    Ok(())
+}
+
+/// Sends `signal` to a server we started and waits until it has exited.
+pub fn stop_child(child: &mut Option<Child>, signal: &str) {
     if let Some(mut child) = child.take() {
-        let _ = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status();
+        let _ = self::signal(child.id(), signal);
+        let _ = child.wait();
+    }
+}
+
+/// SIGKILLs a server we started, like a crash, and waits until it has
+/// exited.
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
         let _ = child.wait();
     }
 }
@@ -194,14 +214,26 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A command that runs `binary` and dies with this process
+/// (`setpriv --pdeathsig=TERM`), for [`launch`].
+pub fn server_command(binary: &Path) -> Command {
+    setpriv(&[], binary)
+}
+
 /// A command that runs `binary` as the `postgres` account when we are
 /// root, and dies with this process either way.
 pub fn as_postgres_user(binary: &Path) -> Command {
+    let account: &[&str] = if is_root() {
+        &["--reuid=postgres", "--regid=postgres", "--init-groups"]
+    } else {
+        &[]
+    };
+    setpriv(account, binary)
+}
+
+fn setpriv(options: &[&str], binary: &Path) -> Command {
     let mut cmd = Command::new("setpriv");
-    if is_root() {
-        cmd.args(["--reuid=postgres", "--regid=postgres", "--init-groups"]);
-    }
-    cmd.arg("--pdeathsig=TERM").arg(binary);
+    cmd.args(options).arg("--pdeathsig=TERM").arg(binary);
     cmd
 }
 

@@ -2,9 +2,11 @@
 //! (and a loopback TCP port when asked), ready when it logs so.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 
-use crate::process::{READY_TIMEOUT, find_binary, launch, scratch_dir, stop_child};
+use crate::process::{
+    READY_TIMEOUT, find_binary, kill_child, launch, scratch_dir, server_command, stop_child,
+};
 
 /// Settings for [`RedisServer::start`].
 #[derive(Debug, Clone, Default)]
@@ -55,8 +57,7 @@ impl RedisServer {
     /// on the same socket and data directory.
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         let binary = find_binary("redis-server", "redis-server")?;
-        let mut cmd = Command::new("setpriv");
-        cmd.arg("--pdeathsig=TERM").arg(binary);
+        let mut cmd = server_command(&binary);
         cmd.args(["--port", &self.options.tcp_port.unwrap_or(0).to_string()]);
         cmd.args(["--bind", "127.0.0.1"]);
         cmd.arg("--unixsocket").arg(self.socket());
@@ -87,10 +88,7 @@ impl RedisServer {
 
     /// Kills the server outright (SIGKILL), like a crash.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The hermetic test harness: real Redis and real Postgres for every test,
-//! with nothing to set up by hand. Test code only: no service and no
-//! command depends on it (xtask's screenshots borrow its browser).
+//! with nothing to set up by hand. Test code, and tooling: no service
+//! depends on it; `xtask` borrows its browser (screenshots), its replicated
+//! stores (`up --ha`, `chaos --ha`) and its `/metrics` reader
+//! (`abuse-memory`).
 //!
 //! - [`redis`] gives a test its own, empty Redis logical database.
 //! - [`postgres`] (the `postgres` feature) gives a test its own, empty
@@ -38,8 +40,8 @@
 //! Chromium for tests of what a page does in a real browser.
 //!
 //! Must not depend on: a service's crate (the services' tests depend on
-//! the harness, never the reverse), and nothing but tests and `xtask`'s
-//! screenshots may depend on it.
+//! the harness, never the reverse), and nothing but tests and `xtask` may
+//! depend on it.
 
 pub mod abuse;
 #[cfg(feature = "browser")]

@@ -34,8 +34,11 @@
 //! 3.23 s; Postgres with `ttl` 4 took 4.46 s (20 kills), with 5, 5.39 s
 //! (10 kills) — writes, at the median.
 //!
-#[cfg(feature = "postgres")]
-mod haproxy;
+//! Each topology is a folder of files, one job each (options, what each
+//! process is told, starting processes, reading the topology's state,
+//! faults); this module holds what both share: free ports, and the bounded
+//! poll every wait uses.
+
 #[cfg(feature = "postgres")]
 mod postgres;
 mod redis;
@@ -44,11 +47,13 @@ mod redis;
 pub use postgres::{PostgresHa, PostgresHaOptions};
 pub use redis::{RedisHa, RedisHaOptions};
 
-#[cfg(feature = "postgres")]
-use std::path::Path;
-#[cfg(feature = "postgres")]
-use std::process::Command;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+/// `port` on 127.0.0.1, where every process of a topology listens.
+pub(crate) fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
 
 pub(crate) use localstores::free_ports;
 
@@ -76,68 +81,5 @@ where
             anyhow::bail!("timed out after {deadline:?} waiting for {what}; last: {last}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(feature = "postgres")]
-/// Sends `signal` (e.g. `KILL`, `INT`) to `pid`.
-pub(crate) fn signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status();
-}
-
-#[cfg(feature = "postgres")]
-/// Whether `pid` is a live process (a zombie counts as gone).
-pub(crate) fn is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
-#[cfg(feature = "postgres")]
-/// Whether `pid` runs a command line mentioning `path`: guards against
-/// signalling a recycled pid read from a stale pid file.
-pub(crate) fn runs_with(pid: u32, path: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let needle = path.as_os_str().as_encoded_bytes();
-    cmdline.windows(needle.len()).any(|w| w == needle)
-}
-
-#[cfg(feature = "postgres")]
-/// Blocks until `pid` has exited, for at most `deadline`; then kills it.
-/// For processes that are not our children (Postgres daemonises away from
-/// Patroni), which we cannot `wait` for.
-pub(crate) fn wait_gone_or_kill(pid: u32, deadline: Duration) {
-    let started = std::time::Instant::now();
-    while is_running(pid) {
-        if started.elapsed() >= deadline {
-            signal(pid, "KILL");
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[cfg(feature = "postgres")]
-    #[test]
-    fn this_process_is_running_and_a_pid_past_pid_max_is_not() {
-        assert!(is_running(std::process::id()));
-        assert!(!is_running(u32::MAX));
-        let exe = std::env::current_exe().unwrap();
-        assert!(runs_with(std::process::id(), &exe));
-        assert!(!runs_with(std::process::id(), Path::new("/no/such/dir")));
     }
 }
