@@ -280,17 +280,24 @@ fn the_images_default_to_the_admin_port_and_check_health_through_it() {
 
 #[test]
 fn the_container_proof_scrapes_each_admin_port() {
-    let proof = read("scripts/docker-proof.sh");
+    // Step 5 of scripts/docker-proof.sh scrapes the voting app's services
+    // from back-tier, step 6 the hit counter from its project's network.
+    let compose = "scripts/proof/5-compose.sh";
+    let hits = "scripts/proof/6-hits.sh";
     let scrapes = [
-        (VOTE, format!("vote:{}:", VOTE.admin_port)),
-        (RESULT, format!("result:{}:", RESULT.admin_port)),
-        (WORKER, format!("worker:{}:", WORKER.admin_port)),
-        (HITS, format!("\"$hits_app\" {} /metrics", HITS.admin_port)),
+        (VOTE, compose, format!("vote:{}:", VOTE.admin_port)),
+        (RESULT, compose, format!("result:{}:", RESULT.admin_port)),
+        (WORKER, compose, format!("worker:{}:", WORKER.admin_port)),
+        (
+            HITS,
+            hits,
+            format!("\"$hits_app\" {} /metrics", HITS.admin_port),
+        ),
     ];
-    for (service, scrape) in scrapes {
+    for (service, step, scrape) in scrapes {
         assert!(
-            proof.contains(&scrape),
-            "scripts/docker-proof.sh does not scrape {}'s admin port ({scrape})",
+            read(step).contains(&scrape),
+            "{step} does not scrape {}'s admin port ({scrape})",
             service.name
         );
     }
