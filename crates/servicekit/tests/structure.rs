@@ -25,7 +25,12 @@ fn modules() -> BTreeMap<String, String> {
     let mut modules = BTreeMap::<String, String>::new();
     for file in rust_files(&src) {
         let relative = file.strip_prefix(&src).unwrap();
-        let top = relative.components().next().unwrap().as_os_str().to_string_lossy();
+        let top = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let name = top.trim_end_matches(".rs").to_owned();
         if name == "lib" {
             continue;
@@ -92,7 +97,10 @@ fn the_modules_import_each_other_in_layers_with_no_circle() {
         .collect();
     for (name, uses) in &graph {
         for used in uses {
-            assert!(modules.contains_key(used), "{name} imports crate::{used}, not a module");
+            assert!(
+                modules.contains_key(used),
+                "{name} imports crate::{used}, not a module"
+            );
         }
     }
     assert!(
@@ -110,7 +118,10 @@ fn the_circle_check_sees_a_circle() {
         ("c".to_owned(), BTreeSet::from(["a".to_owned()])),
     ]);
     assert_eq!(circle(&graph).unwrap(), ["a", "b", "c", "a"]);
-    assert_eq!(imports("use crate::connect::Redis; crate::x", "x"), BTreeSet::from(["connect".to_owned()]));
+    assert_eq!(
+        imports("use crate::connect::Redis; crate::x", "x"),
+        BTreeSet::from(["connect".to_owned()])
+    );
 }
 
 #[test]
@@ -119,11 +130,21 @@ fn no_type_of_the_kit_names_a_ballot() {
     for (module, source) in modules() {
         for line in source.lines() {
             let line = line.trim_start();
-            let declares = ["pub struct ", "pub enum ", "pub type ", "pub trait ", "struct ", "enum "]
-                .iter()
-                .find_map(|kw| line.strip_prefix(kw));
+            let declares = [
+                "pub struct ",
+                "pub enum ",
+                "pub type ",
+                "pub trait ",
+                "struct ",
+                "enum ",
+            ]
+            .iter()
+            .find_map(|kw| line.strip_prefix(kw));
             let Some(rest) = declares else { continue };
-            let name = rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap();
+            let name = rest
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .next()
+                .unwrap();
             let lower = name.to_lowercase();
             assert!(
                 !ballot_words.iter().any(|w| lower.contains(w)),
