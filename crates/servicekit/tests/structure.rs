@@ -1,6 +1,7 @@
 //! servicekit's shape, read from its source: its modules import one
 //! another in layers (no circle, so each can be read knowing only the ones
 //! below it), and it is plumbing only — no type of its own names a ballot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
