@@ -243,7 +243,7 @@ pub async fn serve<S: Service>(
 /// export, so `/metrics` explains each series.
 fn describe_metrics<S: Service>() {
     // The recorder first: a description given to no recorder is lost.
-    crate::admin::metrics_handle();
+    crate::metric::metrics_handle();
     for metric in crate::metric::kit().iter().chain(S::METRICS) {
         metric.describe();
     }

@@ -27,7 +27,7 @@ pub fn init() {
     // Metrics recorded before the recorder exists are lost for good, and
     // tasks start before the router that serves `/metrics` is built. After
     // the subscriber, so a failure to start its upkeep is logged.
-    crate::admin::metrics_handle();
+    crate::metric::metrics_handle();
 }
 
 /// Runs `f` with a subscriber that keeps the INFO and higher events it

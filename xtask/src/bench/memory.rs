@@ -65,7 +65,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Before and after a growth phase: also long enough for the metrics
 /// upkeep to have folded the phase's histogram samples.
 const GROWTH_SETTLE: Duration =
-    Duration::from_secs(servicekit::admin::METRICS_UPKEEP_INTERVAL.as_secs() + 2);
+    Duration::from_secs(servicekit::metric::METRICS_UPKEEP_INTERVAL.as_secs() + 2);
 /// Request-head bytes sent by the connections of the worst-case burst: just
 /// under the server's 16 KiB limit.
 const LONG_HEAD_BYTES: usize = 15 * 1024;
