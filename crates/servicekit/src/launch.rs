@@ -218,7 +218,7 @@ pub async fn run<S: Service>(
     let admin = bind(listeners.admin).await?;
     tracing::info!(
         addr = %admin.local_addr().unwrap_or(listeners.admin),
-        "{} admin listener (/healthz, /readyz, /metrics)",
+        "{} admin listener (/healthz, /servingz, /readyz, /metrics)",
         S::NAME
     );
     let public = match listeners.public {
