@@ -79,7 +79,7 @@ fn worker_settings(redis_url: &str, db_url: &str) -> worker::Settings {
 /// Posts a vote for voter `n`; returns the status.
 async fn post(http: &reqwest::Client, url: &str, n: u64) -> (String, &'static str, u16) {
     let voter = format!("{n:016x}");
-    let choice = if n % 3 == 0 { "b" } else { "a" };
+    let choice = if n.is_multiple_of(3) { "b" } else { "a" };
     let status = http
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
