@@ -13,7 +13,11 @@
 # The rest is on the command line, the same on every start: AOF fsynced
 # every second; writes refused unless MIN_REPLICAS_TO_WRITE replicas
 # acknowledged within MIN_REPLICAS_MAX_LAG seconds, so an isolated old
-# primary cannot accept ballots that a failover would drop.
+# primary cannot accept ballots that a failover would drop; and at most
+# REDIS_MAXMEMORY (128mb) of data with `noeviction`, so a stalled worker
+# fills the queue until the primary refuses ballots (vote answers its 503
+# page) rather than growing without bound. Replicas ignore their own limit
+# (replica-ignore-maxmemory) and follow the primary.
 #
 # A node that was the primary when it stopped (its file names no primary to
 # replicate) waits PRIMARY_RESTART_DELAY seconds (10) before it starts:
@@ -42,6 +46,7 @@ fi
 # the image's entrypoint hands /data to the redis user and drops root
 exec docker-entrypoint.sh redis-server "$conf" \
 	--appendonly yes --appendfsync everysec \
+	--maxmemory "${REDIS_MAXMEMORY:-128mb}" --maxmemory-policy noeviction \
 	--repl-diskless-sync-delay 0 \
 	--min-replicas-to-write "${MIN_REPLICAS_TO_WRITE:-1}" \
 	--min-replicas-max-lag "${MIN_REPLICAS_MAX_LAG:-2}"

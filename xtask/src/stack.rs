@@ -270,6 +270,9 @@ impl Stack {
             ("RUST_LOG", options.log_level.clone()),
             ("BIND_ADDRESS", bind.to_string()),
             ("ADMIN_BIND_ADDRESS", bind.to_string()),
+            // No load balancer to leave: stop at once, not after the drain
+            // delay meant for orchestrators.
+            ("SHUTDOWN_DELAY_SECONDS", "0".to_owned()),
         ];
         // Its own process group: a Ctrl-C meant for xtask must not stop
         // it out of order. SIGTERM when the thread that spawns it ends

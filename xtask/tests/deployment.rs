@@ -130,7 +130,10 @@ fn k8s_probes_and_scrape_annotations_use_each_services_admin_port() {
         if let Some(set) = k8s_env(container, "ADMIN_PORT") {
             assert_eq!(set, port, "{path}: ADMIN_PORT");
         }
-        for (probe, endpoint) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        for (probe, endpoint) in [
+            ("readinessProbe", "/servingz"),
+            ("livenessProbe", "/healthz"),
+        ] {
             let get = &container[probe]["httpGet"];
             assert_eq!(get["path"].as_str(), Some(endpoint), "{path}: {probe} path");
             let target = text(&get["port"]);

@@ -71,6 +71,7 @@ impl Service for AppState {
         tracing::info!(
             max_connections = s.http.connections.max_connections,
             max_connections_per_address = s.http.connections.max_connections_per_address,
+            shutdown_delay_seconds = s.http.shutdown_delay_seconds,
             database_url = %s.database.database_url,
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
@@ -89,6 +90,10 @@ impl Service for AppState {
 
     fn probe(&self) -> Probe {
         Probe::nothing().postgres(self.pool.clone())
+    }
+
+    fn shutdown_delay(settings: &Settings) -> std::time::Duration {
+        settings.http.shutdown_delay()
     }
 
     async fn serve(

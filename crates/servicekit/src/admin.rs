@@ -5,9 +5,16 @@
 //! [`AdminArgs`](crate::settings::AdminArgs)), for probes and Prometheus:
 //!
 //! - `GET /healthz` — the process is alive and serving: always 200.
+//! - `GET /servingz` — send me traffic: 200 while the process serves and
+//!   is not draining, 503 from the stop signal on (see
+//!   [`crate::shutdown`]). It asks no store: an orchestrator's readiness
+//!   probe asks this, so a Redis or Postgres outage does not take every
+//!   replica out of its Service at once (vote's page and result's page
+//!   still render, and a vote is answered with a clear 503 page).
 //! - `GET /readyz` — the stores this service needs answer: 200, or 503
 //!   naming what is down and why (addresses and errors included: this
-//!   port is for operators).
+//!   port is for operators). For people, alerts and the `healthcheck`
+//!   subcommand, not for routing.
 //! - `GET /metrics` — Prometheus text format.
 //!
 //! The public listener of a web service answers `/healthz` and `/readyz`
@@ -31,9 +38,11 @@ use tokio_util::sync::CancellationToken;
 use crate::http::ServeOptions;
 use crate::metric::metrics_handle;
 
-/// What `/readyz` checks: whichever stores the service uses.
+/// What the probes check: for `/readyz`, whichever stores the service
+/// uses; for `/servingz`, whether the service is draining.
 #[derive(Clone, Default)]
 pub struct Probe {
+    draining: Option<CancellationToken>,
     #[cfg(feature = "redis")]
     redis: Option<crate::connect::SharedRedis>,
     #[cfg(feature = "postgres")]
@@ -58,6 +67,19 @@ impl Probe {
     pub fn postgres(mut self, pool: sqlx::PgPool) -> Self {
         self.postgres = Some(pool);
         self
+    }
+
+    /// Also answers "draining" on `/servingz` once `draining` fires.
+    pub fn draining(mut self, draining: CancellationToken) -> Self {
+        self.draining = Some(draining);
+        self
+    }
+
+    /// Whether the service has begun to stop and wants no new clients.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
     }
 
     /// `Ok` when every configured store answers; otherwise what failed.
@@ -94,12 +116,13 @@ impl Probe {
     }
 }
 
-/// The admin listener's router: `/healthz`, `/readyz` with the reason
-/// when not ready, and `/metrics`.
+/// The admin listener's router: `/healthz`, `/servingz`, `/readyz` with
+/// the reason when not ready, and `/metrics`.
 pub fn router(probe: Probe) -> Router {
     let handle = metrics_handle();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/servingz", get(servingz).with_state(probe.clone()))
         .route("/readyz", get(readyz_with_reason).with_state(probe))
         .route(
             "/metrics",
@@ -119,6 +142,14 @@ where
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz).with_state(probe))
+}
+
+async fn servingz(State(probe): State<Probe>) -> impl IntoResponse {
+    if probe.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (StatusCode::OK, "serving\n")
+    }
 }
 
 async fn readyz(State(probe): State<Probe>) -> impl IntoResponse {
@@ -208,6 +239,11 @@ mod tests {
         assert!(why.starts_with("not ready: redis: "), "{why}");
         assert_eq!(get(admin_addr, "/metrics").await.0, 200);
         assert_eq!(get(admin_addr, "/healthz").await, (200, "ok\n".to_owned()));
+        // Routing readiness asks no store.
+        assert_eq!(
+            get(admin_addr, "/servingz").await,
+            (200, "serving\n".to_owned())
+        );
 
         assert_eq!(
             get(public_addr, "/readyz").await,
@@ -215,5 +251,20 @@ mod tests {
         );
         assert_eq!(get(public_addr, "/healthz").await.0, 200);
         assert_eq!(get(public_addr, "/metrics").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn servingz_turns_503_when_draining_begins_and_nothing_else_changes() {
+        let draining = CancellationToken::new();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = admin.local_addr().unwrap();
+        let probe = Probe::nothing().draining(draining.clone());
+        tokio::spawn(serve(admin, probe, CancellationToken::new()));
+
+        assert_eq!(get(addr, "/servingz").await, (200, "serving\n".to_owned()));
+        draining.cancel();
+        assert_eq!(get(addr, "/servingz").await, (503, "draining\n".to_owned()));
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        assert_eq!(get(addr, "/readyz").await.0, 200);
     }
 }

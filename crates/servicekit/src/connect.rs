@@ -35,7 +35,9 @@ mod shared;
 #[cfg(feature = "redis")]
 pub use self::redis::{Redis, ping_redis};
 #[cfg(feature = "redis")]
-pub use failure::{Sent, Suspicion, is_not_writable_primary, never_sent, sent, suspicion};
+pub use failure::{
+    Sent, Suspicion, is_not_writable_primary, is_out_of_memory, never_sent, sent, suspicion,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{POSTGRES_PING_TIMEOUT, pg_pool, ping_postgres};
 #[cfg(feature = "redis")]

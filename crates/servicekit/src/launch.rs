@@ -15,8 +15,11 @@
 //!    ([`Service::build`]);
 //! 4. binds the admin listener (health, readiness, metrics: see
 //!    [`crate::admin`]) and, for a web service, the public one;
-//! 5. runs the service until SIGTERM or Ctrl-C ([`crate::shutdown`]),
-//!    with the admin endpoints answering until it has finished;
+//! 5. runs the service until SIGTERM or Ctrl-C ([`crate::shutdown`]):
+//!    on SIGTERM, a web service first drains for its drain delay
+//!    ([`Service::shutdown_delay`]: `/servingz` answers 503 while it still
+//!    serves), then stops; the admin endpoints answer until it has
+//!    finished;
 //! 6. exits 0, or 1 with the error logged.
 //!
 //! Tests start a service in-process the same way, minus the process-wide
@@ -34,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Probe;
 use crate::healthcheck::Healthcheck;
 use crate::metric::Metric;
+use crate::shutdown::Stop;
 
 /// A long-running service of the voting app, as [`main`] starts it.
 pub trait Service: Sized + Send + 'static {
@@ -65,6 +69,13 @@ pub trait Service: Sized + Send + 'static {
 
     /// What its `/readyz` checks.
     fn probe(&self) -> Probe;
+
+    /// How long it keeps serving after SIGTERM, readiness answering 503,
+    /// before it stops ([`crate::shutdown`]). None unless it says so: only
+    /// a service that traffic is routed to needs one.
+    fn shutdown_delay(_settings: &Self::Settings) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 
     /// Runs until `shutdown` fires, then finishes what is in flight.
     /// `public` is the bound public listener, given exactly when
@@ -181,7 +192,7 @@ pub fn main<S: Service>() -> ExitCode {
         // Every connection, live page included, is an open file.
         let open_files = crate::limits::raise_open_files_limit();
         tracing::info!(open_files, "open-files limit");
-        let shutdown = crate::shutdown::on_signals();
+        let shutdown = crate::shutdown::on_signals_after(S::shutdown_delay(&cli.settings));
         match run::<S>(cli.settings, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -197,17 +208,17 @@ pub fn main<S: Service>() -> ExitCode {
 }
 
 /// Builds service `S` from `settings`, binds its listeners and serves
-/// until `shutdown` fires.
+/// until `shutdown` stops it (a plain token: no drain delay).
 pub async fn run<S: Service>(
     settings: S::Settings,
-    shutdown: CancellationToken,
+    shutdown: impl Into<Stop>,
 ) -> anyhow::Result<()> {
     let listeners = S::listeners(&settings);
     let service = S::build(settings)?;
     let admin = bind(listeners.admin).await?;
     tracing::info!(
         addr = %admin.local_addr().unwrap_or(listeners.admin),
-        "{} admin listener (/healthz, /readyz, /metrics)",
+        "{} admin listener (/healthz, /servingz, /readyz, /metrics)",
         S::NAME
     );
     let public = match listeners.public {
@@ -225,18 +236,21 @@ pub async fn run<S: Service>(
 }
 
 /// Serves `service` on listeners bound by the caller — its public one, if
-/// it has one, and `admin` — until `shutdown` fires. The admin endpoints
-/// answer until the service has finished (a stopping worker drains its
-/// batch, a web service its connections).
+/// it has one, and `admin` — until `shutdown` stops it: `/servingz` answers
+/// 503 from [`Stop::draining`] on, the service stops at [`Stop::now`] (a
+/// plain token is both). The admin endpoints answer until the service has
+/// finished (a stopping worker drains its batch, a web service its
+/// connections).
 pub async fn serve<S: Service>(
     service: S,
     public: Option<TcpListener>,
     admin: TcpListener,
-    shutdown: CancellationToken,
+    shutdown: impl Into<Stop>,
 ) -> anyhow::Result<()> {
     describe_metrics::<S>();
-    let probe = service.probe();
-    crate::admin::alongside(admin, probe, service.serve(public, shutdown)).await
+    let stop = shutdown.into();
+    let probe = service.probe().draining(stop.draining);
+    crate::admin::alongside(admin, probe, service.serve(public, stop.now)).await
 }
 
 /// Gives the recorder the help text of every metric `S` and the kit

@@ -21,6 +21,7 @@ pub use database_args::{DatabaseArgs, DatabaseUrl};
 pub use redis_args::{RedisArgs, RedisUrl, SentinelList};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 
@@ -38,7 +39,21 @@ pub struct HttpArgs {
     pub bind_address: IpAddr,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// Seconds the service keeps accepting and serving after SIGTERM, its
+    /// readiness probe (/servingz) answering 503, before it closes its
+    /// listener and drains: time for load balancers to stop sending it new
+    /// connections. Ctrl-C skips it; a second signal cuts it short. 0:
+    /// drain at once.
+    #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = DEFAULT_SHUTDOWN_DELAY_SECONDS,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_delay_seconds: u64,
 }
+
+/// The drain delay unless configured (`SHUTDOWN_DELAY_SECONDS`): long
+/// enough for kube-proxy and Swarm's routing mesh to take a stopping
+/// replica out of rotation (usually one to two seconds), short enough to
+/// keep a rollout quick.
+pub const DEFAULT_SHUTDOWN_DELAY_SECONDS: u64 = 5;
 
 impl HttpArgs {
     /// The address to listen on.
@@ -49,6 +64,11 @@ impl HttpArgs {
     /// The server's limits, with these connection caps.
     pub fn serve_options(&self) -> ServeOptions {
         self.connections.serve_options()
+    }
+
+    /// How long the service keeps serving after SIGTERM before it drains.
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_seconds)
     }
 }
 

@@ -79,6 +79,10 @@ pub enum VoteError {
     /// operator has looked.
     #[error("the vote queue refused the ballot: {0}")]
     QueueRefused(String),
+    /// Redis is at its `maxmemory` and refused the push: nothing was
+    /// queued, and votes are taken again once the worker has caught up.
+    #[error("the vote queue is full: {0}")]
+    QueueFull(String),
     /// Redis did not confirm the push (a timeout, a connection lost in
     /// flight): the ballot may or may not be queued.
     #[error("the vote queue did not confirm the ballot: {0}")]
@@ -102,6 +106,7 @@ impl VoteError {
             // (another ballot for the same choice changes nothing).
             VoteError::QueueUnavailable(_)
             | VoteError::QueueRefused(_)
+            | VoteError::QueueFull(_)
             | VoteError::Unconfirmed(_)
             | VoteError::NoRandomness(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -143,6 +148,11 @@ impl VoteError {
             VoteError::QueueUnavailable(_) => {
                 "Your vote was not recorded because the vote queue cannot be reached right now. \
                  Please try again in a few seconds."
+                    .to_owned()
+            }
+            VoteError::QueueFull(_) => {
+                "Your vote was not recorded: the vote queue is full right now, while the votes \
+                 already in it are counted. Please try again in a minute."
                     .to_owned()
             }
             VoteError::QueueRefused(_) => {

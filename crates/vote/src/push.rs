@@ -15,7 +15,7 @@
 //! twice is harmless: both carry the same choice, and the later `seq` wins.
 
 use contract::Ballot;
-use servicekit::connect::{Sent, SharedRedis, is_not_writable_primary, sent};
+use servicekit::connect::{Sent, SharedRedis, is_not_writable_primary, is_out_of_memory, sent};
 
 /// A push that failed, and whether the ballot may be queued all the same.
 #[derive(Debug, Clone)]
@@ -26,6 +26,9 @@ pub struct PushFailure {
     pub maybe_queued: bool,
     /// Redis answered with an error: it is up, and refused the push.
     pub refused: bool,
+    /// Redis refused it for want of memory (`maxmemory`): the queue is full
+    /// until the worker catches up.
+    pub full: bool,
 }
 
 impl PushFailure {
@@ -38,6 +41,7 @@ impl PushFailure {
             // A node that does not take writes now is an outage, not a
             // refusal: it passes with the failover.
             refused: sent == Sent::Refused && !is_not_writable_primary(e),
+            full: is_out_of_memory(e),
             cause: e.to_string(),
         }
     }
@@ -49,6 +53,7 @@ impl PushFailure {
             cause,
             maybe_queued: true,
             refused: false,
+            full: false,
         }
     }
 
@@ -58,6 +63,7 @@ impl PushFailure {
             cause,
             maybe_queued: false,
             refused: false,
+            full: false,
         }
     }
 }

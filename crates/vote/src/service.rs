@@ -39,6 +39,7 @@ impl Service for AppState {
         tracing::info!(
             max_connections = s.http.connections.max_connections,
             max_connections_per_address = s.http.connections.max_connections_per_address,
+            shutdown_delay_seconds = s.http.shutdown_delay_seconds,
             redis = %s.redis,
             option_a = %s.choices.option_a,
             option_b = %s.choices.option_b,
@@ -62,6 +63,10 @@ impl Service for AppState {
 
     fn probe(&self) -> Probe {
         Probe::nothing().redis(self.redis.clone())
+    }
+
+    fn shutdown_delay(settings: &Settings) -> std::time::Duration {
+        settings.http.shutdown_delay()
     }
 
     async fn serve(

@@ -114,6 +114,8 @@ impl AppState {
         if failure.maybe_queued {
             tracing::debug!(error = %failure.cause, "Redis did not confirm a ballot; it may be queued");
             Err(VoteError::Unconfirmed(failure.cause))
+        } else if failure.full {
+            Err(VoteError::QueueFull(failure.cause))
         } else if failure.refused {
             Err(VoteError::QueueRefused(failure.cause))
         } else {

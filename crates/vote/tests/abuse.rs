@@ -198,6 +198,7 @@ async fn the_binary_refuses_the_catalogue_and_logs_no_panic() {
         .env("BIND_ADDRESS", "127.0.0.1")
         .env("ADMIN_PORT", "0")
         .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+        .env("SHUTDOWN_DELAY_SECONDS", "0")
         .env("RUST_LOG", "info")
         .env("RUST_LOG_FORMAT", "json")
         .stdin(Stdio::null())

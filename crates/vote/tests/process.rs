@@ -46,6 +46,7 @@ async fn a_vote_in_flight_at_sigterm_is_answered_and_the_process_exits_zero() {
         .env("BIND_ADDRESS", "127.0.0.1")
         .env("ADMIN_PORT", "0")
         .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+        .env("SHUTDOWN_DELAY_SECONDS", "0")
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)

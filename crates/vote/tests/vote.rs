@@ -610,6 +610,7 @@ async fn every_setting_is_listed_by_help() {
         "OPTION_B",
         "ALLOWED_ORIGINS",
         "MAX_CONNECTIONS",
+        "SHUTDOWN_DELAY_SECONDS",
         "healthcheck",
     ] {
         assert!(

@@ -242,23 +242,20 @@ impl Consumer {
         })
     }
 
-    /// Renews this worker's heartbeat for `ttl` and registers its id.
+    /// Renews this worker's heartbeat for `ttl` and registers its id; also
+    /// when Redis is at `maxmemory` (see the scripts' `ALLOW_OOM`).
     pub async fn beat(&self, ttl: Duration) -> redis::RedisResult<()> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(&self.heartbeat)
+        let _: i64 = self
+            .scripts
+            .beat
+            .key(&self.heartbeat)
+            .key(WORKERS_KEY)
             .arg(&self.id)
-            .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .cmd("SADD")
-            .arg(WORKERS_KEY)
-            .arg(&self.id)
-            .ignore()
-            .query_async(&mut self.redis.clone())
-            .await
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Moves the batches of workers whose heartbeat lapsed back to the head

@@ -323,7 +323,10 @@ fn spawn(mut cmd: Command, log: &Path, what: &str) -> anyhow::Result<Child> {
         .with_context(|| format!("opening {}", log.display()))?;
     writeln!(file, "--- chaos: starting {what}")?;
     let stderr = file.try_clone()?;
+    // No load balancer to leave: a SIGTERM stops at once, without the
+    // drain delay meant for orchestrators.
     cmd.env("RUST_LOG", "info")
+        .env("SHUTDOWN_DELAY_SECONDS", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(stderr))

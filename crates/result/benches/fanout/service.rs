@@ -23,6 +23,7 @@ impl Service {
             .env("BIND_ADDRESS", "127.0.0.1")
             .env("ADMIN_PORT", "0")
             .env("ADMIN_BIND_ADDRESS", "127.0.0.1")
+            .env("SHUTDOWN_DELAY_SECONDS", "0")
             .env("DATABASE_URL", database_url)
             .env("MAX_CLIENTS", "20000")
             .env("RUST_LOG", "warn")

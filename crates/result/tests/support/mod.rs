@@ -24,6 +24,7 @@ pub fn settings(database_url: &str) -> result::Settings {
             port: 0,
             bind_address: "127.0.0.1".parse().unwrap(),
             connections: Default::default(),
+            shutdown_delay_seconds: 0,
         },
         database: DatabaseArgs::at(database_url).unwrap(),
         choices: BallotChoices {

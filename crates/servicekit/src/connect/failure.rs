@@ -5,7 +5,7 @@
 //! | error | did the command run? ([`Sent`]) | the node ([`Suspicion`]) |
 //! | --- | --- | --- |
 //! | no connection could be made (refused, no socket file) | [`Sent::Never`] | [`Suspicion::Reconnect`]: it died or restarted |
-//! | an error reply: `BADSEQ`, `WRONGTYPE`, `NOSCRIPT`, `OOM`, … | [`Sent::Refused`]: Redis answered and did nothing | [`Suspicion::None`]: the command failed, the primary is fine |
+//! | an error reply: `BADSEQ`, `WRONGTYPE`, `NOSCRIPT`, `OOM` (at `maxmemory`: [`is_out_of_memory`]), … | [`Sent::Refused`]: Redis answered and did nothing | [`Suspicion::None`]: the command failed, the primary is fine |
 //! | `READONLY`, `MASTERDOWN`, `LOADING` | [`Sent::Refused`] | [`Suspicion::Reconnect`]: a replica now (a demoted old primary), cut off from its primary, or still loading |
 //! | `NOREPLICAS` | [`Sent::Refused`] | [`Suspicion::Verify`]: cut off from its replicas, or they are resyncing |
 //! | a response timeout | [`Sent::Maybe`] | [`Suspicion::Verify`]: hung or gone without a word, or merely slow |
@@ -86,6 +86,12 @@ fn is_demoted(e: &RedisError) -> bool {
     )
 }
 
+/// Whether `e` is Redis refusing a write because it is at `maxmemory`
+/// with `maxmemory-policy noeviction`: it is up, and wrote nothing.
+pub fn is_out_of_memory(e: &RedisError) -> bool {
+    e.code() == Some("OOM")
+}
+
 /// A primary that cannot see enough replicas to take writes
 /// (`min-replicas-to-write`).
 fn lacks_replicas(e: &RedisError) -> bool {
@@ -146,8 +152,15 @@ mod tests {
         ] {
             assert_eq!(suspicion(&server(code)), Suspicion::None, "{code}");
             assert!(!is_not_writable_primary(&server(code)), "{code}");
+            assert_eq!(is_out_of_memory(&server(code)), code.starts_with("OOM"));
         }
         assert!(!is_not_writable_primary(&io(Io::BrokenPipe)));
+        // What a script refused at `maxmemory` answers.
+        let script = server(
+            "OOM command not allowed when used memory > 'maxmemory'. script: 3c6e, on @user_script:1.",
+        );
+        assert!(is_out_of_memory(&script));
+        assert_eq!(sent(&script), Sent::Refused);
     }
 
     #[test]

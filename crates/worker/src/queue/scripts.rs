@@ -5,6 +5,16 @@
 
 use contract::queue::SEQ_COUNTER_LUA;
 
+/// The first line of every script that must run while Redis is at
+/// `maxmemory` (`noeviction`, as the manifests run it), where Redis
+/// refuses a script whose first write may grow memory. Those below only
+/// move ballots, remove them, or keep this worker registered (a few
+/// bytes): refusing them would stop the one client that frees memory, and
+/// a full queue would stay full for good, the worker unable to register or
+/// to take a ballot. The vote service's enqueue script has no such line:
+/// it is refused, and vote answers 503.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
 /// Shared by both claim scripts (ARGV[2] the entry limit, ARGV[3] the
 /// [`OVERSIZED_MARK`](super::OVERSIZED_MARK)): an entry within the limit as it is, a larger one as
 /// its stand-in.
@@ -97,6 +107,15 @@ end
 return moved
 "#;
 
+/// KEYS[1] heartbeat, KEYS[2] worker set; ARGV[1] id, ARGV[2] the
+/// heartbeat's lifetime in milliseconds. Renews the heartbeat and
+/// registers the id.
+const BEAT_LUA: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"#;
+
 /// KEYS[1] processing, KEYS[2] heartbeat, KEYS[3] worker set; ARGV[1] id.
 /// Forgets this worker only if it holds nothing; otherwise its heartbeat
 /// lapses and a live worker (or this one, restarted) takes the rest.
@@ -131,17 +150,19 @@ pub(super) struct Scripts {
     pub recover: redis::Script,
     pub deregister: redis::Script,
     pub raise_seq: redis::Script,
+    pub beat: redis::Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            claim: redis::Script::new(&format!("{BOUNDED_LUA}{CLAIM_LUA}")),
-            claim_more: redis::Script::new(&format!("{BOUNDED_LUA}{CLAIM_MORE_LUA}")),
-            ack: redis::Script::new(ACK_LUA),
-            recover: redis::Script::new(RECOVER_LUA),
+            claim: redis::Script::new(&format!("{ALLOW_OOM}{BOUNDED_LUA}{CLAIM_LUA}")),
+            claim_more: redis::Script::new(&format!("{ALLOW_OOM}{BOUNDED_LUA}{CLAIM_MORE_LUA}")),
+            ack: redis::Script::new(&format!("{ALLOW_OOM}{ACK_LUA}")),
+            recover: redis::Script::new(&format!("{ALLOW_OOM}{RECOVER_LUA}")),
             deregister: redis::Script::new(DEREGISTER_LUA),
             raise_seq: redis::Script::new(&format!("{SEQ_COUNTER_LUA}{RAISE_SEQ_LUA}")),
+            beat: redis::Script::new(&format!("{ALLOW_OOM}{BEAT_LUA}")),
         }
     }
 }
