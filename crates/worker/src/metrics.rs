@@ -58,6 +58,18 @@ pub const ALL: &[Metric] = &[
     POSTGRES_ERRORS,
 ];
 
+/// Creates every counter at 0 before the first batch: a counter that first
+/// appears already at N shows Prometheus no increase, so a backlog drained
+/// before the first scrape would be missing from every rate.
+pub(crate) fn start_at_zero() {
+    for counter in ALL
+        .iter()
+        .filter(|m| m.kind == servicekit::metric::Kind::Counter)
+    {
+        ::metrics::counter!(counter.name).increment(0);
+    }
+}
+
 /// One batch stored: what it held and how long its commit took.
 pub(crate) fn batch_stored(entries: usize, ballots: usize, dead_lettered: usize, commit: Duration) {
     ::metrics::counter!(BALLOTS_STORED.name).increment(ballots as u64);

@@ -89,3 +89,29 @@ async fn every_stored_ballot_with_a_seq_records_how_long_it_waited() {
         "three ballots queued a second before the worker started waited {waited} s in all"
     );
 }
+
+#[tokio::test]
+async fn the_worker_counters_exist_at_zero_before_the_first_batch() {
+    // Prometheus sees no increase in a counter whose first sample is
+    // already N: a backlog drained before the first scrape would vanish.
+    let recorded = testkit::metrics::Recorded::on_this_thread();
+    let env = Env::new().await;
+    let mut running = env.spawn(env.settings("w1")).await;
+    let ready = testkit::eventually("/readyz to answer 200", DEADLINE, || async {
+        let (status, _) = http_get(running.addr, "/readyz").await;
+        (status == 200).then_some(())
+    });
+    ready.await;
+    let text = recorded.render();
+    running.stop().await;
+    for name in [
+        "ballots_stored_total",
+        "ballots_dead_lettered_total",
+        "redis_errors_total",
+        "postgres_errors_total",
+    ] {
+        let series = testkit::metrics::series(&text, name);
+        assert_eq!(series.len(), 1, "{name} at 0:\n{text}");
+        assert_eq!(series[0].value, 0.0, "{name}:\n{text}");
+    }
+}
