@@ -10,7 +10,9 @@
 //! - a rule broken on purpose fails its case (so the cases can fail);
 //! - every metric a rule reads is one a service declares (a misspelt
 //!   name would make an alert that never fires);
-//! - the compose scrape configuration is valid with the rules it loads.
+//! - the compose scrape configuration is valid with the rules it loads;
+//! - the Kubernetes ConfigMap carries the same rules, and its scrape
+//!   configuration is valid too.
 //!
 //! Each `promtool` run takes well under a second; every one is bounded.
 
@@ -321,4 +323,68 @@ fn the_compose_scrape_configuration_is_valid_with_its_rules() {
             run.output
         );
     }
+}
+
+/// The files the Kubernetes ConfigMap carries: name and text.
+fn config_map_files() -> Vec<(String, String)> {
+    let path = repo().join("k8s/prometheus-config.yaml");
+    let text = std::fs::read_to_string(&path).expect("reading k8s/prometheus-config.yaml");
+    let docs = YamlLoader::load_from_str(&text).expect("the ConfigMap is YAML");
+    docs[0]["data"]
+        .as_hash()
+        .expect("the ConfigMap has data")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("a file name").to_owned(),
+                v.as_str().expect("a file's text").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_config_map_carries_the_tested_rules() {
+    let carried = config_map_files();
+    for rules in files("rules") {
+        let name = rules.file_name().expect("a file name").to_string_lossy();
+        let tested = std::fs::read_to_string(&rules).expect("reading a rules file");
+        let copy = carried
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("k8s/prometheus-config.yaml does not carry {name}"));
+        assert!(
+            copy.1 == tested,
+            "k8s/prometheus-config.yaml carries another {name} than monitoring/rules/{name}: \
+             copy the file into the ConfigMap (indented under data.{name})"
+        );
+    }
+}
+
+#[test]
+fn the_kubernetes_scrape_configuration_is_valid_with_its_rules() {
+    // Debian's promtool has no Kubernetes discovery: the pod discovery is
+    // swapped for a static target, the rest is checked as written.
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let dir = format!("{}/", scratch.path().to_str().expect("a UTF-8 path"));
+    for (name, text) in config_map_files() {
+        let mut text = text.replace("/etc/prometheus/", &dir);
+        if name == "prometheus.yml" {
+            let swapped = text
+                .replace("kubernetes_sd_configs:", "static_configs:")
+                .replace("- role: pod", "- targets: [\"vote:8081\"]")
+                .replace("namespaces:", "labels:")
+                .replace("own_namespace: true", "own_namespace: \"true\"");
+            assert_ne!(swapped, text, "no pod discovery to swap");
+            text = swapped;
+        }
+        std::fs::write(scratch.path().join(&name), text).expect("writing a copy");
+    }
+    let run = promtool(scratch.path(), &["check", "config", "prometheus.yml"]);
+    assert!(run.ok, "promtool check config failed:\n{}", run.output);
+    assert!(
+        run.output.contains("2 rule files found"),
+        "the configuration did not load both rule files:\n{}",
+        run.output
+    );
 }
