@@ -74,8 +74,9 @@ enum Cmd {
     /// The vote page before and after a vote, and the result page with
     /// seeded votes, each at a desktop and a phone size, in headless
     /// Chromium against the native stack (release binaries unless
-    /// --bin-dir). Needs `apt-get install redis-server postgresql chromium
-    /// chromium-driver`.
+    /// --bin-dir); then Prometheus's graph of votes per second during a
+    /// seed run (for docs/monitoring.md). Needs `apt-get install
+    /// redis-server postgresql chromium chromium-driver prometheus`.
     Screenshots(ScreenshotsArgs),
 }
 
