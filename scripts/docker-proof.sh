@@ -13,6 +13,9 @@
 #   4-build.sh        4. every image built: under 40 MB, non-root, a healthcheck
 #   5-compose.sh      5. docker-compose.yml: votes, seed, store faults, networks;
 #                        then the same file with Compose v2
+#   5m-monitoring.sh  5m. --profile monitoring: Prometheus scrapes every target;
+#                        a stopped worker raises the backlog alert, which
+#                        resolves when it is back
 #   6-hits.sh         6. hits/docker-compose.yml: the count survives its Redis
 #   7-swarm.sh        7. docker-stack.yml on a single-node Swarm
 #   8-ha.sh           8. docker-compose.ha.yml: the primaries killed mid-seed
@@ -26,7 +29,8 @@
 #   PROOF_COMPOSE     compose command (default: `docker-compose`; `docker compose`
 #                     works too). Every available one also parses the files.
 #   PROOF_PROJECT     compose project / stack name prefix (default votingproof)
-#   PROOF_SKIP        space-separated step ids to skip: static compose hits swarm ha
+#   PROOF_SKIP        space-separated step ids to skip: static compose monitoring
+#                     hits swarm ha
 #   PROOF_TOOLS_VENV  virtualenv for the tools from PyPI (validators, Compose v2)
 #                     (default /var/cache/voting-proof/venv)
 #   PROOF_SWARM_MESH  1/0: force the Swarm routing mesh on/off (default: on
@@ -69,6 +73,7 @@ source scripts/proof/2-static.sh
 source scripts/proof/3-base-images.sh
 source scripts/proof/4-build.sh
 source scripts/proof/5-compose.sh
+source scripts/proof/5m-monitoring.sh
 source scripts/proof/6-hits.sh
 source scripts/proof/7-swarm.sh
 source scripts/proof/8-ha.sh
@@ -94,10 +99,11 @@ if skipping static; then skipped "2. Static checks"; else proof_static; fi
 proof_base_images
 proof_build
 if skipping compose; then skipped "5. docker-compose.yml"; else proof_compose; fi
+if skipping monitoring; then skipped "5m. --profile monitoring"; else proof_monitoring; fi
 if skipping hits; then skipped "6. hits/docker-compose.yml"; else proof_hits; fi
 if skipping swarm; then skipped "7. docker-stack.yml on Swarm"; else proof_swarm; fi
 if skipping ha; then skipped "8. docker-compose.ha.yml"; else proof_ha; fi
 
-printf '\nThe containers work: image, compose, hits, swarm and HA proofs passed.\n'
+printf '\nThe containers work: image, compose, monitoring, hits, swarm and HA proofs passed.\n'
 exit 0
 }

@@ -13,7 +13,10 @@
 #   quay.io/coreos/etcd:v3.5.17
 #                          the stand-in debian + Debian's etcd-server/-client
 #   haproxy:2.8            the stand-in debian + Debian's haproxy
-#                          (these three: Dockerfiles in scripts/standins/)
+#   prom/prometheus:v2.53.4
+#                          the stand-in debian + Debian's prometheus 2.42 (the
+#                          compose files' `monitoring` profile)
+#                          (these four: Dockerfiles in scripts/standins/)
 #   gcr.io/distroless/cc-debian12:nonroot
 #                          FROM scratch + the files of Debian's libc6, libgcc-s1,
 #                          libgomp1, libstdc++6, libssl3, netbase, tzdata and
@@ -68,9 +71,10 @@ DEBIAN_IMAGE=debian:bookworm-slim
 REDIS_IMAGE=redis:7-alpine
 POSTGRES_IMAGE=postgres:15-alpine
 DISTROLESS_IMAGE=gcr.io/distroless/cc-debian12:nonroot
-# the HA compose variant's (docker-compose.ha.yml): stand-ins from scripts/standins/<dir>
+# the HA compose variant's (docker-compose.ha.yml) and the monitoring profile's:
+# stand-ins from scripts/standins/<dir>
 STANDINS_DIR="$(cd "$(dirname "$0")" && pwd)/standins"
-FILE_STANDINS=("postgres:15=postgres-15" "quay.io/coreos/etcd:v3.5.17=etcd" "haproxy:2.8=haproxy")
+FILE_STANDINS=("postgres:15=postgres-15" "quay.io/coreos/etcd:v3.5.17=etcd" "haproxy:2.8=haproxy" "prom/prometheus:v2.53.4=prometheus")
 
 # --- Rust toolchain of the host: resolved with the caller's PATH, before /usr/bin
 # goes first below (a Debian rustc in /usr/bin must not shadow rustup's).
@@ -436,4 +440,4 @@ done
 
 log "done in $((SECONDS - start))s:"
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' \
-    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE|${DISTROLESS_IMAGE%:*}|postgres:15 |quay.io/coreos/etcd|haproxy:)" | sed 's/^/    /' >&2 || true
+    | grep -E "^($DEBIAN_IMAGE|rust:$RUST_MINOR|$REDIS_IMAGE|$POSTGRES_IMAGE|${DISTROLESS_IMAGE%:*}|postgres:15 |quay.io/coreos/etcd|haproxy:|prom/prometheus:)" | sed 's/^/    /' >&2 || true

@@ -14,6 +14,10 @@ cleanup() {
         printf '\n--- diagnostics (exit %s) ---\n' "$rc" >&2
         compose_seed ps >&2 2>/dev/null
         compose_seed logs --no-color --tail=40 >&2 2>/dev/null
+        if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=${PROJECT}mon")" ]; then
+            mon_compose ps >&2 2>/dev/null
+            mon_compose logs --no-color --tail=20 >&2 2>/dev/null
+        fi
         hits_compose ps >&2 2>/dev/null
         if [ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$HA_PROJECT")" ]; then
             ha_compose --profile seed ps >&2 2>/dev/null
@@ -26,6 +30,7 @@ cleanup() {
     fi
     printf '\n==> clean-up\n'
     compose_seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    mon_compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     [ -x "$VENV/bin/docker-compose" ] && "$VENV/bin/docker-compose" -p "${PROJECT}v2" -f "$ROOT/docker-compose.yml" \
         --profile seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1
     ha_compose --profile seed down -v --remove-orphans --timeout 10 >/dev/null 2>&1

@@ -5,7 +5,8 @@
 //!   worker, vote on :5000 and result on :5001, all on 127.0.0.1 (unless
 //!   `--bind-address` says otherwise), logs streamed with a prefix. Ctrl-C
 //!   stops everything in dependency order and removes the throwaway data.
-//!   With `--ha`, replicated stores instead (see [`xtask::ha`]).
+//!   With `--ha`, replicated stores instead (see [`xtask::ha`]); with
+//!   `--monitoring`, Prometheus too, with the rules of `monitoring/rules/`.
 //! - `bench` — starts the same stack, measures it, and writes
 //!   `docs/benchmarks.md` and `docs/benchmarks.json`.
 //! - `chaos` — posts ballots over HTTP from many voters while it SIGKILLs
@@ -73,8 +74,9 @@ enum Cmd {
     /// The vote page before and after a vote, and the result page with
     /// seeded votes, each at a desktop and a phone size, in headless
     /// Chromium against the native stack (release binaries unless
-    /// --bin-dir). Needs `apt-get install redis-server postgresql chromium
-    /// chromium-driver`.
+    /// --bin-dir); then Prometheus's graph of votes per second during a
+    /// seed run (for docs/monitoring.md). Needs `apt-get install
+    /// redis-server postgresql chromium chromium-driver prometheus`.
     Screenshots(ScreenshotsArgs),
 }
 
@@ -148,6 +150,14 @@ struct UpArgs {
     /// and Postgres, which have no password, stay on 127.0.0.1.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
+    /// Also run Prometheus (Debian's `prometheus` binary: `apt-get install
+    /// prometheus`) scraping vote, result and worker with the rules of
+    /// monitoring/rules/, scrape and evaluation every 2 s.
+    #[arg(long)]
+    monitoring: bool,
+    /// With --monitoring: Prometheus's port (another free port if taken).
+    #[arg(long, default_value_t = 9090)]
+    prometheus_port: u16,
 }
 
 #[tokio::main]
@@ -238,6 +248,14 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if args.monitoring {
+        let port = stack::free_port_or_any(args.prometheus_port)?;
+        let rules = workspace_root().join("monitoring").join("rules");
+        if let Err(e) = stack.add_prometheus(&options, port, &rules).await {
+            stack.stop().await;
+            return Err(e);
+        }
+    }
     println!();
     println!("The voting app is up:");
     for (name, address) in &stack.listening {

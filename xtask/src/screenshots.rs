@@ -21,6 +21,9 @@
 //! show (the chosen and dimmed buttons, the expected count and
 //! percentages), so a page that changed its markup fails the command
 //! instead of photographing the wrong thing.
+//!
+//! Last, Prometheus's graph of votes per second during a seed run, for
+//! docs/monitoring.md ([`prometheus`]; needs `apt-get install prometheus`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -31,6 +34,8 @@ use testkit::browser::thirtyfour::prelude::*;
 use testkit::browser::{Browser, Viewport};
 
 use crate::stack::{self, Logs, Stack, StackOptions};
+
+mod prometheus;
 
 /// The options shown on both pages.
 pub const OPTION_A: &str = "Cats";
@@ -135,8 +140,8 @@ pub async fn run(bin_dir: &Path, out_dir: &Path) -> anyhow::Result<Vec<Shot>> {
         env: stack_env(),
     };
     let taken = match Stack::start(&options).await {
-        Ok(stack) => {
-            let taken = take(&stack.vote_url, &stack.result_url, out_dir).await;
+        Ok(mut stack) => {
+            let taken = take_all(&mut stack, &options, out_dir).await;
             let problems = stack.stop().await;
             taken.and_then(|shots| {
                 ensure!(problems.is_empty(), "stopping the stack: {problems:?}");
@@ -149,6 +154,29 @@ pub async fn run(bin_dir: &Path, out_dir: &Path) -> anyhow::Result<Vec<Shot>> {
         let kept = logs.keep();
         e.context(format!("the services' logs are in {}", kept.display()))
     })
+}
+
+/// The app's pictures ([`take`]), then Prometheus's graph of the votes
+/// ([`prometheus::take`]) from a Prometheus added to the stack.
+async fn take_all(
+    stack: &mut Stack,
+    options: &StackOptions,
+    out_dir: &Path,
+) -> anyhow::Result<Vec<Shot>> {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask sits in the workspace")?
+        .join("monitoring")
+        .join("rules");
+    let prometheus = stack
+        .add_prometheus(options, stack::free_port_or_any(0)?, &rules)
+        .await?;
+    let mut shots = take(&stack.vote_url, &stack.result_url, out_dir).await?;
+    let browser = Browser::start().await?;
+    let graph = prometheus::take(&browser, &stack.vote_url, &prometheus, out_dir).await;
+    let _ = browser.quit().await;
+    shots.push(graph?);
+    Ok(shots)
 }
 
 /// Takes every picture of the stack at `vote_url` and `result_url` (whose

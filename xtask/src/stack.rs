@@ -28,6 +28,7 @@ use localstores::{PostgresOptions, PostgresServer, RedisOptions, RedisServer};
 use tokio::process::{Child, Command};
 
 mod process;
+mod prometheus;
 
 use process::{forward_output, stop_service};
 pub use process::{signal, wait_ready};
@@ -99,6 +100,8 @@ pub struct Stack {
     pub worker_admin_url: String,
     /// Where each listens: (name, address), in the order to print them.
     pub listening: Vec<(&'static str, String)>,
+    /// Prometheus's configuration and data, with `up --monitoring`.
+    prometheus_dir: Option<tempfile::TempDir>,
 }
 
 impl Stack {
@@ -148,6 +151,7 @@ impl Stack {
                 ("result admin", format!("http://{}/", at(result_admin))),
                 ("worker admin", format!("http://{}/", at(worker_admin))),
             ],
+            prometheus_dir: None,
         };
 
         stack.redis_url = match &options.redis_url {
@@ -316,14 +320,15 @@ impl Stack {
         (name, status)
     }
 
-    /// Stops the stack in dependency order: vote and result (together),
+    /// Stops the stack in dependency order: Prometheus (if started), so it
+    /// alerts on nothing that stopping does; vote and result (together),
     /// then the worker, which drains what they queued last, finishes its
     /// batch and deregisters, and only then Redis and Postgres, gracefully.
     /// Each service gets SIGTERM and 15 s. Returns the services that did
     /// not exit cleanly.
     pub async fn stop(mut self) -> Vec<String> {
         let mut problems = Vec::new();
-        for names in [&["vote", "result"][..], &["worker"]] {
+        for names in [&["prometheus"][..], &["vote", "result"], &["worker"]] {
             let stopping = self
                 .services
                 .iter_mut()

@@ -4,7 +4,7 @@
 //! listener, whose default port is a constant of its crate
 //! (`DEFAULT_ADMIN_PORT`: worker 8080, vote 8081, result 8082, hits 8083).
 //! Nothing but this test ties the files that name those ports to them: the
-//! k8s probes and Prometheus annotations, the scrape config, the compose
+//! k8s probes and Prometheus annotations, the scrape configs, the compose
 //! and Swarm healthchecks, the Dockerfiles and the offline container proof.
 //! A port changed in one place and not the others fails here, in
 //! `cargo test`, rather than as a pod that never turns ready.
@@ -159,14 +159,66 @@ fn k8s_probes_and_scrape_annotations_use_each_services_admin_port() {
     }
 }
 
+/// The Prometheus configuration the Kubernetes ConfigMap carries.
+fn k8s_prometheus_config() -> Vec<Yaml> {
+    let path = "k8s/prometheus-config.yaml";
+    let docs = yaml(path);
+    let text = docs[0]["data"]["prometheus.yml"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} carries no prometheus.yml"));
+    YamlLoader::load_from_str(text).unwrap_or_else(|e| panic!("{path}: prometheus.yml: {e}"))
+}
+
+#[test]
+fn every_file_kubectl_reads_in_k8s_is_a_kubernetes_object() {
+    // `kubectl apply -f k8s/` reads every .yaml, .yml and .json file there
+    // and sends each document to the API server.
+    let mut read = 0;
+    for entry in std::fs::read_dir(repo().join("k8s")).expect("reading k8s/") {
+        let path = entry.expect("a directory entry").path();
+        let read_by_kubectl = path
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
+        if !read_by_kubectl {
+            continue;
+        }
+        let name = format!(
+            "k8s/{}",
+            path.file_name().expect("a name").to_string_lossy()
+        );
+        // YAML 1.2 is a superset of JSON: one parser reads both.
+        let docs = yaml(&name);
+        assert!(!docs.is_empty(), "{name} holds no document");
+        for doc in docs.iter().filter(|d| !d.is_null()) {
+            assert!(
+                doc["apiVersion"].as_str().is_some_and(|v| !v.is_empty()),
+                "{name}: a document without apiVersion is not a Kubernetes object"
+            );
+            assert!(
+                doc["kind"].as_str().is_some_and(|k| !k.is_empty()),
+                "{name}: a document without kind is not a Kubernetes object"
+            );
+            assert!(
+                doc["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| !n.is_empty()),
+                "{name}: a {:?} without metadata.name",
+                doc["kind"].as_str()
+            );
+        }
+        read += 1;
+    }
+    assert!(read >= 8, "only {read} manifests in k8s/");
+}
+
 #[test]
 fn the_prometheus_scrape_config_follows_the_pod_annotations() {
-    let docs = yaml("k8s/prometheus.yml");
+    let docs = k8s_prometheus_config();
     let jobs = list(&docs[0]["scrape_configs"]);
     let job = jobs
         .iter()
         .find(|j| j["job_name"].as_str() == Some("voting-app"))
-        .expect("k8s/prometheus.yml has the voting-app job");
+        .expect("k8s/prometheus-config.yaml has the voting-app job");
     let rules = list(&job["relabel_configs"]);
     let sources = |rule: &Yaml| -> Vec<String> {
         list(&rule["source_labels"])
@@ -187,6 +239,9 @@ fn the_prometheus_scrape_config_follows_the_pod_annotations() {
     assert_eq!(path["target_label"].as_str(), Some("__metrics_path__"));
     let port = with_source("__meta_kubernetes_pod_annotation_prometheus_io_port");
     assert_eq!(port["target_label"].as_str(), Some("__address__"));
+    // The rules select on `service`: it must come from the app's name.
+    let service = with_source("__meta_kubernetes_pod_label_app_kubernetes_io_name");
+    assert_eq!(service["target_label"].as_str(), Some("service"));
 }
 
 /// `(file, compose service, service)`: where each service's container is
@@ -301,6 +356,44 @@ fn the_container_proof_scrapes_each_admin_port() {
         assert!(
             read(step).contains(&scrape),
             "{step} does not scrape {}'s admin port ({scrape})",
+            service.name
+        );
+    }
+}
+
+#[test]
+fn the_compose_prometheus_scrapes_each_services_admin_port() {
+    let path = "monitoring/prometheus.yml";
+    let docs = yaml(path);
+    for service in [VOTE, RESULT, WORKER] {
+        let job = list(&docs[0]["scrape_configs"])
+            .iter()
+            .find(|j| j["job_name"].as_str() == Some(service.name))
+            .unwrap_or_else(|| panic!("{path} has no job {}", service.name));
+        let sd = &list(&job["dns_sd_configs"])[0];
+        assert_eq!(
+            list(&sd["names"])
+                .iter()
+                .filter_map(text)
+                .collect::<Vec<_>>(),
+            [service.name],
+            "{path}: job {} discovers another service",
+            service.name
+        );
+        assert_eq!(
+            text(&sd["port"]),
+            Some(service.admin_port.to_string()),
+            "{path}: job {} scrapes another port than the admin port",
+            service.name
+        );
+        let labels = list(&job["relabel_configs"]);
+        assert!(
+            labels
+                .iter()
+                .any(|r| r["target_label"].as_str() == Some("service")
+                    && text(&r["replacement"]).as_deref() == Some(service.name)),
+            "{path}: job {} does not label its series service={}",
+            service.name,
             service.name
         );
     }

@@ -12,7 +12,7 @@
 //!   rewrite's fork) and `maxmemory-policy noeviction`;
 //! - a Deployment with more than one replica has a PodDisruptionBudget;
 //! - a store's Service is headless;
-//! - `k8s/kustomization.yaml` lists every object file and names the
+//! - `k8s/Kustomization` lists every object file and names the
 //!   service images in one place.
 //!
 //! Each check is a function from manifests to problems; the tests at the
@@ -82,7 +82,7 @@ fn the_stores_services_are_headless() {
 fn the_kustomization_applies_every_object_file_and_names_the_images() {
     assert_none(
         "kustomization",
-        kustomization_gaps(&load("k8s/kustomization.yaml"), &k8s()),
+        kustomization_gaps(&load("k8s/Kustomization"), &k8s()),
     );
 }
 
@@ -200,13 +200,13 @@ fn a_store_service_with_a_virtual_ip_is_caught() {
 
 #[test]
 fn an_object_file_missing_from_the_kustomization_is_caught() {
-    let kustomization = broken("k8s/kustomization.yaml", "  - redis.yaml\n", "");
+    let kustomization = broken("k8s/Kustomization", "  - redis.yaml\n", "");
     assert_caught(
         kustomization_gaps(&kustomization, &k8s()),
         "k8s/redis.yaml: not listed",
     );
     let unnamed = broken(
-        "k8s/kustomization.yaml",
+        "k8s/Kustomization",
         "- name: voting-app/vote",
         "- name: someone/vote",
     );

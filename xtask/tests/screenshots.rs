@@ -4,7 +4,8 @@
 //!
 //! It runs the service binaries next to this test's own build (the
 //! workspace's `target/debug`, which `cargo test --workspace` builds) and
-//! Chromium as the browser tests do; about 8 s.
+//! Chromium as the browser tests do, and Prometheus for its graph of the
+//! votes; about 40 s.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -17,7 +18,14 @@ async fn every_page_is_photographed_at_every_screen_size() {
     let shots = screenshots::run(&support::debug_bin_dir(), out.path())
         .await
         .expect("the pictures could be taken");
-    assert_eq!(shots.len(), PAGES.len() * SCREENS.len(), "{shots:#?}");
+    // The app's pages at every size, and Prometheus's graph.
+    assert_eq!(shots.len(), PAGES.len() * SCREENS.len() + 1, "{shots:#?}");
+    let graph = out
+        .path()
+        .join(format!("prometheus-votes-{}.png", SCREENS[0].name));
+    let png = std::fs::read(&graph)
+        .unwrap_or_else(|e| panic!("{} was not written: {e}", graph.display()));
+    assert_eq!(screenshots::png_size(&png).unwrap(), SCREENS[0].pixels());
 
     for screen in SCREENS {
         let mut pictures = Vec::new();

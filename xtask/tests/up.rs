@@ -9,7 +9,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,38 +17,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn free_port() -> u16 {
     localstores::free_port().unwrap()
-}
-
-/// Every process whose parent chain leads to `root` (excluded).
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent = HashMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parent.insert(pid, ppid);
-        }
-    }
-    let mut found = Vec::new();
-    for (&pid, _) in parent.iter() {
-        let mut up = pid;
-        while let Some(&p) = parent.get(&up) {
-            if p == root {
-                found.push(pid);
-                break;
-            }
-            up = p;
-        }
-    }
-    found
 }
 
 /// The listening TCP sockets of `pid`, from `/proc/net/tcp{,6}`.
@@ -212,7 +179,7 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
 
     // Everything it started listens on loopback, and says where.
     let pid = xtask.id().unwrap();
-    let children = descendants(pid);
+    let children = support::descendants(pid);
     let sockets: Vec<(u32, SocketAddr)> = children
         .iter()
         .flat_map(|&child| listening(child).into_iter().map(move |a| (child, a)))

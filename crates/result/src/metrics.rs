@@ -36,6 +36,13 @@ pub const ALL: &[Metric] = &[
     QUERY_ERRORS,
 ];
 
+/// Creates the counters of tally reads at 0 before the first read: a
+/// counter that first appears already at N shows Prometheus no increase.
+pub(crate) fn start_at_zero() {
+    ::metrics::counter!(TICKS.name).increment(0);
+    ::metrics::counter!(QUERY_ERRORS.name).increment(0);
+}
+
 /// Why a live page was refused: the label of [`CLIENTS_REFUSED`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Refusal {

@@ -133,8 +133,17 @@ fn install_recorder() -> PrometheusHandle {
     let sizes = [
         1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
     ];
+    // How long work waited in a queue before it was done: from
+    // milliseconds (an idle pipeline) to minutes (a backlog), so a p99
+    // above the latency buckets' 5 s is still a number.
+    let waits = [
+        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    ];
+    // The exporter tries suffix matchers in lexical order, so
+    // `_delivery_seconds` is matched before `_seconds`.
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_delivery_seconds".into()), &waits))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &sizes));
     match builder {
         Ok(builder) => match builder.install_recorder() {
@@ -175,5 +184,31 @@ fn keep_up(handle: PrometheusHandle, interval: Duration) {
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the metrics upkeep; histogram samples will pile up until /metrics is scraped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_waits_get_buckets_up_to_minutes_and_latencies_stop_at_seconds() {
+        let handle = metrics_handle();
+        ::metrics::histogram!("bucket_test_delivery_seconds").record(100.0);
+        ::metrics::histogram!("bucket_test_seconds").record(100.0);
+        handle.run_upkeep();
+        let text = handle.render();
+        assert!(
+            text.contains("bucket_test_delivery_seconds_bucket{le=\"120\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bucket_test_seconds_bucket{le=\"5\"} 0"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bucket_test_seconds_bucket{le=\"120\"}"),
+            "{text}"
+        );
     }
 }

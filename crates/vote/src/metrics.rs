@@ -35,6 +35,18 @@ pub const ALL: &[Metric] = &[
     REDIS_ERRORS,
 ];
 
+/// Creates every counter at 0, each option's too, before the first vote:
+/// a counter that first appears already at N shows Prometheus no increase,
+/// so the votes before its first scrape would be missing from every rate.
+pub(crate) fn start_at_zero() {
+    for vote in Vote::ALL {
+        ::metrics::counter!(BALLOTS_QUEUED.name, "vote" => vote.as_str()).increment(0);
+        ::metrics::counter!(BALLOTS_UNCONFIRMED.name, "vote" => vote.as_str()).increment(0);
+    }
+    ::metrics::counter!(REPLICA_ACK_MISSING.name).increment(0);
+    ::metrics::counter!(REDIS_ERRORS.name).increment(0);
+}
+
 pub(crate) fn ballot_queued(vote: Vote) {
     ::metrics::counter!(BALLOTS_QUEUED.name, "vote" => vote.as_str()).increment(1);
 }

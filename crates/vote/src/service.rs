@@ -74,6 +74,7 @@ impl Service for AppState {
         public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        crate::metrics::start_at_zero();
         Ok(serve(public_listener::<Self>(public)?, self, shutdown).await?)
     }
 }

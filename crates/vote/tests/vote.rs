@@ -902,3 +902,30 @@ async fn allowed_origins_admit_votes_from_a_proxys_public_address() {
     assert_eq!(answer.status, 403, "{answer:?}");
     assert_eq!(queued(&redis).await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_vote_counters_exist_at_zero_before_the_first_vote() {
+    // Prometheus sees no increase in a counter whose first sample is
+    // already N: every counter must be scraped at 0 first.
+    let recorded = testkit::metrics::Recorded::on_this_thread();
+    let redis = testkit::redis().await;
+    let app = TestApp::spawn(&redis.url).await;
+    assert_eq!(app.admin_get("/healthz").await.0, StatusCode::OK);
+    let text = recorded.render();
+    for name in ["ballots_queued_total", "ballots_unconfirmed_total"] {
+        let mut options: Vec<String> = testkit::metrics::series(&text, name)
+            .iter()
+            .filter(|s| s.value == 0.0)
+            .filter_map(|s| s.labels.get("vote").cloned())
+            .collect();
+        options.sort();
+        assert_eq!(options, ["a", "b"], "{name} at 0 for each option:\n{text}");
+    }
+    for name in ["redis_errors_total", "ballots_replica_ack_missing_total"] {
+        assert_eq!(
+            testkit::metrics::series(&text, name).len(),
+            1,
+            "{name} at 0:\n{text}"
+        );
+    }
+}

@@ -66,6 +66,7 @@ impl Service for Worker {
         _public: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        crate::metrics::start_at_zero();
         consume(&mut self, &shutdown).await
     }
 }

@@ -7,7 +7,7 @@
 
 mod startup;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use servicekit::admin::Probe;
 use servicekit::connect::Redis;
@@ -159,7 +159,7 @@ impl Worker {
         let commit = async {
             let started = Instant::now();
             let changed = store::store_ballots(&self.pool, &rows).await;
-            (changed, started.elapsed())
+            (changed, started.elapsed(), SystemTime::now())
         };
         let next = async {
             if prefetch && claimed.queue_depth > 0 && claimed.behind == 0 {
@@ -168,7 +168,7 @@ impl Worker {
                 None
             }
         };
-        let ((changed, commit), next) = tokio::join!(commit, next);
+        let ((changed, commit, committed), next) = tokio::join!(commit, next);
         let changed = changed?;
         let acknowledged = self
             .consumer
@@ -220,6 +220,7 @@ impl Worker {
             report.dead_lettered,
             commit,
         );
+        metrics::ballots_delivered(&batch.ballots, committed);
         metrics::queue_depth(report.queue_depth);
         self.summary.record(&report);
         tracing::debug!(

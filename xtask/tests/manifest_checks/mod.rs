@@ -53,13 +53,13 @@ pub fn load(path: &str) -> Manifest {
     Manifest::parse(path, &read(path))
 }
 
-/// Every `k8s/*.yaml` but the kustomization, in name order.
+/// Every `k8s/*.yaml`, in name order (the kustomization, `k8s/Kustomization`, has no extension).
 pub fn k8s_paths() -> Vec<String> {
     let mut paths: Vec<String> = std::fs::read_dir(repo().join("k8s"))
         .expect("k8s/ exists")
         .map(|e| e.expect("a directory entry").file_name())
         .map(|name| name.to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .filter(|name| name.ends_with(".yaml"))
         .map(|name| format!("k8s/{name}"))
         .collect();
     paths.sort();

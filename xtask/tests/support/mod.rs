@@ -1,5 +1,6 @@
 //! What the tests that run the services' binaries share.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The directory holding the debug `vote`, `worker` and `result` binaries
@@ -16,4 +17,38 @@ pub fn debug_bin_dir() -> PathBuf {
         );
     }
     dir
+}
+
+/// Every process whose parent chain leads to `root` (excluded).
+// Only the tests of `up` look for their processes.
+#[allow(dead_code)]
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent.insert(pid, ppid);
+        }
+    }
+    let mut found = Vec::new();
+    for (&pid, _) in parent.iter() {
+        let mut up = pid;
+        while let Some(&p) = parent.get(&up) {
+            if p == root {
+                found.push(pid);
+                break;
+            }
+            up = p;
+        }
+    }
+    found
 }
