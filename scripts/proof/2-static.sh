@@ -3,7 +3,7 @@
 # them: the compose files against the compose-spec schema and through
 # docker-compose 1.29's and Compose v2's own parsers, their networks,
 # volumes, configs and dependencies defined; the Dockerfiles through
-# hadolint; k8s/ against the Kubernetes 1.30 schemas and its Prometheus
+# hadolint; every file kubectl reads in k8s/ against the Kubernetes 1.30 schemas and its Prometheus
 # scrape config through promtool.
 
 proof_static() {
@@ -63,7 +63,15 @@ PY
     DOCKERFILES=(Dockerfile.vote Dockerfile.result Dockerfile.worker seed/Dockerfile hits/Dockerfile ha/patroni/Dockerfile scripts/standins/*/Dockerfile)
     run_quiet "hadolint" "$VENV/bin/hadolint" --failure-threshold warning "${DOCKERFILES[@]}"
     log "hadolint: ${DOCKERFILES[*]}: no warnings"
-    run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 k8s/*.yaml
+    # Every file `kubectl apply -f k8s/` reads (.yaml, .yml and .json), so
+    # a file there that is not a Kubernetes object fails here, as it would
+    # fail the apply.
+    local manifests f
+    manifests=()
+    for f in k8s/*.yaml k8s/*.yml k8s/*.json; do
+        [ -e "$f" ] && manifests+=("$f")
+    done
+    run "kubernetes-validate" "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 "${manifests[@]}"
     # Debian's promtool is built without Kubernetes discovery: check a copy
     # with static targets in place of `kubernetes_sd_configs`, so the rest of
     # the file (the relabelling above all) is checked as written.
