@@ -333,9 +333,70 @@ fn defaults_in(cell: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The variables `docker-compose.yml` reads (`${NAME:-default}`), with
+/// their defaults.
+fn compose_variables() -> BTreeMap<String, String> {
+    read("docker-compose.yml")
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, default) = rest.split_once('}')?.0.split_once(":-")?;
+            Some((name.to_owned(), default.to_owned()))
+        })
+        .collect()
+}
+
+/// Tables of `compose variable`s: each is one `docker-compose.yml` reads,
+/// with the default it gives, and every one it reads is in such a table.
+fn check_compose_variables(docs: &[Doc]) -> Vec<String> {
+    let compose = compose_variables();
+    let mut problems = Vec::new();
+    let mut documented = BTreeSet::new();
+    for doc in docs {
+        for table in tables(doc) {
+            if table.header.first().map(String::as_str) != Some("compose variable") {
+                continue;
+            }
+            for (number, row) in &table.rows {
+                let names: Vec<&str> = code_in(&row[0])
+                    .into_iter()
+                    .filter(|n| is_env_name(n))
+                    .collect();
+                let stated = defaults_in(row.get(1).map_or("", String::as_str));
+                for (i, name) in names.iter().enumerate() {
+                    documented.insert((*name).to_owned());
+                    let Some(actual) = compose.get(*name) else {
+                        problems.push(format!(
+                            "{}: docker-compose.yml reads no `{name}`",
+                            doc.at(*number)
+                        ));
+                        continue;
+                    };
+                    let item = stated
+                        .get(if stated.len() == 1 { 0 } else { i })
+                        .cloned()
+                        .flatten();
+                    if item.as_deref() != Some(actual.as_str()) {
+                        problems.push(format!(
+                            "{}: `{name}`: the table says {item:?}, docker-compose.yml says `{actual}`",
+                            doc.at(*number)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for name in compose.keys().filter(|n| !documented.contains(*n)) {
+        problems.push(format!(
+            "`{name}` (docker-compose.yml) is in no compose variable table"
+        ));
+    }
+    problems
+}
+
 fn check_settings(docs: &[Doc]) -> Vec<String> {
     let binaries = binaries();
-    let mut problems = Vec::new();
+    let mut problems = check_compose_variables(docs);
     let mut documented: BTreeSet<(String, String)> = BTreeSet::new();
     for doc in docs {
         for table in tables(doc) {
@@ -1264,6 +1325,29 @@ fn a_port_that_disagrees_with_the_code_or_the_files_is_named() {
     assert!(
         problems
             .contains("docs/docker.md:7: docker-compose.yml does not publish result's 80 on 5011"),
+        "{problems}"
+    );
+}
+
+#[test]
+fn a_compose_variable_that_is_not_read_or_has_another_default_is_named() {
+    let doc = planted(
+        "docs/docker.md",
+        "| compose variable | default | meaning |\n| --- | --- | --- |\n\
+         | `VOTE_PORT`, `RESULT_PORT` | `5000`, `5011` | host ports |\n\
+         | `WEB_PORT` | `80` | no such |\n",
+    );
+    let problems = check_compose_variables(&doc).join("\n");
+    assert!(
+        problems.contains("docs/docker.md:3: `RESULT_PORT`: the table says Some(\"5011\"), docker-compose.yml says `5001`"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("docs/docker.md:4: docker-compose.yml reads no `WEB_PORT`"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("`DB_PORT` (docker-compose.yml) is in no compose variable table"),
         "{problems}"
     );
 }
