@@ -12,6 +12,7 @@
 //! The counts (per option, or a total and a split), concurrency, target, an optional rate limit and a duration
 //! for soak runs are flags (and environment variables for compose).
 
+pub mod cli;
 pub mod load;
 pub mod plan;
 pub mod progress;

@@ -6,26 +6,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-/// Load for the voting app: posts votes like the original seed's ab runs.
-#[derive(Parser, Debug)]
-#[command(name = "seed", version, about, args_conflicts_with_subcommands = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    settings: seed::Settings,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Follow a result service's live feed: print each tally as `a=N b=M`
-    /// and exit 0 once the expected one (or, without --expect, the first)
-    /// arrives; 1 if it does not within --timeout, 3 if the feed is
-    /// unreachable or broken.
-    Watch(seed::watch::WatchArgs),
-}
+use clap::Parser;
+use seed::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {

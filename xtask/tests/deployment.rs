@@ -170,48 +170,6 @@ fn k8s_prometheus_config() -> Vec<Yaml> {
 }
 
 #[test]
-fn every_file_kubectl_reads_in_k8s_is_a_kubernetes_object() {
-    // `kubectl apply -f k8s/` reads every .yaml, .yml and .json file there
-    // and sends each document to the API server.
-    let mut read = 0;
-    for entry in std::fs::read_dir(repo().join("k8s")).expect("reading k8s/") {
-        let path = entry.expect("a directory entry").path();
-        let read_by_kubectl = path
-            .extension()
-            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
-        if !read_by_kubectl {
-            continue;
-        }
-        let name = format!(
-            "k8s/{}",
-            path.file_name().expect("a name").to_string_lossy()
-        );
-        // YAML 1.2 is a superset of JSON: one parser reads both.
-        let docs = yaml(&name);
-        assert!(!docs.is_empty(), "{name} holds no document");
-        for doc in docs.iter().filter(|d| !d.is_null()) {
-            assert!(
-                doc["apiVersion"].as_str().is_some_and(|v| !v.is_empty()),
-                "{name}: a document without apiVersion is not a Kubernetes object"
-            );
-            assert!(
-                doc["kind"].as_str().is_some_and(|k| !k.is_empty()),
-                "{name}: a document without kind is not a Kubernetes object"
-            );
-            assert!(
-                doc["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| !n.is_empty()),
-                "{name}: a {:?} without metadata.name",
-                doc["kind"].as_str()
-            );
-        }
-        read += 1;
-    }
-    assert!(read >= 8, "only {read} manifests in k8s/");
-}
-
-#[test]
 fn the_prometheus_scrape_config_follows_the_pod_annotations() {
     let docs = k8s_prometheus_config();
     let jobs = list(&docs[0]["scrape_configs"]);
@@ -397,4 +355,72 @@ fn the_compose_prometheus_scrapes_each_services_admin_port() {
             service.name
         );
     }
+}
+
+/// The files `kubectl apply -f k8s/` reads: `.yaml`, `.yml` and `.json`.
+fn kubectl_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join("k8s"))
+        .expect("k8s/ exists")
+        .map(|entry| entry.expect("k8s/ is readable").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| {
+            [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        })
+        .map(|name| format!("k8s/{name}"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Why `doc` is not a Kubernetes object, if it is not.
+fn not_an_object(doc: &Yaml) -> Option<String> {
+    if doc.as_hash().is_none() {
+        return Some("not a mapping".into());
+    }
+    ["apiVersion", "kind"]
+        .iter()
+        .find(|key| doc[**key].as_str().is_none_or(str::is_empty))
+        .map(|key| format!("no `{key}`"))
+        .or_else(|| {
+            doc["metadata"]["name"]
+                .as_str()
+                .is_none()
+                .then(|| "no `metadata.name`".into())
+        })
+}
+
+#[test]
+fn every_file_kubectl_reads_in_k8s_is_a_kubernetes_object() {
+    let files = kubectl_files();
+    assert!(files.iter().any(|f| f == "k8s/vote.yaml"), "{files:?}");
+    let mut problems = Vec::new();
+    for file in &files {
+        for (i, doc) in yaml(file).iter().enumerate() {
+            if let Some(why) = not_an_object(doc) {
+                problems.push(format!(
+                    "{file}, document {}: {why} (`kubectl apply -f k8s/` reads every .yaml, \
+                     .yml and .json file there)",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn a_file_that_is_not_an_object_is_named() {
+    let scrape = YamlLoader::load_from_str("- job_name: voting-app\n").unwrap();
+    assert_eq!(not_an_object(&scrape[0]).as_deref(), Some("not a mapping"));
+    let config = YamlLoader::load_from_str("global: {}\nscrape_configs: []\n").unwrap();
+    assert_eq!(
+        not_an_object(&config[0]).as_deref(),
+        Some("no `apiVersion`")
+    );
+    let object =
+        YamlLoader::load_from_str("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+            .unwrap();
+    assert_eq!(not_an_object(&object[0]), None);
 }

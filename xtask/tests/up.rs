@@ -19,7 +19,23 @@ fn free_port() -> u16 {
     localstores::free_port().unwrap()
 }
 
-/// The listening TCP sockets of `pid`, from `/proc/net/tcp{,6}`.
+/// Every listening TCP socket in this network namespace.
+fn all_listening() -> Vec<SocketAddr> {
+    let mut addrs = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 3 && cols[3] == "0A" {
+                addrs.push(parse_proc_addr(cols[1]));
+            }
+        }
+    }
+    addrs
+}
+
+/// The listening TCP sockets of `pid`, from `/proc/net/tcp{,6}` (none when
+/// its fds cannot be read: another user's, without CAP_SYS_PTRACE).
 fn listening(pid: u32) -> Vec<SocketAddr> {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
@@ -196,12 +212,6 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
     if !exposed.is_empty() {
         problems.push(format!("not on loopback: {exposed:?}"));
     }
-    if sockets.len() < 7 {
-        problems.push(format!(
-            "expected vote, result, three admin listeners, Redis and Postgres listening; \
-             found {sockets:?}"
-        ));
-    }
     let banner = output
         .iter()
         .position(|l| l.contains("The voting app is up"))
@@ -224,7 +234,32 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
         "postgres",
     ] {
         match summary.iter().find(|l| l.trim_start().starts_with(name)) {
-            Some(line) if line.contains("127.0.0.1:") => {}
+            // Listening there, and on no other address with that port. Read
+            // from the namespace's table rather than the process's fds:
+            // Postgres runs as `postgres`, and a container's root (without
+            // CAP_SYS_PTRACE) cannot read another user's /proc/<pid>/fd.
+            Some(line) if line.contains("127.0.0.1:") => {
+                let port: u16 = line
+                    .split("127.0.0.1:")
+                    .nth(1)
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    })
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or_else(|| panic!("no port in the summary's {name}: {line}"));
+                let on_port: Vec<SocketAddr> = all_listening()
+                    .into_iter()
+                    .filter(|a| a.port() == port)
+                    .collect();
+                if on_port.is_empty() {
+                    problems.push(format!("nothing listens on the summary's {name}: {line}"));
+                }
+                if on_port.iter().any(|a| !is_loopback(a)) {
+                    problems.push(format!("{name} listens beyond loopback: {on_port:?}"));
+                }
+            }
             Some(line) => {
                 problems.push(format!("the summary's {name} is not on 127.0.0.1: {line}"))
             }

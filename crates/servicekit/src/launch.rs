@@ -160,16 +160,22 @@ struct Cli<S: clap::Args> {
     settings: S,
 }
 
-/// Parses the command line of service `S`; exits with clap's message on
-/// bad input or `--help`.
-fn parse<S: Service>() -> Cli<S::Settings> {
-    let command = Cli::<S::Settings>::command()
+/// The command line of service `S`'s binary: its settings and the
+/// `healthcheck` subcommand, as `--help` shows them (the docs test checks
+/// the documents against it).
+pub fn command<S: Service>() -> clap::Command {
+    Cli::<S::Settings>::command()
         .name(S::NAME)
         .bin_name(S::NAME)
         .about(S::ABOUT)
         .after_help(S::AFTER_HELP)
-        .version(env!("CARGO_PKG_VERSION"));
-    let matches = command.get_matches();
+        .version(env!("CARGO_PKG_VERSION"))
+}
+
+/// Parses the command line of service `S`; exits with clap's message on
+/// bad input or `--help`.
+fn parse<S: Service>() -> Cli<S::Settings> {
+    let matches = command::<S>().get_matches();
     Cli::<S::Settings>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 

@@ -120,11 +120,40 @@ impl Default for ConnectionArgs {
 pub struct AdminArgs<const PORT: u16> {
     /// Port of the admin listener: /healthz, /readyz (with the reason when
     /// not ready) and /metrics.
-    #[arg(long, env = "ADMIN_PORT", default_value_t = PORT)]
+    // `default_value`, not `default_value_t`: clap's derive keeps the
+    // latter's text in a static that every `PORT` would share, so a process
+    // building several services' commands (the docs test) saw one port.
+    #[arg(long, env = "ADMIN_PORT", default_value = PortText::<PORT>::TEXT)]
     pub admin_port: u16,
     /// Address the admin listener binds.
     #[arg(long, env = "ADMIN_BIND_ADDRESS", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub admin_bind_address: IpAddr,
+}
+
+/// `PORT` in decimal, as a `&'static str` made at compile time.
+struct PortText<const PORT: u16>;
+
+impl<const PORT: u16> PortText<PORT> {
+    /// The digits, right-aligned, and how many of the 5 places they use.
+    const DIGITS: ([u8; 5], usize) = {
+        let mut digits = [b'0'; 5];
+        let (mut n, mut i, mut used) = (PORT, 5, 0);
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            used += 1;
+            if n == 0 {
+                break;
+            }
+        }
+        (digits, used)
+    };
+    const TEXT: &'static str =
+        match std::str::from_utf8(Self::DIGITS.0.split_at(5 - Self::DIGITS.1).1) {
+            Ok(text) => text,
+            Err(_) => panic!("ASCII digits are UTF-8"),
+        };
 }
 
 impl<const PORT: u16> AdminArgs<PORT> {
@@ -151,4 +180,16 @@ pub struct OriginArgs {
     /// that rewrites `Host`.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
     pub allowed_origins: AllowedOrigins,
+}
+
+#[cfg(test)]
+mod port_text_tests {
+    use super::PortText;
+
+    #[test]
+    fn ports_are_written_in_decimal() {
+        assert_eq!(PortText::<0>::TEXT, "0");
+        assert_eq!(PortText::<8080>::TEXT, "8080");
+        assert_eq!(PortText::<65535>::TEXT, "65535");
+    }
 }

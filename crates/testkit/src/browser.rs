@@ -12,8 +12,9 @@
 //! # }
 //! ```
 //!
-//! Each [`Browser`] is its own `chromedriver` (on a free port it reports
-//! itself) and its own Chromium with a fresh profile, so tests run in
+//! Each [`Browser`] is its own `chromedriver` (on a free port chosen here
+//! and passed to it, on IPv4 loopback, so neither IPv6 nor the port
+//! chromedriver reports matters) and its own Chromium with a fresh profile, so tests run in
 //! parallel without sharing cookies or cache. `chromedriver` runs in a
 //! process group of its own with Chromium inside; dropping the handle ends
 //! the whole group at once, also when a test fails before
@@ -37,7 +38,7 @@ use localstores::process::{find_on_path, scratch_dir};
 
 pub use thirtyfour;
 
-/// How long `chromedriver` may take to report its port.
+/// How long `chromedriver` may take to say it has started.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What fixes a missing browser.
@@ -102,11 +103,15 @@ impl Browser {
         let (chromium, chromedriver_bin) = find_binaries()?;
         // Named after this process, so a later run removes it if we are killed.
         let profile = scratch_dir("chromium")?;
+        // Chosen here rather than `--port=0`: without IPv6 (Docker's
+        // default) chromedriver reports port 0 for `--port=0`.
+        let port = localstores::free_port()?;
 
         let mut cmd = Command::new("setpriv");
         cmd.arg("--pdeathsig=KILL")
             .arg(&chromedriver_bin)
-            .args(["--port=0", "--log-level=WARNING"])
+            .arg(format!("--port={port}"))
+            .args(["--allowed-ips=127.0.0.1", "--log-level=WARNING"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -117,24 +122,24 @@ impl Browser {
                 .with_context(|| format!("starting {}", chromedriver_bin.display()))?,
         );
         let stdout = chromedriver.0.stdout.take().context("stdout is piped")?;
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
-            let mut port_tx = Some(port_tx);
+            let mut started_tx = Some(started_tx);
             // Keep reading to the end so chromedriver never blocks on a full pipe.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(port) = started_on_port(&line)
-                    && let Some(tx) = port_tx.take()
+                if has_started(&line)
+                    && let Some(tx) = started_tx.take()
                 {
-                    let _ = tx.send(port);
+                    let _ = tx.send(());
                 }
             }
         });
-        let port = match tokio::time::timeout(START_TIMEOUT, port_rx).await {
-            Ok(Ok(port)) => port,
+        match tokio::time::timeout(START_TIMEOUT, started_rx).await {
+            Ok(Ok(())) => {}
             Ok(Err(_)) => bail!("chromedriver exited before it was ready"),
-            Err(_) => bail!("chromedriver did not report a port within {START_TIMEOUT:?}"),
-        };
+            Err(_) => bail!("chromedriver did not start within {START_TIMEOUT:?}"),
+        }
 
         let mut caps = DesiredCapabilities::chrome();
         caps.set_binary(&chromium.to_string_lossy())?;
@@ -280,13 +285,11 @@ impl Deref for Browser {
     }
 }
 
-/// The port in chromedriver's "ChromeDriver was started successfully on
-/// port 41231." line.
-fn started_on_port(line: &str) -> Option<u16> {
-    let rest = line.split("started successfully on port ").nth(1)?;
-    rest.trim_end_matches(|c: char| !c.is_ascii_digit())
-        .parse()
-        .ok()
+/// Whether `line` is chromedriver's "ChromeDriver was started successfully
+/// on port 41231." (the port in it is not trusted: it says 0 when asked for
+/// 0 and IPv6 is off).
+fn has_started(line: &str) -> bool {
+    line.contains("started successfully on port ")
 }
 
 /// Fails with the `apt-get install` line that fixes it when Chromium or
@@ -313,11 +316,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_port_is_read_from_chromedriver_output() {
-        assert_eq!(
-            started_on_port("ChromeDriver was started successfully on port 46323."),
-            Some(46323)
-        );
-        assert_eq!(started_on_port("Only local connections are allowed."), None);
+    fn the_start_line_is_recognised_in_chromedriver_output() {
+        assert!(has_started(
+            "ChromeDriver was started successfully on port 46323."
+        ));
+        assert!(!has_started("Only local connections are allowed."));
     }
 }

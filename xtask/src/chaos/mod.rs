@@ -1,6 +1,6 @@
 //! Chaos: the whole pipeline under faults, checked voter by voter.
 //!
-//! The promise under test is the README's: *every acknowledged ballot is
+//! The promise under test is docs/architecture.md's: *every acknowledged ballot is
 //! kept, and each voter's row ends as their latest one*, through worker
 //! deaths and store crashes. A run:
 //!
