@@ -6,7 +6,7 @@
 # `<!-- test command: …` markers), on a copy of this checkout without
 # `target/`, so everything is built from nothing.
 #
-#   scripts/fresh-debian.sh            # about 20-25 minutes on two cores
+#   scripts/fresh-debian.sh            # a clean build and the suite: 40+ minutes on two busy cores
 #
 # Needs Docker and the image debian:bookworm-slim (on a machine that
 # reaches no image registry, scripts/standin-images.sh builds a stand-in
