@@ -13,8 +13,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 fn free_port() -> u16 {
     localstores::free_port().unwrap()
 }
@@ -138,31 +136,7 @@ async fn the_native_stack_listens_on_loopback_takes_a_vote_and_stops_cleanly_on_
         .unwrap();
 
     // Wait for the banner; keep every line for the end.
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut stdout = BufReader::new(xtask.stdout.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut output = Vec::new();
-    tokio::time::timeout(Duration::from_secs(90), async {
-        while let Some(line) = lines_rx.recv().await {
-            let up = line.contains("The voting app is up");
-            output.push(line);
-            if up {
-                return;
-            }
-        }
-        panic!(
-            "xtask exited before the stack was up:\n{}",
-            output.join("\n")
-        );
-    })
-    .await
-    .expect("the stack came up within 90 s");
+    let (output, mut lines_rx) = support::lines_until(&mut xtask, "The voting app is up").await;
     // Logs are streamed with a prefix per service.
     assert!(
         output.iter().any(|l| l.starts_with("  vote | ")),

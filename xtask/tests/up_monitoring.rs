@@ -14,8 +14,6 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 const ALERT: &str = "BallotBacklogNotStored";
 
 /// Polls `check` every 500 ms until it returns `Some`, for at most
@@ -123,31 +121,7 @@ async fn prometheus_scrapes_the_native_stack_and_the_backlog_alert_follows_the_w
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(xtask.stdout.take().unwrap()).lines();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut output = Vec::new();
-    tokio::time::timeout(Duration::from_secs(90), async {
-        while let Some(line) = lines_rx.recv().await {
-            let done = line.contains("Press Ctrl-C");
-            output.push(line);
-            if done {
-                return;
-            }
-        }
-        panic!(
-            "xtask exited before the stack was up:\n{}",
-            output.join("\n")
-        );
-    })
-    .await
-    .expect("the stack came up within 90 s");
+    let (output, mut lines_rx) = support::lines_until(&mut xtask, "Press Ctrl-C").await;
     let prometheus = format!("http://127.0.0.1:{prometheus_port}/");
     assert!(
         output

@@ -52,3 +52,41 @@ pub fn descendants(root: u32) -> Vec<u32> {
     }
     found
 }
+
+/// Reads `child`'s stdout lines in the background until one contains
+/// `marker`, within 90 s: the lines so far, and the rest as they come.
+/// Panics with every line read if the child exits first.
+// Only the tests of `up` read a stack's banner.
+#[allow(dead_code)]
+pub async fn lines_until(
+    child: &mut tokio::process::Child,
+    marker: &str,
+) -> (Vec<String>, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stdout.next_line().await {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(90), async {
+        while let Some(line) = lines_rx.recv().await {
+            let done = line.contains(marker);
+            output.push(line);
+            if done {
+                return;
+            }
+        }
+        panic!(
+            "xtask exited before the stack was up:\n{}",
+            output.join("\n")
+        );
+    })
+    .await
+    .expect("the stack came up within 90 s");
+    (output, lines_rx)
+}
