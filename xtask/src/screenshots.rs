@@ -279,33 +279,7 @@ async fn expect_states(browser: &Browser, a: &str, b: &str) -> anyhow::Result<()
 /// service's live feed shows exactly them on top of the `earlier` votes
 /// for `a`.
 async fn seed(vote_url: &str, result_url: &str, earlier: u64) -> anyhow::Result<()> {
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        settings: seed::Settings,
-    }
-    let settings = Cli::try_parse_from([
-        "seed",
-        "--target",
-        vote_url,
-        "--votes-a",
-        &SEED_A.to_string(),
-        "--votes-b",
-        &SEED_B.to_string(),
-        "--concurrency",
-        "4",
-        "--wait",
-        "10",
-        "--progress",
-        "none",
-    ])?
-    .settings;
-    let report = seed::run(&settings).await?;
-    ensure!(
-        report.failed() == 0,
-        "{} of the seeded votes failed",
-        report.failed()
-    );
+    post_votes(vote_url, SEED_A, SEED_B, 4).await?;
     let want = (earlier + SEED_A, SEED_B);
     let mut feed = seed::verify::Feed::connect(result_url).await?;
     feed.wait_until(DEADLINE, |a, b| (a, b) == want)
@@ -356,6 +330,39 @@ pub fn png_size(png: &[u8]) -> anyhow::Result<(u32, u32)> {
         u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
     };
     Ok((number(16), number(20)))
+}
+
+/// Posts `a` and `b` votes through the vote service at `vote_url`, each as
+/// a new voter, `concurrency` at a time; an error if any failed.
+async fn post_votes(vote_url: &str, a: u64, b: u64, concurrency: u32) -> anyhow::Result<()> {
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: seed::Settings,
+    }
+    let settings = Cli::try_parse_from([
+        "seed",
+        "--target",
+        vote_url,
+        "--votes-a",
+        &a.to_string(),
+        "--votes-b",
+        &b.to_string(),
+        "--concurrency",
+        &concurrency.to_string(),
+        "--wait",
+        "10",
+        "--progress",
+        "none",
+    ])?
+    .settings;
+    let report = seed::run(&settings).await?;
+    ensure!(
+        report.failed() == 0,
+        "{} of the seeded votes failed",
+        report.failed()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use clap::Parser;
 use testkit::browser::Browser;
 use testkit::browser::thirtyfour::prelude::*;
 
@@ -77,34 +76,7 @@ async fn seed(vote_url: &str) -> anyhow::Result<()> {
 }
 
 async fn seed_round(vote_url: &str) -> anyhow::Result<()> {
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        settings: seed::Settings,
-    }
-    let settings = Cli::try_parse_from([
-        "seed",
-        "--target",
-        vote_url,
-        "--votes-a",
-        &ROUND_A.to_string(),
-        "--votes-b",
-        &ROUND_B.to_string(),
-        "--concurrency",
-        "2",
-        "--wait",
-        "10",
-        "--progress",
-        "none",
-    ])?
-    .settings;
-    let report = seed::run(&settings).await?;
-    ensure!(
-        report.failed() == 0,
-        "{} seeded votes failed",
-        report.failed()
-    );
-    Ok(())
+    super::post_votes(vote_url, ROUND_A, ROUND_B, 2).await
 }
 
 /// Polls Prometheus until [`EXPR`] is above zero for both options.
