@@ -11,7 +11,9 @@
 //!
 //! Reads files only; takes well under a second.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use support::{read, repo};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -37,17 +39,6 @@ const HITS: Service = Service {
     name: "hits",
     admin_port: hits::DEFAULT_ADMIN_PORT,
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repository")
-        .to_owned()
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
-}
 
 fn yaml(path: &str) -> Vec<Yaml> {
     YamlLoader::load_from_str(&read(path)).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))

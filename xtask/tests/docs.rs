@@ -22,8 +22,11 @@
 //! end plant an error in a line and see the check name it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use support::{read, repo};
 
 use clap::CommandFactory;
 use servicekit::launch::Service;
@@ -58,17 +61,6 @@ impl Doc {
             .unwrap_or(Path::new(""))
             .to_owned()
     }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repository")
-        .to_owned()
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
 /// README.md, every docs/*.md and hits/README.md (the hit counter's

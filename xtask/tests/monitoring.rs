@@ -16,21 +16,17 @@
 //!
 //! Each `promtool` run takes well under a second; every one is bounded.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::repo;
 
 use yaml_rust2::YamlLoader;
 
 /// How long one `promtool` run may take.
 const PROMTOOL_DEADLINE: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the repository")
-        .to_owned()
-}
 
 /// The files of `monitoring/<dir>`, sorted.
 fn files(dir: &str) -> Vec<PathBuf> {

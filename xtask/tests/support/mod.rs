@@ -1,11 +1,15 @@
-//! What the tests that run the services' binaries share.
+//! What the xtask tests share: the repository's files, the binaries, the
+//! native stack's processes and banner.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The directory holding the debug `vote`, `worker` and `result` binaries
 /// built next to this test (`target/debug/deps/<test>-<hash>` →
 /// `target/debug`); fails with what to build when one is missing.
+// Not every test runs the binaries.
+#[allow(dead_code)]
 pub fn debug_bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
@@ -89,4 +93,20 @@ pub async fn lines_until(
     .await
     .expect("the stack came up within 90 s");
     (output, lines_rx)
+}
+
+/// The repository's root.
+// Not every test reads the repository's files.
+#[allow(dead_code)]
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository")
+        .to_owned()
+}
+
+/// The file at `path` in the repository.
+#[allow(dead_code)]
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
