@@ -71,10 +71,14 @@ impl Env {
         worker::schema::migrate(&self.pool).await.unwrap();
     }
 
+    /// A connection whose replies may take up to [`DEADLINE`] (redis-rs
+    /// gives up after 500 ms by default, which a 20 MiB push on a busy
+    /// machine can take).
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(DEADLINE));
         redis::Client::open(self.redis_url.as_str())
             .unwrap()
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap()
     }
